@@ -1,0 +1,410 @@
+/*
+ * stagegate-hook: the executable given to `criu --action-script`.
+ *
+ * CRIU runs it once per action with no arguments, stdin closed and
+ * stdout/stderr going into its log. It reads CRTOOLS_* and STAGEGATE_* from
+ * the environment, sends one StageEvent (proto/stagegate.proto) over ZeroMQ
+ * and, for the gated actions, waits for the coordinator's Verdict:
+ *
+ *   post-restore  wait; ABORT or silence -> exit 1 (CRIU then kills the tree)
+ *   pre-resume    wait; ABORT or silence -> SIGKILL the restored tree (its
+ *                 tasks are ptrace-stopped and have run no user code) and
+ *                 exit 1
+ *   anything else publish and return 0 at once
+ *
+ * It is C, not Node, because it sits on the restore's critical path: a Node
+ * process start alone costs more than the whole budget of this hook.
+ *
+ * Exit codes: 0 proceed, 1 aborted, 2 misconfigured (bad environment).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "stagegate.pb-c.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+#define PROTOCOL_VERSION 1
+#define MAX_FRAME 65536
+#define MAX_TREE_TASKS 65536
+/* After killing the tree at pre-resume, CRIU may wait forever for a pid
+ * namespace init whose dead children it still traces (zap_pid_ns_processes
+ * waits for the tracer to reap them). Kill criu itself if it has not exited
+ * within this grace period; the tree is already dead by then. */
+#define CRIU_GRACE_MS 1000
+
+static const char *g_action = "?";
+
+static void die_line(const char *fmt, ...) {
+	va_list ap;
+	fprintf(stderr, "stagegate-hook[%s]: ", g_action);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static const struct {
+	const char *name;
+	Stagegate__V1__Action action;
+} actions[] = {
+	{"pre-dump", STAGEGATE__V1__ACTION__PRE_DUMP},
+	{"post-dump", STAGEGATE__V1__ACTION__POST_DUMP},
+	{"pre-restore", STAGEGATE__V1__ACTION__PRE_RESTORE},
+	{"post-restore", STAGEGATE__V1__ACTION__POST_RESTORE},
+	{"network-lock", STAGEGATE__V1__ACTION__NETWORK_LOCK},
+	{"network-unlock", STAGEGATE__V1__ACTION__NETWORK_UNLOCK},
+	{"setup-namespaces", STAGEGATE__V1__ACTION__SETUP_NAMESPACES},
+	{"post-setup-namespaces", STAGEGATE__V1__ACTION__POST_SETUP_NAMESPACES},
+	{"pre-resume", STAGEGATE__V1__ACTION__PRE_RESUME},
+	{"post-resume", STAGEGATE__V1__ACTION__POST_RESUME},
+	{"orphan-pts-master", STAGEGATE__V1__ACTION__ORPHAN_PTS_MASTER},
+	{"query-ext-files", STAGEGATE__V1__ACTION__QUERY_EXT_FILES},
+	{"pre-stream", STAGEGATE__V1__ACTION__PRE_STREAM},
+};
+
+static Stagegate__V1__Action parse_action(const char *name) {
+	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+		if (strcmp(actions[i].name, name) == 0)
+			return actions[i].action;
+	return STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED;
+}
+
+static uint64_t clock_ns(clockid_t id) {
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* A session or tree name: 1..128 bytes of [A-Za-z0-9._:-]. The daemon checks
+ * the same rule; checking here gives the user the error in CRIU's log. */
+static int valid_name(const char *s) {
+	size_t n = strlen(s);
+	if (n == 0 || n > 128)
+		return 0;
+	for (; *s; s++) {
+		char c = *s;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == ':' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out) {
+	char *end;
+	if (!s || !*s)
+		return -1;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || s[0] == '-' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+static int pidfd_kill(int fd) { return (int)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0); }
+
+/* Kills the restored tree rooted at `root`. Every task is pinned with a pidfd
+ * before any signal is sent, so a pid recycled meanwhile is never hit. */
+static int kill_tree(pid_t root) {
+	static pid_t pids[MAX_TREE_TASKS];
+	static int fds[MAX_TREE_TASKS];
+	size_t n = 0, head = 0;
+	int killed = 0;
+
+	pids[n] = root;
+	fds[n] = pidfd_open(root);
+	if (fds[n] < 0) {
+		die_line("cannot pin restored root %d: %s", root, strerror(errno));
+		return -1;
+	}
+	n++;
+	while (head < n) {
+		/* children of every thread of this task */
+		char tdir[64];
+		snprintf(tdir, sizeof(tdir), "/proc/%d/task", pids[head]);
+		DIR *d = opendir(tdir);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			if (de->d_name[0] == '.')
+				continue;
+			char cpath[PATH_MAX];
+			snprintf(cpath, sizeof(cpath), "%s/%s/children", tdir, de->d_name);
+			FILE *f = fopen(cpath, "r");
+			long c;
+			while (f && fscanf(f, "%ld", &c) == 1 && n < MAX_TREE_TASKS) {
+				int fd = pidfd_open((pid_t)c);
+				if (fd < 0)
+					continue; /* already gone */
+				pids[n] = (pid_t)c;
+				fds[n] = fd;
+				n++;
+			}
+			if (f)
+				fclose(f);
+		}
+		if (d)
+			closedir(d);
+		head++;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (pidfd_kill(fds[i]) == 0)
+			killed++;
+		close(fds[i]);
+	}
+	return killed;
+}
+
+/* Forks a watchdog that kills criu if it is still alive after the grace
+ * period (see CRIU_GRACE_MS). The hook itself returns at once. */
+static void watch_criu(pid_t criu) {
+	int fd = pidfd_open(criu);
+	if (fd < 0)
+		return;
+	pid_t w = fork();
+	if (w != 0) {
+		close(fd);
+		return;
+	}
+	setsid();
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, CRIU_GRACE_MS) == 0) {
+		pidfd_kill(fd);
+		die_line("criu %d still waiting on the killed tree after %d ms; killed it", criu, CRIU_GRACE_MS);
+	}
+	_exit(0);
+}
+
+typedef struct {
+	const char *endpoint, *session, *tree;
+	unsigned long trees, attempt;
+	double timeout_s;
+} config_t;
+
+static int read_config(config_t *c) {
+	const char *t;
+	c->endpoint = getenv("STAGEGATE_ENDPOINT");
+	c->session = getenv("STAGEGATE_SESSION");
+	c->tree = getenv("STAGEGATE_TREE");
+	if (!c->endpoint || !*c->endpoint) {
+		die_line("STAGEGATE_ENDPOINT is not set (e.g. ipc:///run/stagegate/hooks.sock)");
+		return -1;
+	}
+	if (!c->session || !valid_name(c->session)) {
+		die_line("STAGEGATE_SESSION is %s: need 1-128 characters of [A-Za-z0-9._:-]",
+			 c->session ? "invalid" : "not set");
+		return -1;
+	}
+	if (!c->tree || !valid_name(c->tree)) {
+		die_line("STAGEGATE_TREE is %s: need 1-128 characters of [A-Za-z0-9._:-]",
+			 c->tree ? "invalid" : "not set");
+		return -1;
+	}
+	if (parse_uint(getenv("STAGEGATE_TREES"), 1, 65536, &c->trees)) {
+		die_line("STAGEGATE_TREES must be an integer in 1..65536, got '%s'",
+			 getenv("STAGEGATE_TREES") ? getenv("STAGEGATE_TREES") : "(unset)");
+		return -1;
+	}
+	t = getenv("STAGEGATE_ATTEMPT");
+	c->attempt = 1;
+	if (t && parse_uint(t, 1, 1000000, &c->attempt)) {
+		die_line("STAGEGATE_ATTEMPT must be an integer in 1..1000000, got '%s'", t);
+		return -1;
+	}
+	t = getenv("STAGEGATE_TIMEOUT");
+	c->timeout_s = 30;
+	if (t) {
+		char *end;
+		errno = 0;
+		c->timeout_s = strtod(t, &end);
+		if (errno || *end || !(c->timeout_s > 0 && c->timeout_s <= 86400)) {
+			die_line("STAGEGATE_TIMEOUT must be seconds in (0, 86400], got '%s'", t);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int main(void) {
+	config_t cfg;
+	char *name = getenv("CRTOOLS_SCRIPT_ACTION");
+	if (!name || !*name) {
+		die_line("CRTOOLS_SCRIPT_ACTION is not set: this program is run by criu --action-script");
+		return 2;
+	}
+	g_action = name;
+	if (read_config(&cfg))
+		return 2;
+
+	Stagegate__V1__Action action = parse_action(name);
+	int gated = action == STAGEGATE__V1__ACTION__POST_RESTORE || action == STAGEGATE__V1__ACTION__PRE_RESUME;
+
+	unsigned long init_pid = 0;
+	const char *ip = getenv("CRTOOLS_INIT_PID");
+	if (ip && *ip && parse_uint(ip, 1, INT_MAX, &init_pid)) {
+		die_line("CRTOOLS_INIT_PID is not a pid: '%s'", ip);
+		return 2;
+	}
+	if (action == STAGEGATE__V1__ACTION__PRE_RESUME && !init_pid) {
+		die_line("CRTOOLS_INIT_PID is not set at pre-resume: cannot guard the tree");
+		return 1;
+	}
+
+	/* CRTOOLS_IMAGE_DIR is /proc/<criu>/fd/<n>: resolve it while it is valid;
+	 * at post-resume it no longer resolves and the cwd (criu's work dir) is used. */
+	char image_dir[PATH_MAX] = "";
+	const char *raw_dir = getenv("CRTOOLS_IMAGE_DIR");
+	if (!(raw_dir && realpath(raw_dir, image_dir)) && !getcwd(image_dir, sizeof(image_dir)))
+		image_dir[0] = '\0';
+	char host[256] = "";
+	gethostname(host, sizeof(host) - 1);
+
+	Stagegate__V1__StageEvent ev = STAGEGATE__V1__STAGE_EVENT__INIT;
+	ev.protocol_version = PROTOCOL_VERSION;
+	ev.session = (char *)cfg.session;
+	ev.tree = (char *)cfg.tree;
+	ev.action = action;
+	ev.action_name = name;
+	ev.init_pid = (int32_t)init_pid;
+	ev.image_dir = image_dir;
+	ev.host = host;
+	ev.hook_pid = getpid();
+	ev.criu_pid = getppid();
+	ev.mono_ns = clock_ns(CLOCK_MONOTONIC);
+	ev.wall_ns = clock_ns(CLOCK_REALTIME);
+	ev.attempt = (uint32_t)cfg.attempt;
+	ev.expected_trees = (uint32_t)cfg.trees;
+	Stagegate__V1__Request req = STAGEGATE__V1__REQUEST__INIT;
+	req.body_case = STAGEGATE__V1__REQUEST__BODY_EVENT;
+	req.event = &ev;
+
+	size_t len = stagegate__v1__request__get_packed_size(&req);
+	uint8_t buf[MAX_FRAME];
+	if (len > sizeof(buf)) {
+		die_line("event too large (%zu bytes)", len);
+		return 2;
+	}
+	stagegate__v1__request__pack(&req, buf);
+
+	int timeout_ms = (int)(cfg.timeout_s * 1000.0);
+	if (timeout_ms < 1)
+		timeout_ms = 1;
+	/* Fire-and-forget actions must never hold CRIU up: give delivery a short,
+	 * bounded linger and drop the event if the coordinator is not there. */
+	int linger = gated ? 0 : (timeout_ms < 250 ? timeout_ms : 250);
+	void *ctx = zmq_ctx_new();
+	void *sock = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
+	if (!sock) {
+		die_line("cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
+		return gated ? 1 : 0;
+	}
+	zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof(timeout_ms));
+	int64_t maxmsg = MAX_FRAME;
+	zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+
+	int rc = 1;
+	Stagegate__V1__Verdict *v = NULL;
+	if (zmq_connect(sock, cfg.endpoint) != 0) {
+		die_line("cannot connect to '%s': %s", cfg.endpoint, zmq_strerror(zmq_errno()));
+		goto out_abort;
+	}
+	if (zmq_send(sock, buf, len, 0) < 0) {
+		die_line("cannot send to %s: %s", cfg.endpoint, zmq_strerror(zmq_errno()));
+		goto out_abort;
+	}
+	if (!gated) {
+		rc = 0;
+		goto out;
+	}
+
+	zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		uint64_t now = clock_ns(CLOCK_MONOTONIC);
+		if (now >= deadline) {
+			die_line("no verdict from the coordinator at %s within %.3gs (session %s, tree %s): aborting",
+				 cfg.endpoint, cfg.timeout_s, cfg.session, cfg.tree);
+			goto out_abort;
+		}
+		int r = zmq_poll(&item, 1, (long)((deadline - now) / 1000000ull) + 1);
+		if (r < 0 && zmq_errno() == EINTR)
+			continue;
+		if (r < 0) {
+			die_line("poll failed: %s", zmq_strerror(zmq_errno()));
+			goto out_abort;
+		}
+		if (r == 0)
+			continue;
+		uint8_t in[MAX_FRAME];
+		int got = zmq_recv(sock, in, sizeof(in), ZMQ_DONTWAIT);
+		if (got < 0)
+			continue;
+		if (got > (int)sizeof(in)) {
+			die_line("oversized reply (%d bytes) from the coordinator: aborting", got);
+			goto out_abort;
+		}
+		v = stagegate__v1__verdict__unpack(NULL, (size_t)got, in);
+		if (!v) {
+			die_line("undecodable reply from the coordinator: aborting");
+			goto out_abort;
+		}
+		if (v->protocol_version != PROTOCOL_VERSION) {
+			die_line("coordinator speaks protocol %u, this hook %u: aborting", v->protocol_version,
+				 PROTOCOL_VERSION);
+			goto out_abort;
+		}
+		if (strcmp(v->session, cfg.session) || strcmp(v->tree, cfg.tree) || v->action != action) {
+			/* not ours (stale reply): keep waiting for the right one */
+			stagegate__v1__verdict__free_unpacked(v, NULL);
+			v = NULL;
+			continue;
+		}
+		break;
+	}
+	if (v->decision == STAGEGATE__V1__DECISION__PROCEED) {
+		rc = 0;
+		goto out;
+	}
+	die_line("coordinator aborted session %s attempt %u at tree %s: [%s] %s", cfg.session, v->attempt, cfg.tree,
+		 v->code && *v->code ? v->code : "E_ABORT", v->reason && *v->reason ? v->reason : "no reason given");
+
+out_abort:
+	rc = 1;
+	if (action == STAGEGATE__V1__ACTION__PRE_RESUME) {
+		int k = kill_tree((pid_t)init_pid);
+		if (k >= 0) {
+			die_line("killed %d task(s) of the restored tree rooted at %lu before they ran", k, init_pid);
+			watch_criu(getppid());
+		}
+	}
+out:
+	if (v)
+		stagegate__v1__verdict__free_unpacked(v, NULL);
+	zmq_close(sock);
+	zmq_ctx_term(ctx);
+	return rc;
+}

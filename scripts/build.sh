@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds what is generated or compiled: protobufjs code from proto/, the C hook,
+# the native addon and the demo workload. Each step runs only when its inputs
+# are newer than its outputs.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+say() { echo "build: $*" >&2; }
+newer() { # newer OUT IN... : true when OUT is missing or older than any IN
+  local out="$1"; shift
+  [[ -e "$out" ]] || return 0
+  local f; for f in "$@"; do [[ "$f" -nt "$out" ]] && return 0; done
+  return 1
+}
+
+gen=src/protocol/generated
+if newer "$gen/stagegate.d.ts" proto/stagegate.proto; then
+  say "generating protobufjs code"
+  mkdir -p "$gen"
+  npx --no-install pbjs -t static-module -w commonjs --no-beautify --force-long -o "$gen/stagegate.js" proto/stagegate.proto
+  npx --no-install pbts -o "$gen/stagegate.d.ts" "$gen/stagegate.js"
+fi
+
+if newer build/stagegate-hook hooks/stagegate-hook.c hooks/Makefile proto/stagegate.proto; then
+  say "building the hook"
+  make -s -C hooks OUT="$root/build" >/dev/null
+fi
+
+if newer native/build/Release/stagegate_native.node native/stagegate_native.cc native/binding.gyp; then
+  say "building the native addon"
+  (cd native && npx --no-install node-gyp rebuild --loglevel=error >/dev/null)
+fi
+
+if newer build/workload demo/workload.c; then
+  say "building the demo workload"
+  mkdir -p build
+  cc -O2 -Wall -Wextra -o build/workload demo/workload.c
+fi

@@ -1,0 +1,213 @@
+/**
+ * The `stagegate` command line. Each subcommand parses its own options
+ * (node:util parseArgs, strict) and has --help.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { Coordinator } from '../coordinator';
+import { openSession } from '../client';
+import { restore } from '../criu/restore';
+import { createLogger } from '../log';
+import { criuPath, hookPath } from '../paths';
+import { defaultEventsEndpoint, defaultHookEndpoint } from '../transport/endpoints';
+import { StagegateError, UsageError } from '../errors';
+import { validateName } from '../core/validate';
+
+const HELP: Record<string, string> = {
+  main: `usage: stagegate <command> [options]
+
+Coordinates CRIU restores of several process trees: no tree resumes before
+every tree has reached its final memory layout and the coordinator says go.
+
+commands:
+  serve         run the coordinator daemon
+  restore       run 'criu restore' through the gate for one tree
+  open          open a session explicitly (tree count, deadline)
+  hook-path     print the absolute path of the action-script hook
+  criu-path     print the absolute path of the criu used
+  help          this text
+
+'stagegate <command> --help' describes each command.`,
+  serve: `usage: stagegate serve [--listen EP]... [--events EP]... [--timeout SECONDS] [--log-level LEVEL]
+
+  --listen EP      ZeroMQ endpoint for hooks (default ${defaultHookEndpoint()});
+                   ipc://PATH (its directory is made 0700) or tcp://HOST:PORT
+  --events EP      PUB endpoint republishing every event and decision
+                   (default ${defaultEventsEndpoint()})
+  --timeout S      session deadline in seconds, from the session's first event (default 60)
+  --log-level L    error|warn|info|debug (default info, or STAGEGATE_LOG_LEVEL)`,
+  restore: `usage: stagegate restore --session S --tree T --trees N [--endpoint EP] [--attempt A]
+                         [--timeout SECONDS] -- <criu restore arguments>
+
+Runs 'criu restore <arguments> --action-script <hook>' with STAGEGATE_* set,
+and exits with criu's exit code. If criu fails, the session is aborted at once.
+
+  --session S    restore session (all trees of one job); [A-Za-z0-9._:-]{1,128}
+  --tree T       this tree's name, unique within the session
+  --trees N      number of trees in the session
+  --endpoint EP  coordinator hook endpoint (default STAGEGATE_ENDPOINT or ${defaultHookEndpoint()})
+  --attempt A    restore attempt, from 1; bump it to retry after an abort (default 1)
+  --timeout S    how long a gated hook waits for a verdict before aborting (default 60)`,
+  open: `usage: stagegate open --session S --trees N [--attempt A] [--deadline SECONDS] [--endpoint EP]
+
+Opens a session before any tree starts; otherwise the first event opens it.`,
+  'hook-path': 'usage: stagegate hook-path\n\nPrints the absolute path of the hook to pass to criu --action-script.',
+  'criu-path': 'usage: stagegate criu-path\n\nPrints the absolute path of the criu stagegate runs (STAGEGATE_CRIU overrides).',
+};
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+function parse(cmd: string, argv: string[], options: Options): { values: Values } {
+  try {
+    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+  } catch (err) {
+    throw new UsageError(`${cmd}: ${(err as Error).message}`);
+  }
+}
+
+function int(cmd: string, name: string, v: string | undefined, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${cmd}: --${name} must be an integer in ${min}..${max}, got '${v}'`);
+  return n;
+}
+
+function seconds(cmd: string, name: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n > 7 * 86400) throw new UsageError(`${cmd}: --${name} must be seconds in (0, 604800], got '${v}'`);
+  return n;
+}
+
+function name(cmd: string, what: string, v: string | undefined): string {
+  if (v === undefined) throw new UsageError(`${cmd}: --${what} is required`);
+  const bad = validateName(what, v);
+  if (bad) throw new UsageError(`${cmd}: ${bad}`);
+  return v;
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const { values } = parse('serve', argv, {
+    listen: { type: 'string', multiple: true },
+    events: { type: 'string', multiple: true },
+    timeout: { type: 'string' },
+    'log-level': { type: 'string' },
+  });
+  if (values.help) return help('serve');
+  const logger = createLogger(values['log-level'] as string | undefined);
+  const c = await Coordinator.start({
+    listen: (values.listen as string[] | undefined) ?? [defaultHookEndpoint()],
+    events: (values.events as string[] | undefined) ?? [defaultEventsEndpoint()],
+    deadlineMs: seconds('serve', 'timeout', values.timeout as string | undefined, 60) * 1000,
+    logger,
+  });
+  const stop = (sig: string) => {
+    logger.info('shutting down', { signal: sig });
+    c.close();
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  await c.whenClosed();
+  return 0;
+}
+
+async function restoreCmd(argv: string[]): Promise<number> {
+  const dash = argv.indexOf('--');
+  const own = dash < 0 ? argv : argv.slice(0, dash);
+  const criuArgs = dash < 0 ? [] : argv.slice(dash + 1);
+  const { values } = parse('restore', own, {
+    session: { type: 'string' },
+    tree: { type: 'string' },
+    trees: { type: 'string' },
+    endpoint: { type: 'string' },
+    attempt: { type: 'string' },
+    timeout: { type: 'string' },
+  });
+  if (values.help) return help('restore');
+  const v = values as Record<string, string | undefined>;
+  if (v.trees === undefined) throw new UsageError('restore: --trees is required');
+  return restore({
+    session: name('restore', 'session', v.session),
+    tree: name('restore', 'tree', v.tree),
+    trees: int('restore', 'trees', v.trees, 1, 1, 65536),
+    attempt: int('restore', 'attempt', v.attempt, 1, 1, 1_000_000),
+    timeoutS: seconds('restore', 'timeout', v.timeout, 60),
+    endpoint: v.endpoint ?? process.env.STAGEGATE_ENDPOINT ?? defaultHookEndpoint(),
+    criuArgs,
+  });
+}
+
+async function openCmd(argv: string[]): Promise<number> {
+  const { values } = parse('open', argv, {
+    session: { type: 'string' },
+    trees: { type: 'string' },
+    attempt: { type: 'string' },
+    deadline: { type: 'string' },
+    endpoint: { type: 'string' },
+  });
+  if (values.help) return help('open');
+  const v = values as Record<string, string | undefined>;
+  if (v.trees === undefined) throw new UsageError('open: --trees is required');
+  const verdict = await openSession(v.endpoint ?? process.env.STAGEGATE_ENDPOINT ?? defaultHookEndpoint(), {
+    session: name('open', 'session', v.session),
+    expectedTrees: int('open', 'trees', v.trees, 1, 1, 65536),
+    attempt: int('open', 'attempt', v.attempt, 1, 1, 1_000_000),
+    deadlineMs: v.deadline === undefined ? 0 : Math.round(seconds('open', 'deadline', v.deadline, 60) * 1000),
+  });
+  if (!verdict.proceed) {
+    process.stderr.write(`stagegate open: refused [${verdict.code}] ${verdict.reason}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+function help(cmd: string): number {
+  process.stdout.write(HELP[cmd] + '\n');
+  return 0;
+}
+
+function printPath(cmd: string, argv: string[], get: () => string): number {
+  const { values } = parse(cmd, argv, {});
+  if (values.help) return help(cmd);
+  process.stdout.write(get() + '\n');
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'serve':
+      return serve(rest);
+    case 'restore':
+      return restoreCmd(rest);
+    case 'open':
+      return openCmd(rest);
+    case 'hook-path':
+      return printPath(cmd, rest, hookPath);
+    case 'criu-path':
+      return printPath(cmd, rest, criuPath);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      return help('main');
+    default:
+      throw new UsageError(`unknown command '${cmd}' (try 'stagegate --help')`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof StagegateError) {
+      process.stderr.write(`stagegate: [${err.code}] ${err.message}\n`);
+      process.exitCode = err instanceof UsageError ? 64 : 1;
+    } else {
+      process.stderr.write(`stagegate: unexpected error: ${(err as Error)?.stack ?? err}\n`);
+      process.exitCode = 70;
+    }
+  },
+);

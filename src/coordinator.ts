@@ -1,0 +1,125 @@
+/**
+ * The coordinator daemon: binds the hook and events endpoints and runs the
+ * RxJS pipeline between them. Explicit lifecycle: start() then close().
+ */
+import { performance } from 'node:perf_hooks';
+import type { Subscription } from 'rxjs';
+import type { CoordinatorState } from './core/model';
+import { coordinate, type OutputEffect } from './pipeline/coordinate';
+import { EventPublisher } from './transport/event-publisher';
+import { HookEndpoint } from './transport/hook-endpoint';
+import type { Logger } from './log';
+
+export interface CoordinatorOptions {
+  listen: string[];
+  events: string[];
+  deadlineMs: number;
+  logger: Logger;
+}
+
+/** Wall clock in ms with sub-ms resolution (gate latencies are sub-ms). */
+export const wallMs = (): number => performance.timeOrigin + performance.now();
+
+export class Coordinator {
+  private state: CoordinatorState | null = null;
+  private sub: Subscription | null = null;
+  private closed: Promise<void>;
+  private resolveClosed!: () => void;
+
+  private constructor(
+    private readonly hooks: HookEndpoint,
+    private readonly publisher: EventPublisher,
+    private readonly opts: CoordinatorOptions,
+  ) {
+    this.closed = new Promise((r) => (this.resolveClosed = r));
+  }
+
+  static async start(opts: CoordinatorOptions): Promise<Coordinator> {
+    const hooks = await HookEndpoint.bind(opts.listen);
+    let publisher: EventPublisher;
+    try {
+      publisher = await EventPublisher.bind(opts.events);
+    } catch (err) {
+      hooks.close();
+      throw err;
+    }
+    const c = new Coordinator(hooks, publisher, opts);
+    c.sub = hooks
+      .inputs(wallMs)
+      .pipe(coordinate({ defaultDeadlineMs: opts.deadlineMs }, undefined, (s) => (c.state = s)))
+      .subscribe({
+        next: (e) => c.apply(e),
+        error: (err) => {
+          opts.logger.error('pipeline failed', { error: String(err) });
+          c.resolveClosed();
+        },
+        complete: () => c.resolveClosed(),
+      });
+    opts.logger.info('coordinator listening', { listen: opts.listen, events: opts.events, deadlineMs: opts.deadlineMs });
+    return c;
+  }
+
+  /** The latest session state (plain data). */
+  snapshot(): CoordinatorState | null {
+    return this.state;
+  }
+
+  private apply(e: OutputEffect): void {
+    const log = this.opts.logger;
+    switch (e.type) {
+      case 'reply':
+        this.hooks.reply(e.peer, e.verdict);
+        log.info(e.verdict.proceed ? 'verdict proceed' : 'verdict abort', {
+          session: e.verdict.session,
+          tree: e.verdict.tree,
+          action: e.verdict.action,
+          attempt: e.verdict.attempt,
+          code: e.verdict.code || undefined,
+          reason: e.verdict.reason || undefined,
+        });
+        return;
+      case 'publish-event': {
+        const ev = e.event;
+        this.publisher.publish(ev.session, { event: ev });
+        log.info('event', {
+          session: ev.session,
+          tree: ev.tree,
+          action: ev.action,
+          attempt: ev.attempt,
+          pid: ev.initPid,
+          hookPid: ev.hookPid,
+          host: ev.host,
+        });
+        return;
+      }
+      case 'publish-decision': {
+        const d = e.decision;
+        this.publisher.publish(d.session, { decision: d });
+        const level = d.kind === 'session-aborted' || d.kind === 'event-rejected' ? 'warn' : 'info';
+        log.log(level, d.kind, {
+          session: d.session,
+          tree: d.tree,
+          attempt: d.attempt,
+          action: d.action,
+          code: d.code || undefined,
+          reason: d.reason || undefined,
+          waitedMs: d.kind === 'gate-opened' ? d.waitedMs : undefined,
+          trees: d.trees.length ? d.trees : undefined,
+        });
+        return;
+      }
+    }
+  }
+
+  /** Resolves when the hook endpoint has closed. */
+  whenClosed(): Promise<void> {
+    return this.closed;
+  }
+
+  close(): void {
+    this.hooks.close();
+    this.publisher.close();
+    this.sub?.unsubscribe();
+    this.resolveClosed();
+  }
+}

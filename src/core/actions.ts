@@ -1,0 +1,28 @@
+/** CRIU action names (CRTOOLS_SCRIPT_ACTION) and which of them stagegate gates. */
+export const CRIU_ACTIONS = [
+  'pre-dump',
+  'post-dump',
+  'pre-restore',
+  'post-restore',
+  'network-lock',
+  'network-unlock',
+  'setup-namespaces',
+  'post-setup-namespaces',
+  'pre-resume',
+  'post-resume',
+  'orphan-pts-master',
+  'query-ext-files',
+  'pre-stream',
+] as const;
+
+export type CriuAction = (typeof CRIU_ACTIONS)[number];
+/** `restore-failed` is not a CRIU action: the `stagegate restore` wrapper sends it. */
+export type ActionName = CriuAction | 'restore-failed' | 'unknown';
+
+/** The two gates, in the order CRIU reaches them. */
+export const GATES = ['post-restore', 'pre-resume'] as const;
+export type GateName = (typeof GATES)[number];
+
+export function isGate(action: ActionName): action is GateName {
+  return action === 'post-restore' || action === 'pre-resume';
+}

@@ -1,0 +1,383 @@
+/**
+ * The coordinator's pure reducer: (state, input) -> [state, effects].
+ *
+ * Rules (docs/design.md explains why):
+ * - A session is opened by an explicit `open` or by its first event, which
+ *   fixes the expected tree count and the attempt.
+ * - post-restore gate: a tree's post-restore is answered once every expected
+ *   tree has reached post-restore. Resume barrier: the same for pre-resume;
+ *   all waiting hooks are released together.
+ * - Deadline, a failed tree (restore-failed), or a contradictory event abort
+ *   the session: every waiting hook gets ABORT now, every later gated event
+ *   of that attempt gets ABORT too.
+ * - Duplicates are idempotent: a hook that re-sends a gated event after its
+ *   gate opened gets the same PROCEED; while waiting, the newest peer waits.
+ * - A newer attempt supersedes an open older one (which is aborted); events of
+ *   older attempts are answered ABORT (E_STALE_ATTEMPT).
+ * The state passed in is never mutated.
+ */
+import { GATES, isGate, type GateName } from './actions';
+import type {
+  CoordinatorConfig,
+  CoordinatorState,
+  Decision,
+  Effect,
+  GateState,
+  Input,
+  Peer,
+  SessionState,
+  StageEvent,
+  Verdict,
+} from './model';
+import { ErrorCodes, type ErrorCode } from '../errors';
+import { validateEvent, validateOpen } from './validate';
+
+export function initialState(config: CoordinatorConfig): CoordinatorState {
+  return { config, sessions: {} };
+}
+
+type Result = [CoordinatorState, Effect[]];
+
+export function reduce(state: CoordinatorState, input: Input): Result {
+  switch (input.type) {
+    case 'event':
+      return onEvent(state, input.event, input.peer, input.at);
+    case 'open':
+      return onOpen(state, input);
+    case 'deadline':
+      return onDeadline(state, input.session, input.attempt, input.at);
+    case 'rejected':
+      return [
+        state,
+        [
+          publish(
+            decision('event-rejected', { session: '', attempt: 0 }, input.at, {
+              code: input.code,
+              reason: input.reason,
+            }),
+          ),
+        ],
+      ];
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+function decision(
+  kind: Decision['kind'],
+  s: { session: string; attempt: number },
+  at: number,
+  extra: Partial<Decision> = {},
+): Decision {
+  return {
+    kind,
+    session: s.session,
+    attempt: s.attempt,
+    tree: '',
+    action: 'unknown',
+    code: '',
+    reason: '',
+    at,
+    waitedMs: 0,
+    trees: [],
+    ...extra,
+  };
+}
+
+const publish = (d: Decision): Effect => ({ type: 'publish-decision', decision: d });
+
+function verdict(
+  ev: { session: string; tree: string; action: Verdict['action']; attempt: number },
+  proceed: boolean,
+  code = '',
+  reason = '',
+): Verdict {
+  return { session: ev.session, tree: ev.tree, action: ev.action, attempt: ev.attempt, proceed, code, reason };
+}
+
+function reply(peer: Peer | null, v: Verdict): Effect[] {
+  return peer === null ? [] : [{ type: 'reply', peer, verdict: v }];
+}
+
+function emptyGate(): GateState {
+  return { arrived: {}, waiting: {}, openedAt: null };
+}
+
+function newSession(
+  session: string,
+  attempt: number,
+  expectedTrees: number,
+  deadlineMs: number,
+  at: number,
+): SessionState {
+  return {
+    session,
+    attempt,
+    expectedTrees,
+    openedAt: at,
+    deadlineMs,
+    status: 'open',
+    closedAt: null,
+    abort: null,
+    trees: {},
+    gates: { 'post-restore': emptyGate(), 'pre-resume': emptyGate() },
+  };
+}
+
+/** Copy of a session whose nested records may be changed freely. */
+function draft(s: SessionState): SessionState {
+  return {
+    ...s,
+    trees: { ...s.trees },
+    gates: {
+      'post-restore': copyGate(s.gates['post-restore']),
+      'pre-resume': copyGate(s.gates['pre-resume']),
+    },
+  };
+}
+
+function copyGate(g: GateState): GateState {
+  return { arrived: { ...g.arrived }, waiting: { ...g.waiting }, openedAt: g.openedAt };
+}
+
+function withSession(state: CoordinatorState, s: SessionState): CoordinatorState {
+  return { ...state, sessions: { ...state.sessions, [s.session]: s } };
+}
+
+function opened(s: SessionState, at: number): Effect[] {
+  return [
+    publish(
+      decision('session-opened', s, at, {
+        reason: `expecting ${s.expectedTrees} tree(s), deadline ${s.deadlineMs} ms`,
+      }),
+    ),
+    { type: 'schedule-deadline', session: s.session, attempt: s.attempt, inMs: s.deadlineMs },
+  ];
+}
+
+/** Aborts `s` (a draft): answers every waiting hook and publishes why. */
+function abortSession(s: SessionState, code: ErrorCode, reason: string, at: number): Effect[] {
+  if (s.status === 'aborted') return [];
+  const effects: Effect[] = [];
+  const concerned = new Set<string>();
+  for (const gate of GATES) {
+    const g = s.gates[gate];
+    for (const [tree, peer] of Object.entries(g.waiting)) {
+      concerned.add(tree);
+      effects.push(
+        ...reply(peer, verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, false, code, reason)),
+      );
+    }
+    g.waiting = {};
+  }
+  s.status = 'aborted';
+  s.closedAt = at;
+  s.abort = { code, reason };
+  return [
+    ...effects,
+    publish(decision('session-aborted', s, at, { code, reason, trees: [...concerned].sort() })),
+    { type: 'cancel-deadline', session: s.session, attempt: s.attempt },
+  ];
+}
+
+/** Trees that have not reached `gate` yet (known or not yet seen). */
+function missingAt(s: SessionState, gate: GateName): string[] {
+  const known = Object.keys(s.trees).filter((t) => !(t in s.gates[gate].arrived));
+  const unseen = s.expectedTrees - Object.keys(s.trees).length;
+  return unseen > 0 ? [...known.sort(), `${unseen} tree(s) not seen yet`] : known.sort();
+}
+
+// ---------------------------------------------------------------- inputs
+
+function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>): Result {
+  const ack = { session: input.session, tree: '', action: 'unknown' as const, attempt: input.attempt };
+  const invalid = validateOpen(input);
+  if (invalid) {
+    return [
+      state,
+      [
+        ...reply(input.peer, verdict(ack, false, ErrorCodes.BAD_EVENT, invalid)),
+        publish(decision('event-rejected', ack, input.at, { code: ErrorCodes.BAD_EVENT, reason: invalid })),
+      ],
+    ];
+  }
+  const existing = state.sessions[input.session];
+  if (existing && existing.attempt >= input.attempt) {
+    const same = existing.attempt === input.attempt && existing.expectedTrees === input.expectedTrees;
+    const reason = same
+      ? ''
+      : `session ${input.session} is already open as attempt ${existing.attempt} with ${existing.expectedTrees} tree(s)`;
+    return [state, reply(input.peer, verdict(ack, same, same ? '' : ErrorCodes.CONTRADICTION, reason))];
+  }
+  let effects: Effect[] = [];
+  let next = state;
+  if (existing && existing.status === 'open') {
+    const old = draft(existing);
+    effects = abortSession(old, ErrorCodes.SUPERSEDED, `superseded by attempt ${input.attempt}`, input.at);
+  }
+  const deadlineMs = input.deadlineMs > 0 ? input.deadlineMs : state.config.defaultDeadlineMs;
+  const s = newSession(input.session, input.attempt, input.expectedTrees, deadlineMs, input.at);
+  next = withSession(next, s);
+  return [next, [...effects, ...opened(s, input.at), ...reply(input.peer, verdict(ack, true))]];
+}
+
+function onDeadline(state: CoordinatorState, session: string, attempt: number, at: number): Result {
+  const current = state.sessions[session];
+  if (!current || current.attempt !== attempt || current.status !== 'open') return [state, []];
+  const s = draft(current);
+  const gate: GateName = Object.keys(s.gates['post-restore'].arrived).length < s.expectedTrees
+    ? 'post-restore'
+    : 'pre-resume';
+  const reason = `deadline of ${s.deadlineMs} ms passed at the ${gate} gate; still missing: ${missingAt(s, gate).join(', ')}`;
+  return [withSession(state, s), abortSession(s, ErrorCodes.DEADLINE, reason, at)];
+}
+
+function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at: number): Result {
+  const gated = isGate(ev.action);
+  const invalid = validateEvent(ev);
+  if (invalid) {
+    return [
+      state,
+      [
+        ...(gated ? reply(peer, verdict(ev, false, ErrorCodes.BAD_EVENT, invalid)) : []),
+        publish(
+          decision('event-rejected', ev, at, {
+            tree: ev.tree,
+            action: ev.action,
+            code: ErrorCodes.BAD_EVENT,
+            reason: invalid,
+          }),
+        ),
+      ],
+    ];
+  }
+
+  const effects: Effect[] = [{ type: 'publish-event', event: ev }];
+  let current = state.sessions[ev.session];
+  let next = state;
+
+  if (current && ev.attempt < current.attempt) {
+    const reason = `event of attempt ${ev.attempt} but session ${ev.session} is at attempt ${current.attempt}`;
+    return [next, [...effects, ...reject(ev, peer, gated, ErrorCodes.STALE_ATTEMPT, reason, at)]];
+  }
+  if (!current || ev.attempt > current.attempt) {
+    if (current && current.status === 'open') {
+      const old = draft(current);
+      effects.push(...abortSession(old, ErrorCodes.SUPERSEDED, `superseded by attempt ${ev.attempt}`, at));
+    }
+    current = newSession(ev.session, ev.attempt, ev.expectedTrees, state.config.defaultDeadlineMs, at);
+    effects.push(...opened(current, at));
+  }
+  const s = draft(current);
+  next = withSession(next, s);
+
+  if (ev.expectedTrees !== s.expectedTrees) {
+    const reason = `tree ${ev.tree} expects ${ev.expectedTrees} tree(s) but session ${s.session} expects ${s.expectedTrees}`;
+    effects.push(...abortSession(s, ErrorCodes.CONTRADICTION, reason, at));
+    effects.push(...(gated ? reply(peer, verdict(ev, false, ErrorCodes.CONTRADICTION, reason)) : []));
+    return [next, effects];
+  }
+
+  if (!(ev.tree in s.trees)) {
+    if (Object.keys(s.trees).length >= s.expectedTrees) {
+      const reason = `session ${s.session} already has its ${s.expectedTrees} tree(s) (${Object.keys(s.trees).sort().join(', ')}); tree ${ev.tree} does not belong to it`;
+      return [state, [...effects, ...reject(ev, peer, gated, ErrorCodes.TOO_MANY_TREES, reason, at)]];
+    }
+  }
+  const prev = s.trees[ev.tree];
+  s.trees[ev.tree] = {
+    name: ev.tree,
+    lastAction: ev.action,
+    initPid: ev.initPid || prev?.initPid || 0,
+    host: ev.host,
+    imageDir: ev.imageDir || prev?.imageDir || '',
+    resumed: (prev?.resumed ?? false) || ev.action === 'post-resume',
+  };
+
+  if (s.status === 'aborted') {
+    const a = s.abort!;
+    effects.push(...(gated ? reply(peer, verdict(ev, false, a.code, a.reason)) : []));
+    return [next, effects];
+  }
+
+  if (ev.action === 'restore-failed') {
+    const reason = `tree ${ev.tree} failed to restore: ${ev.reason || 'no reason given'}`;
+    const released = s.gates['pre-resume'].openedAt !== null;
+    if (released) return [next, effects]; // too late to abort: every tree already runs
+    effects.push(...abortSession(s, ErrorCodes.TREE_FAILED, reason, at));
+    return [next, effects];
+  }
+
+  if (gated) {
+    effects.push(...arriveAtGate(s, ev, peer, at));
+    return [next, effects];
+  }
+
+  if (ev.action === 'post-resume' && s.status === 'released') {
+    if (Object.values(s.trees).filter((t) => t.resumed).length === s.expectedTrees) {
+      s.status = 'completed';
+      s.closedAt = at;
+      effects.push(publish(decision('session-completed', s, at, { trees: Object.keys(s.trees).sort() })));
+    }
+  }
+  return [next, effects];
+}
+
+function reject(
+  ev: StageEvent,
+  peer: Peer | null,
+  gated: boolean,
+  code: ErrorCode,
+  reason: string,
+  at: number,
+): Effect[] {
+  return [
+    ...(gated ? reply(peer, verdict(ev, false, code, reason)) : []),
+    publish(decision('event-rejected', ev, at, { tree: ev.tree, action: ev.action, code, reason })),
+  ];
+}
+
+function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null, at: number): Effect[] {
+  const gate = ev.action as GateName;
+  const g = s.gates[gate];
+  if (g.openedAt !== null && ev.tree in g.arrived) {
+    return reply(peer, verdict(ev, true)); // duplicate after release: same answer
+  }
+  if (gate === 'pre-resume' && s.gates['post-restore'].openedAt === null) {
+    const reason = `tree ${ev.tree} reached pre-resume before the post-restore gate opened`;
+    return [
+      ...abortSession(s, ErrorCodes.CONTRADICTION, reason, at),
+      ...reply(peer, verdict(ev, false, ErrorCodes.CONTRADICTION, reason)),
+    ];
+  }
+  if (!(ev.tree in g.arrived)) g.arrived[ev.tree] = at;
+  if (peer !== null) g.waiting[ev.tree] = peer;
+  if (Object.keys(g.arrived).length < s.expectedTrees) return [];
+
+  // Every expected tree is here: open the gate for all of them at once.
+  g.openedAt = at;
+  const first = Math.min(...Object.values(g.arrived));
+  const effects: Effect[] = [];
+  const released = Object.entries(g.waiting).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [tree, p] of released) {
+    effects.push(...reply(p, verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, true)));
+  }
+  g.waiting = {};
+  effects.push(
+    publish(
+      decision('gate-opened', s, at, {
+        action: gate,
+        waitedMs: at - first,
+        trees: Object.keys(g.arrived).sort(),
+      }),
+    ),
+  );
+  for (const [tree] of released) {
+    effects.push(publish(decision('tree-released', s, at, { tree, action: gate })));
+  }
+  if (gate === 'pre-resume') {
+    s.status = 'released';
+    effects.push({ type: 'cancel-deadline', session: s.session, attempt: s.attempt });
+  }
+  return effects;
+}

@@ -1,0 +1,43 @@
+/**
+ * Field validation shared by every input path. Returns a reason string when
+ * the input is invalid, null when it is fine. Pure.
+ */
+import type { StageEvent } from './model';
+
+/** Session and tree names: what the hook accepts too (hooks/stagegate-hook.c). */
+export const NAME_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+export const MAX_TREES = 65536;
+export const MAX_ATTEMPT = 1_000_000;
+const MAX_PID = 4_194_304; // PID_MAX_LIMIT on 64-bit Linux
+const MAX_PATH = 4096;
+
+export function validateName(what: string, value: string): string | null {
+  return NAME_PATTERN.test(value) ? null : `${what} ${JSON.stringify(value.slice(0, 140))} is not 1-128 characters of [A-Za-z0-9._:-]`;
+}
+
+function inRange(what: string, v: number, min: number, max: number): string | null {
+  return Number.isInteger(v) && v >= min && v <= max ? null : `${what} ${v} is outside ${min}..${max}`;
+}
+
+export function validateEvent(ev: StageEvent): string | null {
+  return (
+    validateName('session', ev.session) ??
+    validateName('tree', ev.tree) ??
+    inRange('expected_trees', ev.expectedTrees, 1, MAX_TREES) ??
+    inRange('attempt', ev.attempt, 1, MAX_ATTEMPT) ??
+    inRange('init_pid', ev.initPid, 0, MAX_PID) ??
+    inRange('hook_pid', ev.hookPid, 0, MAX_PID) ??
+    inRange('criu_pid', ev.criuPid, 0, MAX_PID) ??
+    (ev.imageDir.length > MAX_PATH || ev.imageDir.includes('\0') ? 'image_dir is not a valid path' : null) ??
+    (ev.action === 'pre-resume' && ev.initPid === 0 ? 'pre-resume without init_pid' : null)
+  );
+}
+
+export function validateOpen(o: { session: string; expectedTrees: number; attempt: number; deadlineMs: number }): string | null {
+  return (
+    validateName('session', o.session) ??
+    inRange('expected_trees', o.expectedTrees, 1, MAX_TREES) ??
+    inRange('attempt', o.attempt, 1, MAX_ATTEMPT) ??
+    inRange('deadline_ms', o.deadlineMs, 0, 7 * 24 * 3600 * 1000)
+  );
+}

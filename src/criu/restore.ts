@@ -1,0 +1,63 @@
+/**
+ * `stagegate restore`: runs `criu restore` with the stagegate hook as action
+ * script and the STAGEGATE_* environment set, and returns criu's exit code.
+ * When criu fails, tells the coordinator at once (restore-failed) so the
+ * session aborts now instead of at its deadline.
+ */
+import { spawn } from 'node:child_process';
+import { constants, hostname } from 'node:os';
+import { sendEvent } from '../client';
+import type { StageEvent } from '../core/model';
+import { criuPath, hookPath } from '../paths';
+
+export interface RestoreOptions {
+  endpoint: string;
+  session: string;
+  tree: string;
+  trees: number;
+  attempt: number;
+  timeoutS: number;
+  criuArgs: string[];
+  criu?: string;
+}
+
+export async function restore(o: RestoreOptions): Promise<number> {
+  const criu = o.criu ?? criuPath();
+  const args = ['restore', ...o.criuArgs, '--action-script', hookPath()];
+  const env = {
+    ...process.env,
+    STAGEGATE_ENDPOINT: o.endpoint,
+    STAGEGATE_SESSION: o.session,
+    STAGEGATE_TREE: o.tree,
+    STAGEGATE_TREES: String(o.trees),
+    STAGEGATE_ATTEMPT: String(o.attempt),
+    STAGEGATE_TIMEOUT: String(o.timeoutS),
+  };
+  const child = spawn(criu, args, { env, stdio: 'inherit' });
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res, rej) => {
+    child.once('error', rej);
+    child.once('exit', (c, s) => res([c, s]));
+  });
+  const rc = code ?? 128 + (signal ? constants.signals[signal] : 0);
+  if (rc !== 0) {
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const ev: StageEvent = {
+      session: o.session,
+      tree: o.tree,
+      action: 'restore-failed',
+      actionName: 'restore-failed',
+      initPid: 0,
+      imageDir: '',
+      host: hostname(),
+      hookPid: process.pid,
+      criuPid: child.pid ?? 0,
+      monoNs: process.hrtime.bigint(),
+      wallNs: now,
+      attempt: o.attempt,
+      expectedTrees: o.trees,
+      reason: signal ? `criu killed by ${signal}` : `criu exited with ${code}`,
+    };
+    await sendEvent(o.endpoint, ev).catch(() => {});
+  }
+  return rc;
+}

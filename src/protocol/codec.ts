@@ -1,0 +1,228 @@
+/**
+ * Adapter between wire frames (proto/stagegate.proto, generated protobufjs
+ * code) and the core's plain data. Decoding is strict: size limit, known
+ * protocol version, known body; anything else becomes a typed ProtocolError.
+ */
+import Long from 'long';
+import { stagegate } from './generated/stagegate';
+import type { ActionName } from '../core/actions';
+import type { Decision, DecisionKind, StageEvent, Verdict } from '../core/model';
+import { ErrorCodes, ProtocolError } from '../errors';
+
+import pb = stagegate.v1;
+
+export const PROTOCOL_VERSION = 1;
+/** Largest frame accepted from a hook (an event is a few hundred bytes). */
+export const MAX_FRAME_BYTES = 64 * 1024;
+
+export function actionName(a: pb.Action): ActionName {
+  if (a === pb.Action.ACTION_UNSPECIFIED || pb.Action[a] === undefined) return 'unknown';
+  return pb.Action[a]!.toLowerCase().replace(/_/g, '-') as ActionName;
+}
+
+export function actionEnum(name: ActionName | 'unknown'): pb.Action {
+  const key = name.toUpperCase().replace(/-/g, '_') as keyof typeof pb.Action;
+  return pb.Action[key] ?? pb.Action.ACTION_UNSPECIFIED;
+}
+
+const toBig = (v: Long | number | null | undefined): bigint =>
+  v === null || v === undefined ? 0n : BigInt(typeof v === 'number' ? v : v.toString());
+const toLong = (v: bigint): Long => Long.fromString(v.toString(), true);
+
+function decodeEvent(e: pb.IStageEvent): StageEvent {
+  return {
+    session: e.session ?? '',
+    tree: e.tree ?? '',
+    action: actionName(e.action ?? 0),
+    actionName: e.actionName ?? '',
+    initPid: e.initPid ?? 0,
+    imageDir: e.imageDir ?? '',
+    host: e.host ?? '',
+    hookPid: e.hookPid ?? 0,
+    criuPid: e.criuPid ?? 0,
+    monoNs: toBig(e.monoNs as Long),
+    wallNs: toBig(e.wallNs as Long),
+    attempt: e.attempt ?? 0,
+    expectedTrees: e.expectedTrees ?? 0,
+    reason: e.reason ?? '',
+  };
+}
+
+export type DecodedRequest =
+  | { type: 'event'; event: StageEvent }
+  | { type: 'open'; session: string; expectedTrees: number; attempt: number; deadlineMs: number };
+
+/** What a hook's fields were, as far as they could be read (to address an error reply). */
+export interface PartialAddress {
+  session: string;
+  tree: string;
+  action: ActionName;
+  attempt: number;
+}
+
+export class FrameError extends ProtocolError {
+  constructor(
+    code: typeof ErrorCodes.BAD_FRAME | typeof ErrorCodes.PROTOCOL_VERSION,
+    message: string,
+    readonly address: PartialAddress | null,
+  ) {
+    super(code, message);
+  }
+}
+
+export function decodeRequest(frame: Uint8Array): DecodedRequest {
+  if (frame.length > MAX_FRAME_BYTES) {
+    throw new FrameError(ErrorCodes.BAD_FRAME, `frame of ${frame.length} bytes exceeds ${MAX_FRAME_BYTES}`, null);
+  }
+  let req: pb.Request;
+  try {
+    req = pb.Request.decode(frame);
+  } catch (err) {
+    throw new FrameError(ErrorCodes.BAD_FRAME, `undecodable request: ${(err as Error).message}`, null);
+  }
+  if (req.body === 'event' && req.event) {
+    const e = req.event;
+    const ev = decodeEvent(e);
+    if (e.protocolVersion !== PROTOCOL_VERSION) {
+      throw new FrameError(
+        ErrorCodes.PROTOCOL_VERSION,
+        `hook speaks protocol version ${e.protocolVersion}, this daemon ${PROTOCOL_VERSION}`,
+        { session: ev.session, tree: ev.tree, action: ev.action, attempt: ev.attempt },
+      );
+    }
+    return { type: 'event', event: ev };
+  }
+  if (req.body === 'open' && req.open) {
+    const o = req.open;
+    if (o.protocolVersion !== PROTOCOL_VERSION) {
+      throw new FrameError(
+        ErrorCodes.PROTOCOL_VERSION,
+        `client speaks protocol version ${o.protocolVersion}, this daemon ${PROTOCOL_VERSION}`,
+        { session: o.session ?? '', tree: '', action: 'unknown', attempt: o.attempt ?? 0 },
+      );
+    }
+    return {
+      type: 'open',
+      session: o.session ?? '',
+      expectedTrees: o.expectedTrees ?? 0,
+      attempt: o.attempt ?? 0,
+      deadlineMs: o.deadlineMs ?? 0,
+    };
+  }
+  throw new FrameError(ErrorCodes.BAD_FRAME, 'request has no body', null);
+}
+
+export function encodeEvent(ev: StageEvent): pb.IStageEvent {
+  return {
+    protocolVersion: PROTOCOL_VERSION,
+    session: ev.session,
+    tree: ev.tree,
+    action: actionEnum(ev.action),
+    actionName: ev.actionName,
+    initPid: ev.initPid,
+    imageDir: ev.imageDir,
+    host: ev.host,
+    hookPid: ev.hookPid,
+    criuPid: ev.criuPid,
+    monoNs: toLong(ev.monoNs),
+    wallNs: toLong(ev.wallNs),
+    attempt: ev.attempt,
+    expectedTrees: ev.expectedTrees,
+    reason: ev.reason,
+  };
+}
+
+export function encodeRequestEvent(ev: StageEvent): Uint8Array {
+  return pb.Request.encode({ event: encodeEvent(ev) }).finish();
+}
+
+export function encodeOpen(o: { session: string; expectedTrees: number; attempt: number; deadlineMs: number }): Uint8Array {
+  return pb.Request.encode({ open: { protocolVersion: PROTOCOL_VERSION, ...o } }).finish();
+}
+
+export function encodeVerdict(v: Verdict): Uint8Array {
+  return pb.Verdict.encode({
+    protocolVersion: PROTOCOL_VERSION,
+    session: v.session,
+    tree: v.tree,
+    action: actionEnum(v.action),
+    attempt: v.attempt,
+    decision: v.proceed ? pb.Decision.PROCEED : pb.Decision.ABORT,
+    code: v.code,
+    reason: v.reason,
+  }).finish();
+}
+
+export function decodeVerdict(frame: Uint8Array): Verdict {
+  const v = pb.Verdict.decode(frame);
+  return {
+    session: v.session,
+    tree: v.tree,
+    action: actionName(v.action),
+    attempt: v.attempt,
+    proceed: v.decision === pb.Decision.PROCEED,
+    code: v.code,
+    reason: v.reason,
+  };
+}
+
+const KIND: Record<DecisionKind, pb.GateDecision.Kind> = {
+  'session-opened': pb.GateDecision.Kind.SESSION_OPENED,
+  'gate-opened': pb.GateDecision.Kind.GATE_OPENED,
+  'tree-released': pb.GateDecision.Kind.TREE_RELEASED,
+  'session-aborted': pb.GateDecision.Kind.SESSION_ABORTED,
+  'session-completed': pb.GateDecision.Kind.SESSION_COMPLETED,
+  'event-rejected': pb.GateDecision.Kind.EVENT_REJECTED,
+};
+const KIND_NAME = Object.fromEntries(Object.entries(KIND).map(([k, v]) => [v, k])) as Record<number, DecisionKind>;
+
+const msToNs = (ms: number): bigint => BigInt(Math.round(ms * 1e6));
+
+export function encodePublished(seq: bigint, body: { event: StageEvent } | { decision: Decision }): Uint8Array {
+  if ('event' in body) return pb.Published.encode({ seq: toLong(seq), event: encodeEvent(body.event) }).finish();
+  const d = body.decision;
+  return pb.Published.encode({
+    seq: toLong(seq),
+    decision: {
+      kind: KIND[d.kind],
+      session: d.session,
+      attempt: d.attempt,
+      tree: d.tree,
+      action: actionEnum(d.action),
+      code: d.code,
+      reason: d.reason,
+      wallNs: toLong(msToNs(d.at)),
+      waitedNs: toLong(msToNs(d.waitedMs)),
+      trees: d.trees,
+    },
+  }).finish();
+}
+
+export type PublishedMessage =
+  | { seq: bigint; event: StageEvent }
+  | { seq: bigint; decision: Decision };
+
+export function decodePublished(frame: Uint8Array): PublishedMessage {
+  const p = pb.Published.decode(frame);
+  const seq = toBig(p.seq as Long);
+  if (p.body === 'event' && p.event) {
+    return { seq, event: decodeEvent(p.event) };
+  }
+  if (!p.decision) throw new FrameError(ErrorCodes.BAD_FRAME, 'published message has no body', null);
+  const d = pb.GateDecision.fromObject(p.decision);
+  return {
+    seq,
+    decision: {
+      kind: KIND_NAME[d.kind] ?? 'event-rejected',
+      session: d.session,
+      attempt: d.attempt,
+      tree: d.tree,
+      action: actionName(d.action),
+      code: d.code,
+      reason: d.reason,
+      at: Number(toBig(d.wallNs as Long)) / 1e6,
+      waitedMs: Number(toBig(d.waitedNs as Long)) / 1e6,
+      trees: d.trees,
+    },
+  };
+}

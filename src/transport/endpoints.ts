@@ -1,0 +1,33 @@
+/**
+ * Endpoint defaults and preparation. IPC sockets live in a private directory
+ * (0700) so only its owner can talk to the coordinator.
+ */
+import { mkdirSync, statSync, chmodSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { EndpointError } from '../errors';
+
+export function runtimeDir(): string {
+  if (process.env.STAGEGATE_RUNTIME_DIR) return process.env.STAGEGATE_RUNTIME_DIR;
+  if (process.getuid?.() === 0) return '/run/stagegate';
+  return `${process.env.XDG_RUNTIME_DIR ?? '/tmp'}/stagegate-${process.getuid?.() ?? 'user'}`;
+}
+
+export const defaultHookEndpoint = (): string => `ipc://${runtimeDir()}/hooks.sock`;
+export const defaultEventsEndpoint = (): string => `ipc://${runtimeDir()}/events.sock`;
+
+const IPC_PATH_MAX = 107; // sizeof(sun_path) - 1
+
+/** Validates an endpoint and, for IPC, makes its directory private (0700). */
+export function prepareEndpoint(ep: string): void {
+  const m = /^(ipc|tcp):\/\/(.+)$/.exec(ep);
+  if (!m) throw new EndpointError(`endpoint '${ep}' is neither ipc://PATH nor tcp://HOST:PORT`);
+  if (m[1] !== 'ipc') return;
+  const path = m[2]!;
+  if (!path.startsWith('/')) throw new EndpointError(`IPC endpoint '${ep}' must be an absolute path`);
+  if (path.length > IPC_PATH_MAX) throw new EndpointError(`IPC path '${path}' is longer than ${IPC_PATH_MAX} bytes`);
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  if (st.uid !== process.getuid?.()) throw new EndpointError(`IPC directory ${dir} is not owned by this user`);
+  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}

@@ -1,0 +1,63 @@
+/**
+ * ZeroMQ ROUTER adapter for hooks: decodes each frame into a core Input and
+ * sends verdicts back to the hook's routing id. Sends are serialised because
+ * a zeromq.js socket allows one send in flight.
+ */
+import { Router } from 'zeromq';
+import { Observable } from 'rxjs';
+import type { Input, Verdict } from '../core/model';
+import { FrameError, MAX_FRAME_BYTES, decodeRequest, encodeVerdict } from '../protocol/codec';
+import { EndpointError, ErrorCodes } from '../errors';
+import { prepareEndpoint } from './endpoints';
+import { SerialSender } from './serial-sender';
+
+export class HookEndpoint {
+  private readonly router = new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0 });
+  private readonly sender = new SerialSender<[Buffer, Uint8Array]>((m) => this.router.send(m));
+
+  static async bind(endpoints: string[]): Promise<HookEndpoint> {
+    const h = new HookEndpoint();
+    for (const ep of endpoints) {
+      prepareEndpoint(ep);
+      try {
+        await h.router.bind(ep);
+      } catch (err) {
+        h.router.close();
+        throw new EndpointError(`cannot bind hook endpoint ${ep}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    return h;
+  }
+
+  /** Inputs from hooks, until close(). */
+  inputs(now: () => number = Date.now): Observable<Input> {
+    return new Observable<Input>((sub) => {
+      (async () => {
+        for await (const frames of this.router) {
+          const [id, frame] = frames;
+          if (!id || !frame || frames.length !== 2) continue; // a hook sends exactly one frame
+          const peer = id.toString('hex');
+          try {
+            const req = decodeRequest(frame);
+            sub.next(req.type === 'event' ? { ...req, peer, at: now() } : { ...req, peer, at: now() });
+          } catch (err) {
+            const e = err as FrameError;
+            if (e.address) {
+              this.reply(peer, { ...e.address, proceed: false, code: e.code, reason: e.message });
+            }
+            sub.next({ type: 'rejected', code: e.code ?? ErrorCodes.BAD_FRAME, reason: e.message, peer, at: now() });
+          }
+        }
+        sub.complete();
+      })().catch((err) => sub.error(err));
+    });
+  }
+
+  reply(peer: string, verdict: Verdict): void {
+    this.sender.push([Buffer.from(peer, 'hex'), encodeVerdict(verdict)]);
+  }
+
+  close(): void {
+    this.router.close();
+  }
+}

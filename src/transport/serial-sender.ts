@@ -1,0 +1,32 @@
+/**
+ * Queues messages for a socket whose send() must not overlap (zeromq.js
+ * allows one send in flight per socket). Failed sends are reported, not thrown:
+ * one unreachable peer must not stop the coordinator.
+ */
+export class SerialSender<M> {
+  private queue: M[] = [];
+  private busy = false;
+
+  constructor(
+    private readonly send: (m: M) => Promise<void>,
+    private readonly onError: (err: unknown) => void = () => {},
+  ) {}
+
+  push(m: M): void {
+    this.queue.push(m);
+    if (!this.busy) void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.busy = true;
+    while (this.queue.length) {
+      const m = this.queue.shift()!;
+      try {
+        await this.send(m);
+      } catch (err) {
+        this.onError(err);
+      }
+    }
+    this.busy = false;
+  }
+}
