@@ -1,0 +1,269 @@
+/**
+ * Drives real workloads through real CRIU: start trees in their own pid
+ * namespaces, read their status slots, checkpoint them, restore them through
+ * stagegate, and run a coordinator as a child process. Used by the demo and
+ * by the end-to-end tests.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readFileSync, readdirSync, statSync, ftruncateSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Subscriber } from 'zeromq';
+import { decodePublished, type PublishedMessage } from '../src/protocol/codec';
+import { projectRoot, criuPath } from '../src/paths';
+import { killTree } from '../src/proc/tree';
+
+export const WORKLOAD = resolve(projectRoot, 'build/workload');
+export const STAGEGATE = resolve(projectRoot, 'bin/stagegate');
+
+// Layout shared with demo/workload.c.
+const SLOTS_OFFSET = 4096;
+const SLOT_SIZE = 128;
+const MAX_PROCS = 16;
+const SLOT_MAGIC = 0x53474154;
+export const SHM_SIZE = 1 << 20;
+export const PATTERN_SIZE = 1 << 20;
+
+export interface Slot {
+  tree: number;
+  idx: number;
+  pid: number;
+  aAddr: bigint;
+  bAddr: bigint;
+  counter: bigint;
+  lastMs: number;
+  frozenAtMs: number;
+  resumedAtMs: number;
+  gaps: number;
+  patternOk: boolean;
+  peerSeen: bigint;
+}
+
+export function createShm(path: string): void {
+  const fd = openSync(path, 'w+', 0o600);
+  ftruncateSync(fd, SHM_SIZE);
+  closeSync(fd);
+}
+
+export function readSlots(shm: string): Slot[] {
+  const b = readFileSync(shm);
+  const out: Slot[] = [];
+  for (let off = SLOTS_OFFSET; off + SLOT_SIZE <= b.length; off += SLOT_SIZE) {
+    if (b.readUInt32LE(off) !== SLOT_MAGIC) continue;
+    out.push({
+      tree: b.readUInt32LE(off + 4),
+      idx: b.readUInt32LE(off + 8),
+      pid: b.readInt32LE(off + 12),
+      aAddr: b.readBigUInt64LE(off + 16),
+      bAddr: b.readBigUInt64LE(off + 24),
+      counter: b.readBigUInt64LE(off + 32),
+      lastMs: Number(b.readBigUInt64LE(off + 40)),
+      frozenAtMs: Number(b.readBigUInt64LE(off + 48)),
+      resumedAtMs: Number(b.readBigUInt64LE(off + 56)),
+      gaps: b.readUInt32LE(off + 64),
+      patternOk: b.readUInt32LE(off + 68) === 1,
+      peerSeen: b.readBigUInt64LE(off + 72),
+    });
+  }
+  return out;
+}
+
+export const slotOf = (slots: Slot[], tree: number, idx: number): Slot | undefined =>
+  slots.find((s) => s.tree === tree && s.idx === idx);
+
+/** The pattern demo/workload.c writes into A (for content checks). */
+export function expectedPattern(tree: number): Buffer {
+  const b = Buffer.alloc(PATTERN_SIZE);
+  for (let i = 0; i < PATTERN_SIZE; i++) b[i] = (i * 131 + 17 * tree + (i >>> 12)) & 0xff;
+  return b;
+}
+
+export interface RunningTree {
+  index: number;
+  /** host pid of the tree's root (pid 1 of its namespace) */
+  rootPid: number;
+  /** the `unshare` process that holds the namespace open until the root exits */
+  unshare: ChildProcess;
+}
+
+/** Starts tree `index` of `procs` processes in a new pid namespace and session. */
+export async function startTree(index: number, procs: number, shm: string): Promise<RunningTree> {
+  const unshare = spawn(
+    'unshare',
+    ['--pid', '--fork', 'setsid', WORKLOAD, '--tree', String(index), '--procs', String(procs), '--shm', shm],
+    { stdio: 'ignore', detached: true },
+  );
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    try {
+      const kids = readFileSync(`/proc/${unshare.pid}/task/${unshare.pid}/children`, 'utf8').trim();
+      if (kids) return { index, rootPid: Number(kids.split(/\s+/)[0]), unshare };
+    } catch {
+      // not there yet
+    }
+    await sleep(10);
+  }
+  throw new Error(`tree ${index}: workload did not start`);
+}
+
+/** Waits until every process of the given trees has ticked a few times. */
+export async function waitRunning(shm: string, trees: number[], procs: number, timeoutMs = 10_000): Promise<Slot[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const slots = readSlots(shm);
+    const ok = trees.every((t) => [...Array(procs).keys()].every((i) => (slotOf(slots, t, i)?.counter ?? 0n) >= 5n));
+    if (ok) return slots;
+    if (Date.now() > deadline) throw new Error(`workload trees ${trees.join(',')} not running after ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export function exited(child: ChildProcess): Promise<Exit> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode as NodeJS.Signals | null });
+  }
+  return new Promise((res) => child.once('exit', (code, signal) => res({ code, signal })));
+}
+
+export async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Exit & { output: string }> {
+  const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const e = await exited(child);
+  return { ...e, output };
+}
+
+/** Checkpoints a running tree into `dir` (criu dump kills it) and waits until it is gone. */
+export async function dumpTree(t: RunningTree, dir: string, log: string): Promise<void> {
+  const r = await run(criuPath(), ['dump', '-t', String(t.rootPid), '-D', dir, '-o', log, '-v4']);
+  if (r.code !== 0) throw new Error(`criu dump of tree ${t.index} failed (${r.code}); see ${log}`);
+  await exited(t.unshare);
+  // The dumped tasks' pids must be free again before a restore (see README).
+  const deadline = Date.now() + 5000;
+  while (existsSync(`/proc/${t.rootPid}`) && Date.now() < deadline) await sleep(20);
+}
+
+/** sha256 of every file of a directory, by name. */
+export function hashDir(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of readdirSync(dir).sort()) {
+    const p = join(dir, f);
+    if (statSync(p).isFile()) out[f] = createHash('sha256').update(readFileSync(p)).digest('hex');
+  }
+  return out;
+}
+
+export interface RestoreRun {
+  child: ChildProcess;
+  done: Promise<Exit & { output: string }>;
+  pidfile: string;
+}
+
+/** Runs `stagegate restore` for one tree (criu -d: returns once the tree runs). */
+export function restoreTree(o: {
+  endpoint: string;
+  session: string;
+  tree: string;
+  trees: number;
+  images: string;
+  workDir: string;
+  attempt?: number;
+  timeoutS?: number;
+  extraEnv?: NodeJS.ProcessEnv;
+}): RestoreRun {
+  const pidfile = join(o.workDir, `${o.tree}.a${o.attempt ?? 1}.pid`);
+  const log = join(o.workDir, `restore-${o.tree}.a${o.attempt ?? 1}.log`);
+  const args = [
+    'restore',
+    '--session', o.session,
+    '--tree', o.tree,
+    '--trees', String(o.trees),
+    '--endpoint', o.endpoint,
+    '--attempt', String(o.attempt ?? 1),
+    '--timeout', String(o.timeoutS ?? 30),
+    '--',
+    '-D', o.images, '-d', '--pidfile', pidfile, '-o', log, '-v4',
+  ];
+  const child = spawn(STAGEGATE, args, { env: { ...process.env, ...o.extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  return { child, pidfile, done: exited(child).then((e) => ({ ...e, output: output + tail(log) })) };
+}
+
+function tail(path: string): string {
+  try {
+    return '\n--- criu log tail ---\n' + readFileSync(path, 'utf8').split('\n').slice(-15).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+export function readPidfile(path: string): number | null {
+  try {
+    return Number(readFileSync(path, 'utf8').trim()) || null;
+  } catch {
+    return null;
+  }
+}
+
+/** A coordinator daemon run as a child process (`stagegate serve`). */
+export class Daemon {
+  readonly messages: PublishedMessage[] = [];
+  private sub: Subscriber | null = null;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly endpoint: string,
+    readonly events: string,
+    readonly logs: string[],
+  ) {}
+
+  static async start(dir: string, timeoutS = 30): Promise<Daemon> {
+    const endpoint = `ipc://${dir}/hooks.sock`;
+    const events = `ipc://${dir}/events.sock`;
+    const child = spawn(STAGEGATE, ['serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS)], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const logs: string[] = [];
+    let buf = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      logs.push(...lines);
+    });
+    const d = new Daemon(child, endpoint, events, logs);
+    const deadline = Date.now() + 15_000;
+    while (!logs.some((l) => l.includes('coordinator listening'))) {
+      if (child.exitCode !== null) throw new Error(`stagegate serve exited: ${logs.join('\n')}`);
+      if (Date.now() > deadline) throw new Error('stagegate serve did not start in 15 s');
+      await sleep(20);
+    }
+    d.sub = new Subscriber();
+    d.sub.connect(events);
+    d.sub.subscribe();
+    void (async () => {
+      for await (const [, frame] of d.sub!) d.messages.push(decodePublished(frame!));
+    })().catch(() => {});
+    await sleep(100); // let the subscription reach the publisher
+    return d;
+  }
+
+  async stop(): Promise<void> {
+    this.sub?.close();
+    if (this.child.exitCode === null) {
+      this.child.kill('SIGTERM');
+      await exited(this.child);
+    }
+  }
+}
+
+export { killTree, sleep };

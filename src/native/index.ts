@@ -1,0 +1,94 @@
+/**
+ * The one typed facade over native/ (the node-addon-api addon). Maps errno
+ * to NativeError with a stable code and the errno name.
+ */
+import { constants } from 'node:os';
+import { resolve } from 'node:path';
+import { ErrorCodes, StagegateError } from '../errors';
+import { projectRoot } from '../paths';
+
+interface Addon {
+  pidfdOpen(pid: number): number;
+  pidfdSendSignal(fd: number, signo: number): void;
+  close(fd: number): void;
+  processVmRead(pid: number, addr: bigint, len: number): Promise<Buffer>;
+}
+
+const ERRNO_NAMES = Object.fromEntries(Object.entries(constants.errno).map(([k, v]) => [v, k])) as Record<number, string>;
+
+export class NativeError extends StagegateError {
+  override readonly name = 'NativeError';
+  constructor(
+    readonly syscall: string,
+    readonly errno: number,
+    message: string,
+  ) {
+    super(ErrorCodes.NATIVE, message);
+  }
+  /** e.g. 'ESRCH' */
+  get errnoName(): string {
+    return ERRNO_NAMES[this.errno] ?? `errno ${this.errno}`;
+  }
+}
+
+let addon: Addon | null = null;
+function load(): Addon {
+  if (!addon) {
+    const path = resolve(projectRoot, 'native/build/Release/stagegate_native.node');
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      addon = require(path) as Addon;
+    } catch (err) {
+      throw new StagegateError(ErrorCodes.NATIVE, `native addon not built at ${path}: run 'npm run setup'`, { cause: err });
+    }
+  }
+  return addon;
+}
+
+function wrap(err: unknown, what: string): never {
+  const e = err as { errno?: number; syscall?: string; message?: string };
+  if (typeof e?.errno === 'number') {
+    const name = ERRNO_NAMES[e.errno] ?? `errno ${e.errno}`;
+    throw new NativeError(e.syscall ?? what, e.errno, `${what}: ${name} (${e.message})`);
+  }
+  throw err;
+}
+
+/** A process pinned by a pidfd: signals can never hit a recycled pid. */
+export class PidFd {
+  private constructor(
+    readonly pid: number,
+    private fd: number,
+  ) {}
+
+  static open(pid: number): PidFd {
+    try {
+      return new PidFd(pid, load().pidfdOpen(pid));
+    } catch (err) {
+      return wrap(err, `pidfd_open(${pid})`);
+    }
+  }
+
+  signal(signo: number): void {
+    if (this.fd < 0) throw new StagegateError(ErrorCodes.NATIVE, `pidfd of ${this.pid} is closed`);
+    try {
+      load().pidfdSendSignal(this.fd, signo);
+    } catch (err) {
+      wrap(err, `pidfd_send_signal(${this.pid}, ${signo})`);
+    }
+  }
+
+  close(): void {
+    if (this.fd >= 0) load().close(this.fd);
+    this.fd = -1;
+  }
+}
+
+/** Reads `len` bytes at `addr` of process `pid` (off the JS thread). */
+export async function processVmRead(pid: number, addr: bigint, len: number): Promise<Buffer> {
+  try {
+    return await load().processVmRead(pid, addr, len);
+  } catch (err) {
+    return wrap(err, `process_vm_readv(${pid}, 0x${addr.toString(16)}, ${len})`);
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * /proc adapters for restored trees: descendants of a task, namespace pids,
+ * and a race-free kill of a whole tree (every task pinned by a pidfd before
+ * any signal is sent).
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { PidFd } from '../native';
+
+function children(pid: number): number[] {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const tid of tids) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) {
+        if (c) out.push(Number(c));
+      }
+    } catch {
+      // thread or task gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** `root` and all its descendants (host pids), breadth first. */
+export function treePids(root: number): number[] {
+  const seen: number[] = [];
+  const queue = [root];
+  while (queue.length) {
+    const p = queue.shift()!;
+    try {
+      readFileSync(`/proc/${p}/stat`);
+    } catch {
+      continue;
+    }
+    seen.push(p);
+    queue.push(...children(p));
+  }
+  return seen;
+}
+
+/** The pid of a host task in its innermost pid namespace (NSpid's last field). */
+export function innermostPid(hostPid: number): number {
+  const line = readFileSync(`/proc/${hostPid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('NSpid:'));
+  const fields = line?.split(/\s+/).slice(1).filter(Boolean) ?? [];
+  return Number(fields[fields.length - 1] ?? hostPid);
+}
+
+/** SIGKILLs the tree rooted at `root`; returns how many tasks were signalled. */
+export function killTree(root: number): number {
+  const pinned: PidFd[] = [];
+  for (const p of treePids(root)) {
+    try {
+      pinned.push(PidFd.open(p));
+    } catch {
+      // already gone
+    }
+  }
+  let n = 0;
+  for (const fd of pinned) {
+    try {
+      fd.signal(9);
+      n++;
+    } catch {
+      // exited between pin and signal
+    } finally {
+      fd.close();
+    }
+  }
+  return n;
+}
