@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readdirSync, statSync, ftruncateSync, existsSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, ftruncateSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Subscriber } from 'zeromq';
@@ -178,8 +178,10 @@ export function restoreTree(o: {
   timeoutS?: number;
   extraEnv?: NodeJS.ProcessEnv;
 }): RestoreRun {
-  const pidfile = join(o.workDir, `${o.tree}.a${o.attempt ?? 1}.pid`);
-  const log = join(o.workDir, `restore-${o.tree}.a${o.attempt ?? 1}.log`);
+  const workDir = join(o.workDir, `restore-${o.tree}.a${o.attempt ?? 1}`);
+  mkdirSync(workDir, { recursive: true });
+  const pidfile = join(workDir, 'root.pid');
+  const log = join(workDir, 'restore.log');
   const args = [
     'restore',
     '--session', o.session,
@@ -189,7 +191,9 @@ export function restoreTree(o: {
     '--attempt', String(o.attempt ?? 1),
     '--timeout', String(o.timeoutS ?? 30),
     '--',
-    '-D', o.images, '-d', '--pidfile', pidfile, '-o', log, '-v4',
+    // A work dir of its own: criu writes stats-restore into its work dir, and
+    // the images dir must stay byte-for-byte unchanged.
+    '-D', o.images, '-W', workDir, '-d', '--pidfile', pidfile, '-o', log, '-v4',
   ];
   const child = spawn(STAGEGATE, args, { env: { ...process.env, ...o.extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
