@@ -1,0 +1,189 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { initialState, reduce } from '../../src/core/session-reducer';
+import type { CoordinatorState, Effect, Input } from '../../src/core/model';
+import { decisions, ev, replies } from './fixtures';
+
+const config = { defaultDeadlineMs: 1000 };
+
+/** Feeds inputs in order; returns the final state and the effects of each input. */
+function feed(inputs: Input[], state: CoordinatorState = initialState(config)) {
+  const effects: Effect[][] = [];
+  for (const i of inputs) {
+    const [next, e] = reduce(state, i);
+    state = next;
+    effects.push(e);
+  }
+  return { state, effects, all: effects.flat() };
+}
+
+describe('session reducer', () => {
+  it('opens a session implicitly from the first event, with its tree count and a deadline', () => {
+    const { state, effects } = feed([ev('a', 'pre-restore', 5)]);
+    const s = state.sessions.s1!;
+    assert.equal(s.expectedTrees, 2);
+    assert.equal(s.attempt, 1);
+    assert.equal(s.status, 'open');
+    assert.deepEqual(decisions(effects[0]!).map((d) => d.kind), ['session-opened']);
+    assert.ok(effects[0]!.some((e) => e.type === 'schedule-deadline' && e.inMs === 1000));
+    assert.ok(effects[0]!.some((e) => e.type === 'publish-event'));
+  });
+
+  it('holds post-restore until every expected tree arrives, then releases all together', () => {
+    const { effects } = feed([ev('a', 'post-restore', 1), ev('b', 'post-restore', 4)]);
+    assert.deepEqual(replies(effects[0]!), []);
+    assert.deepEqual(replies(effects[1]!), [
+      { peer: 'a:post-restore', proceed: true, code: '' },
+      { peer: 'b:post-restore', proceed: true, code: '' },
+    ]);
+    const opened = decisions(effects[1]!).find((d) => d.kind === 'gate-opened')!;
+    assert.equal(opened.action, 'post-restore');
+    assert.equal(opened.waitedMs, 3);
+    assert.deepEqual(opened.trees, ['a', 'b']);
+  });
+
+  it('releases the resume barrier together, marks the session released and cancels its deadline', () => {
+    const { state, effects } = feed([
+      ev('a', 'post-restore'),
+      ev('b', 'post-restore'),
+      ev('b', 'pre-resume', 2),
+      ev('a', 'pre-resume', 3),
+    ]);
+    assert.deepEqual(replies(effects[2]!), []);
+    assert.deepEqual(replies(effects[3]!).map((r) => r.peer), ['a:pre-resume', 'b:pre-resume']);
+    assert.equal(state.sessions.s1!.status, 'released');
+    assert.ok(effects[3]!.some((e) => e.type === 'cancel-deadline'));
+  });
+
+  it('completes the session once every tree reports post-resume', () => {
+    const { state, all } = feed([
+      ev('a', 'post-restore'), ev('b', 'post-restore'), ev('a', 'pre-resume'), ev('b', 'pre-resume'),
+      ev('a', 'post-resume', 9, {}, null), ev('b', 'post-resume', 10, {}, null),
+    ]);
+    assert.equal(state.sessions.s1!.status, 'completed');
+    assert.equal(decisions(all).filter((d) => d.kind === 'session-completed').length, 1);
+  });
+
+  it('aborts every waiting tree when the deadline passes, naming the missing trees', () => {
+    const { state, effects } = feed([
+      ev('a', 'post-restore'),
+      { type: 'deadline', session: 's1', attempt: 1, at: 1000 },
+    ]);
+    assert.deepEqual(replies(effects[1]!), [{ peer: 'a:post-restore', proceed: false, code: 'E_DEADLINE' }]);
+    const abort = decisions(effects[1]!).find((d) => d.kind === 'session-aborted')!;
+    assert.match(abort.reason, /post-restore gate; still missing: 1 tree\(s\) not seen yet/);
+    assert.equal(state.sessions.s1!.status, 'aborted');
+  });
+
+  it('answers later gated events of an aborted session with the same abort', () => {
+    const { effects } = feed([
+      ev('a', 'post-restore'),
+      { type: 'deadline', session: 's1', attempt: 1, at: 1000 },
+      ev('b', 'post-restore', 1001),
+    ]);
+    assert.deepEqual(replies(effects[2]!), [{ peer: 'b:post-restore', proceed: false, code: 'E_DEADLINE' }]);
+  });
+
+  it('ignores a deadline of an older attempt or of a released session', () => {
+    const { effects } = feed([
+      ev('a', 'post-restore'), ev('b', 'post-restore'), ev('a', 'pre-resume'), ev('b', 'pre-resume'),
+      { type: 'deadline', session: 's1', attempt: 1, at: 1000 },
+      { type: 'deadline', session: 's1', attempt: 7, at: 1000 },
+    ]);
+    assert.deepEqual(effects[4], []);
+    assert.deepEqual(effects[5], []);
+  });
+
+  it('aborts the session at once when a tree reports restore-failed', () => {
+    const { effects } = feed([ev('a', 'post-restore'), ev('b', 'restore-failed', 2, { reason: 'criu exited with 1' }, null)]);
+    assert.deepEqual(replies(effects[1]!), [{ peer: 'a:post-restore', proceed: false, code: 'E_TREE_FAILED' }]);
+    assert.match(decisions(effects[1]!)[0]!.reason, /tree b failed to restore: criu exited with 1/);
+  });
+
+  it('does not abort on restore-failed once every tree was released (they already run)', () => {
+    const { state } = feed([
+      ev('a', 'post-restore'), ev('b', 'post-restore'), ev('a', 'pre-resume'), ev('b', 'pre-resume'),
+      ev('b', 'restore-failed', 5, {}, null),
+    ]);
+    assert.equal(state.sessions.s1!.status, 'released');
+  });
+
+  it('answers a duplicate gated event after release with the same PROCEED', () => {
+    const { effects } = feed([ev('a', 'post-restore'), ev('b', 'post-restore'), ev('a', 'post-restore', 3, {}, 'retry')]);
+    assert.deepEqual(replies(effects[2]!), [{ peer: 'retry', proceed: true, code: '' }]);
+  });
+
+  it('lets the newest peer wait when a hook re-sends before release, counting the tree once', () => {
+    const { effects } = feed([
+      ev('a', 'post-restore', 1, {}, 'old'),
+      ev('a', 'post-restore', 2, {}, 'new'),
+      ev('b', 'post-restore', 3),
+    ]);
+    assert.deepEqual(replies(effects[1]!), []);
+    assert.deepEqual(replies(effects[2]!).map((r) => r.peer), ['new', 'b:post-restore']);
+  });
+
+  it('aborts the session on a contradictory tree count', () => {
+    const { effects } = feed([ev('a', 'post-restore'), ev('b', 'post-restore', 2, { expectedTrees: 3 })]);
+    assert.deepEqual(replies(effects[1]!), [
+      { peer: 'a:post-restore', proceed: false, code: 'E_CONTRADICTION' },
+      { peer: 'b:post-restore', proceed: false, code: 'E_CONTRADICTION' },
+    ]);
+  });
+
+  it('rejects a tree beyond the expected count without disturbing the session', () => {
+    const { state, effects } = feed([ev('a', 'post-restore'), ev('b', 'pre-restore'), ev('c', 'post-restore')]);
+    assert.deepEqual(replies(effects[2]!), [{ peer: 'c:post-restore', proceed: false, code: 'E_TOO_MANY_TREES' }]);
+    assert.equal(state.sessions.s1!.status, 'open');
+    assert.deepEqual(Object.keys(state.sessions.s1!.trees).sort(), ['a', 'b']);
+  });
+
+  it('aborts when a tree reaches pre-resume before the post-restore gate opened', () => {
+    const { effects } = feed([ev('a', 'pre-resume')]);
+    assert.deepEqual(replies(effects[0]!), [{ peer: 'a:pre-resume', proceed: false, code: 'E_CONTRADICTION' }]);
+  });
+
+  it('starts a new attempt after an abort, superseding nothing that is closed', () => {
+    const { state, effects } = feed([
+      ev('a', 'post-restore'),
+      { type: 'deadline', session: 's1', attempt: 1, at: 1000 },
+      ev('a', 'post-restore', 2000, { attempt: 2 }),
+      ev('b', 'post-restore', 2001, { attempt: 2 }),
+    ]);
+    assert.equal(state.sessions.s1!.attempt, 2);
+    assert.deepEqual(replies(effects[3]!).map((r) => r.proceed), [true, true]);
+  });
+
+  it('supersedes an open attempt by a newer one and refuses stale attempts', () => {
+    const { effects } = feed([
+      ev('a', 'post-restore', 1),
+      ev('a', 'post-restore', 2, { attempt: 2 }, 'a2'),
+      ev('b', 'post-restore', 3, { attempt: 1 }, 'b1'),
+    ]);
+    assert.deepEqual(replies(effects[1]!), [{ peer: 'a:post-restore', proceed: false, code: 'E_SUPERSEDED' }]);
+    assert.deepEqual(replies(effects[2]!), [{ peer: 'b1', proceed: false, code: 'E_STALE_ATTEMPT' }]);
+  });
+
+  it('rejects invalid events with a specific reason and never opens a session for them', () => {
+    const { state, effects } = feed([ev('bad tree!', 'post-restore')]);
+    assert.deepEqual(state.sessions, {});
+    assert.deepEqual(replies(effects[0]!).map((r) => r.code), ['E_BAD_EVENT']);
+    assert.match(decisions(effects[0]!)[0]!.reason, /tree "bad tree!" is not 1-128 characters/);
+  });
+
+  it('opens sessions explicitly, idempotently, and refuses a contradicting re-open', () => {
+    const open = (trees: number, peer: string): Input => ({ type: 'open', session: 's1', expectedTrees: trees, attempt: 1, deadlineMs: 500, peer, at: 0 });
+    const { state, effects } = feed([open(3, 'p1'), open(3, 'p2'), open(2, 'p3')]);
+    assert.equal(state.sessions.s1!.expectedTrees, 3);
+    assert.equal(state.sessions.s1!.deadlineMs, 500);
+    assert.deepEqual(replies(effects.flat()).map((r) => [r.peer, r.proceed]), [['p1', true], ['p2', true], ['p3', false]]);
+  });
+
+  it('never mutates the state it is given', () => {
+    const s0 = feed([ev('a', 'post-restore')]).state;
+    const frozen = JSON.stringify(s0);
+    reduce(s0, ev('b', 'post-restore'));
+    reduce(s0, { type: 'deadline', session: 's1', attempt: 1, at: 9 });
+    assert.equal(JSON.stringify(s0), frozen);
+  });
+});
