@@ -178,6 +178,21 @@ static int kill_tree(pid_t root) {
 	return killed;
 }
 
+/* The restored root is a child of the criu that runs this hook; anything
+ * else (a stale or wrong CRTOOLS_INIT_PID) must never be killed. */
+static int is_child_of(pid_t pid, pid_t parent) {
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	FILE *f = fopen(path, "r");
+	long ppid = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "PPid: %ld", &ppid) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return ppid == parent;
+}
+
 /* Forks a watchdog that kills criu if it is still alive after the grace
  * period (see CRIU_GRACE_MS). The hook itself returns at once. */
 static void watch_criu(pid_t criu) {
@@ -395,6 +410,10 @@ int main(void) {
 out_abort:
 	rc = 1;
 	if (action == STAGEGATE__V1__ACTION__PRE_RESUME) {
+		if (!is_child_of((pid_t)init_pid, getppid())) {
+			die_line("restored root %lu is not a child of criu %d: not killing it", init_pid, getppid());
+			goto out;
+		}
 		int k = kill_tree((pid_t)init_pid);
 		if (k >= 0) {
 			die_line("killed %d task(s) of the restored tree rooted at %lu before they ran", k, init_pid);

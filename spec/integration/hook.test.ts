@@ -1,0 +1,209 @@
+/**
+ * The compiled hook (build/stagegate-hook) against a real coordinator over
+ * real ZeroMQ IPC sockets: every CRIU action name, the gates, aborts, a
+ * missing coordinator, and malformed or missing environment.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Dealer } from 'zeromq';
+import { CRIU_ACTIONS } from '../../src/core/actions';
+import { startCoordinator, until, type TestCoordinator } from '../support/coordinator';
+import { hookEnv, runHook } from '../support/hook';
+import { decodeVerdict } from '../../src/protocol/codec';
+import { openSession } from '../../src/client';
+import { stagegate } from '../../src/protocol/generated/stagegate';
+
+let c: TestCoordinator;
+before(async () => {
+  c = await startCoordinator(5000);
+});
+after(async () => {
+  await c.close();
+});
+
+const events = (session: string) =>
+  c.messages.flatMap((m) => ('event' in m && m.event.session === session ? [m.event] : []));
+
+describe('hook against a real coordinator', () => {
+  it('publishes every CRIU action and returns at once for the ungated ones', async () => {
+    for (const action of CRIU_ACTIONS) {
+      if (action === 'post-restore' || action === 'pre-resume') continue;
+      const r = await runHook(hookEnv(c.endpoint, action, { STAGEGATE_SESSION: 'all-actions', CRTOOLS_INIT_PID: '4242' }));
+      assert.equal(r.code, 0, `${action}: ${r.stderr}`);
+    }
+    assert.ok(await until(() => events('all-actions').length === CRIU_ACTIONS.length - 2));
+    const seen = events('all-actions');
+    assert.deepEqual(
+      seen.map((e) => e.action).sort(),
+      CRIU_ACTIONS.filter((a) => a !== 'post-restore' && a !== 'pre-resume').sort(),
+    );
+    const e = seen[0]!;
+    assert.equal(e.tree, 't1');
+    assert.equal(e.expectedTrees, 1);
+    assert.equal(e.attempt, 1);
+    assert.equal(e.initPid, 4242);
+    assert.equal(e.imageDir, '/tmp');
+    assert.ok(e.hookPid > 0 && e.criuPid > 0);
+    assert.ok(e.wallNs > 1_700_000_000_000_000_000n && e.monoNs > 0n);
+  });
+
+  it('publishes an action name it does not know verbatim and does not block', async () => {
+    const r = await runHook(hookEnv(c.endpoint, 'some-future-action', { STAGEGATE_SESSION: 'future' }));
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(await until(() => events('future').length === 1));
+    assert.equal(events('future')[0]!.action, 'unknown');
+    assert.equal(events('future')[0]!.actionName, 'some-future-action');
+  });
+
+  it('blocks post-restore until every tree of the session has arrived', async () => {
+    const env = (tree: string) =>
+      hookEnv(c.endpoint, 'post-restore', { STAGEGATE_SESSION: 'gate2', STAGEGATE_TREE: tree, STAGEGATE_TREES: '2', CRTOOLS_INIT_PID: '999' });
+    let firstDone = false;
+    const first = runHook(env('a')).then((r) => ((firstDone = true), r));
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(firstDone, false, 'the first tree must wait for the second');
+    const second = await runHook(env('b'));
+    const r1 = await first;
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(second.code, 0, second.stderr);
+    assert.ok(r1.ms >= 400);
+  });
+
+  it('exits non-zero with the coordinator\'s reason when the session aborts', async () => {
+    // explicitly opened with a 300 ms deadline; 1 of 3 trees arrives
+    const opened = await openSession(c.endpoint, { session: 'aborts', expectedTrees: 3, attempt: 1, deadlineMs: 300 });
+    assert.equal(opened.proceed, true);
+    const r = await runHook(
+      hookEnv(c.endpoint, 'post-restore', { STAGEGATE_SESSION: 'aborts', STAGEGATE_TREES: '3', CRTOOLS_INIT_PID: '999' }),
+    );
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /coordinator aborted session aborts attempt 1 at tree t1: \[E_DEADLINE\] deadline of 300 ms passed at the post-restore gate; still missing: 2 tree\(s\) not seen yet/);
+  });
+
+  it('at pre-resume, an abort kills the whole restored tree before it runs', async () => {
+    const dir = mkdtempSync('/tmp/sg-hook-');
+    try {
+      // The shell stands in for criu: the restored root must be its child.
+      const script = `
+        sh -c 'sleep 100 & echo $! > ${dir}/c1; sleep 100 & echo $! > ${dir}/c2; wait' &
+        root=$!; echo $root > ${dir}/root
+        while [ ! -s ${dir}/c2 ]; do sleep 0.01; done
+        CRTOOLS_INIT_PID=$root "$SG_HOOK"; rc=$?; exit $rc`;
+      const r = await runHook(
+        hookEnv(c.endpoint, 'pre-resume', { STAGEGATE_SESSION: 'kill', STAGEGATE_TREES: '1' }),
+        script,
+      );
+      // pre-resume before post-restore contradicts the session: ABORT
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /E_CONTRADICTION/);
+      assert.match(r.stderr, /killed 3 task\(s\) of the restored tree/);
+      for (const f of ['root', 'c1', 'c2']) {
+        const pid = readFileSync(join(dir, f), 'utf8').trim();
+        assert.ok(await until(() => !alive(pid)), `task ${f} (${pid}) still alive`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('kills a criu that is still waiting on the killed tree after the grace period', async () => {
+    const script = `
+      sleep 100 >/dev/null 2>&1 & root=$!
+      CRTOOLS_INIT_PID=$root "$SG_HOOK"
+      sleep 30 >/dev/null 2>&1`; // criu stuck in wait4 on the dead tree
+    const r = await runHook(hookEnv(c.endpoint, 'pre-resume', { STAGEGATE_SESSION: 'stuck', STAGEGATE_TREES: '1' }), script);
+    assert.equal(r.signal, 'SIGKILL');
+    assert.ok(r.ms >= 900 && r.ms < 10_000, `took ${r.ms} ms`);
+  });
+
+  it('never kills a process that is not a child of its criu', async () => {
+    const r = await runHook(
+      hookEnv(c.endpoint, 'pre-resume', { STAGEGATE_SESSION: 'notmine', STAGEGATE_TREES: '1', CRTOOLS_INIT_PID: String(process.pid) }),
+    );
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /is not a child of criu \d+: not killing it/);
+  });
+
+  it('answers a frame of an unknown protocol version with a clear ABORT, and keeps serving', async () => {
+    const d = new Dealer({ receiveTimeout: 2000, linger: 0 });
+    d.connect(c.endpoint);
+    await d.send(Buffer.from('definitely not protobuf \xff\xff\xff'));
+    const frame = stagegate.v1.Request.encode({
+      event: { protocolVersion: 2, session: 'v2', tree: 't', action: stagegate.v1.Action.POST_RESTORE, attempt: 1, expectedTrees: 1 },
+    }).finish();
+    await d.send(frame);
+    const [reply] = await d.receive();
+    const v = decodeVerdict(reply!);
+    d.close();
+    assert.equal(v.proceed, false);
+    assert.equal(v.code, 'E_PROTOCOL_VERSION');
+    assert.match(v.reason, /protocol version 2, this daemon 1/);
+    const ok = await runHook(hookEnv(c.endpoint, 'post-restore', { STAGEGATE_SESSION: 'after-garbage', CRTOOLS_INIT_PID: '999' }));
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+});
+
+describe('hook without a coordinator', () => {
+  const nowhere = 'ipc:///tmp/stagegate-no-such-dir/hooks.sock';
+
+  it('aborts a gated action within its timeout, with one clear line', async () => {
+    const r = await runHook(hookEnv(nowhere, 'post-restore', { STAGEGATE_TIMEOUT: '0.5', CRTOOLS_INIT_PID: '999' }));
+    assert.equal(r.code, 1);
+    assert.ok(r.ms >= 450 && r.ms < 3000, `took ${r.ms} ms`);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.match(r.stderr, /no verdict from the coordinator at ipc:\/\/\/tmp\/stagegate-no-such-dir\/hooks.sock within 0.5s/);
+  });
+
+  it('does not hold up an ungated action', async () => {
+    const r = await runHook(hookEnv(nowhere, 'pre-restore'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.ms < 2000, `took ${r.ms} ms`);
+  });
+});
+
+describe('hook with malformed or missing environment', () => {
+  const base = hookEnv('ipc:///tmp/unused.sock', 'post-restore', { CRTOOLS_INIT_PID: '999' });
+  const cases: [string, Record<string, string | undefined>, RegExp][] = [
+    ['no action', { CRTOOLS_SCRIPT_ACTION: undefined }, /CRTOOLS_SCRIPT_ACTION is not set/],
+    ['no endpoint', { STAGEGATE_ENDPOINT: undefined }, /STAGEGATE_ENDPOINT is not set/],
+    ['no session', { STAGEGATE_SESSION: undefined }, /STAGEGATE_SESSION is not set/],
+    ['bad session', { STAGEGATE_SESSION: 'a b' }, /STAGEGATE_SESSION is invalid/],
+    ['no tree', { STAGEGATE_TREE: undefined }, /STAGEGATE_TREE is not set/],
+    ['long tree', { STAGEGATE_TREE: 'x'.repeat(129) }, /STAGEGATE_TREE is invalid/],
+    ['no tree count', { STAGEGATE_TREES: undefined }, /STAGEGATE_TREES must be an integer in 1..65536, got '\(unset\)'/],
+    ['zero trees', { STAGEGATE_TREES: '0' }, /STAGEGATE_TREES must be an integer/],
+    ['negative trees', { STAGEGATE_TREES: '-3' }, /STAGEGATE_TREES must be an integer/],
+    ['bad timeout', { STAGEGATE_TIMEOUT: 'soon' }, /STAGEGATE_TIMEOUT must be seconds/],
+    ['zero timeout', { STAGEGATE_TIMEOUT: '0' }, /STAGEGATE_TIMEOUT must be seconds/],
+    ['bad attempt', { STAGEGATE_ATTEMPT: '1x' }, /STAGEGATE_ATTEMPT must be an integer/],
+    ['bad init pid', { CRTOOLS_INIT_PID: 'init' }, /CRTOOLS_INIT_PID is not a pid/],
+    ['bad endpoint', { STAGEGATE_ENDPOINT: 'carrier-pigeon://x' }, /cannot connect to 'carrier-pigeon:\/\/x'/],
+  ];
+  for (const [name, over, message] of cases) {
+    it(`refuses: ${name}`, async () => {
+      const env = Object.fromEntries(Object.entries({ ...base, ...over }).filter(([, v]) => v !== undefined)) as Record<string, string>;
+      const r = await runHook(env);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, message);
+    });
+  }
+
+  it('refuses pre-resume without CRTOOLS_INIT_PID (it could not guard the tree)', async () => {
+    const env = { ...base, CRTOOLS_SCRIPT_ACTION: 'pre-resume' } as Record<string, string>;
+    delete env.CRTOOLS_INIT_PID;
+    const r = await runHook(env);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /CRTOOLS_INIT_PID is not set at pre-resume/);
+  });
+});
+
+function alive(pid: string): boolean {
+  if (!existsSync(`/proc/${pid}`)) return false;
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,41 @@
+/** Runs the compiled hook the way criu does: no arguments, stdin closed, a clean environment. */
+import { spawn } from 'node:child_process';
+import { hookPath } from '../../src/paths';
+
+export interface HookResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+  ms: number;
+}
+
+/**
+ * `parentScript` wraps the hook in a shell that stands in for criu (the hook
+ * may signal its parent after aborting a tree); by default the shell exits
+ * right after the hook.
+ */
+export function runHook(env: Record<string, string>, parentScript = '"$SG_HOOK"; rc=$?; exit $rc'): Promise<HookResult> {
+  const started = performance.now();
+  const child = spawn('sh', ['-c', parentScript], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', SG_HOOK: hookPath(), ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  return new Promise((res) =>
+    child.once('exit', (code, signal) => res({ code, signal, stderr, ms: performance.now() - started })),
+  );
+}
+
+export function hookEnv(endpoint: string, action: string, over: Record<string, string> = {}): Record<string, string> {
+  return {
+    CRTOOLS_SCRIPT_ACTION: action,
+    CRTOOLS_IMAGE_DIR: '/tmp',
+    STAGEGATE_ENDPOINT: endpoint,
+    STAGEGATE_SESSION: 'hook-test',
+    STAGEGATE_TREE: 't1',
+    STAGEGATE_TREES: '1',
+    STAGEGATE_TIMEOUT: '5',
+    ...over,
+  };
+}
