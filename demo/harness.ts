@@ -177,6 +177,7 @@ export function restoreTree(o: {
   attempt?: number;
   timeoutS?: number;
   extraEnv?: NodeJS.ProcessEnv;
+  criuArgs?: string[];
 }): RestoreRun {
   const workDir = join(o.workDir, `restore-${o.tree}.a${o.attempt ?? 1}`);
   mkdirSync(workDir, { recursive: true });
@@ -194,6 +195,7 @@ export function restoreTree(o: {
     // A work dir of its own: criu writes stats-restore into its work dir, and
     // the images dir must stay byte-for-byte unchanged.
     '-D', o.images, '-W', workDir, '-d', '--pidfile', pidfile, '-o', log, '-v4',
+    ...(o.criuArgs ?? []),
   ];
   const child = spawn(STAGEGATE, args, { env: { ...process.env, ...o.extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -271,3 +273,29 @@ export class Daemon {
 }
 
 export { killTree, sleep };
+
+export interface Checkpoint {
+  shm: string;
+  /** images dir per tree index */
+  images: string[];
+  /** the slots as they were when the trees were checkpointed */
+  slots: Slot[];
+  /** sha256 of every image file, per tree index */
+  hashes: Record<string, string>[];
+}
+
+/** Starts `trees` workload trees of `procs` processes, lets them run, and checkpoints each into dir/images-K. */
+export async function checkpointTrees(dir: string, trees: number, procs: number, shm: string): Promise<Checkpoint> {
+  createShm(shm);
+  const running: RunningTree[] = [];
+  for (let k = 0; k < trees; k++) running.push(await startTree(k, procs, shm));
+  await waitRunning(shm, [...Array(trees).keys()], procs);
+  const images: string[] = [];
+  for (const t of running) {
+    const d = join(dir, `images-${t.index}`);
+    mkdirSync(d);
+    await dumpTree(t, d, join(dir, `dump-${t.index}.log`));
+    images.push(d);
+  }
+  return { shm, images, slots: readSlots(shm), hashes: images.map(hashDir) };
+}

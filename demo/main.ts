@@ -8,13 +8,12 @@
  * early tree stayed frozen until the late one was ready, and the checks show
  * that the shared data is consistent after resume.
  */
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { innermostPid, treePids } from '../src/proc/tree';
 import { processVmRead } from '../src/native';
 import {
-  Daemon, PATTERN_SIZE, createShm, dumpTree, expectedPattern, hashDir, killTree, readPidfile, readSlots,
-  restoreTree, sleep, startTree, waitRunning, type Slot,
+  Daemon, PATTERN_SIZE, checkpointTrees, expectedPattern, hashDir, killTree, readPidfile, readSlots,
+  restoreTree, sleep, type Slot,
 } from './harness';
 
 const LATE_MS = Number(process.env.STAGEGATE_DEMO_LATE_MS ?? 2000);
@@ -40,21 +39,12 @@ async function main(): Promise<number> {
     daemon = await Daemon.start(dir);
     console.log(`1. coordinator listening on ${daemon.endpoint}`);
 
-    createShm(shm);
-    const running = [];
-    for (const t of TREES) running.push(await startTree(t.index, PROCS, shm));
-    const before = await waitRunning(shm, TREES.map((t) => t.index), PROCS);
+    const cp = await checkpointTrees(dir, TREES.length, PROCS, shm);
+    const before = cp.slots;
     console.log(`2. started ${TREES.length} trees × ${PROCS} processes, each tree in its own pid namespace`);
     printLayout(before);
-
-    const images: Record<string, string> = {};
-    for (const [i, t] of TREES.entries()) {
-      images[t.name] = join(dir, `images-${t.name}`);
-      mkdirSync(images[t.name]!);
-      await dumpTree(running[i]!, images[t.name]!, join(dir, `dump-${t.name}.log`));
-    }
-    const hashes = Object.fromEntries(TREES.map((t) => [t.name, hashDir(images[t.name]!)]));
-    console.log(`3. checkpointed both trees with criu (${Object.values(hashes).map((h) => Object.keys(h).length).join(' + ')} image files)`);
+    const images = Object.fromEntries(TREES.map((t) => [t.name, cp.images[t.index]!]));
+    console.log(`3. checkpointed both trees with criu (${cp.hashes.map((h) => Object.keys(h).length).join(' + ')} image files)`);
 
     console.log(`4. restoring concurrently through the gate; tree "late" starts ${LATE_MS} ms after tree "early"\n`);
     const t0 = Date.now();
@@ -138,7 +128,7 @@ async function main(): Promise<number> {
       }
     }
     check('process_vm_readv of the shared region at each process\'s address returns identical bytes', sameBytes);
-    const unchanged = TREES.every((t) => JSON.stringify(hashDir(images[t.name]!)) === JSON.stringify(hashes[t.name]));
+    const unchanged = TREES.every((t) => JSON.stringify(hashDir(images[t.name]!)) === JSON.stringify(cp.hashes[t.index]));
     check('checkpoint images unchanged by the restore', unchanged);
 
     console.log('\nchecks');

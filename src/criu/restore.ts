@@ -23,7 +23,10 @@ export interface RestoreOptions {
 
 export async function restore(o: RestoreOptions): Promise<number> {
   const criu = o.criu ?? criuPath();
-  const args = ['restore', ...o.criuArgs, '--action-script', hookPath()];
+  // Registered first, so it runs last at each stage (criu runs action scripts
+  // in reverse order of registration): a tree counts as having reached a stage
+  // only once the user's own scripts for that stage have finished.
+  const args = ['restore', '--action-script', hookPath(), ...o.criuArgs];
   const env = {
     ...process.env,
     STAGEGATE_ENDPOINT: o.endpoint,

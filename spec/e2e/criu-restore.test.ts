@@ -1,0 +1,195 @@
+/**
+ * End to end on real CRIU: real process trees in their own pid namespaces,
+ * checkpointed and restored concurrently through `stagegate restore` and a
+ * real coordinator daemon (`stagegate serve`) over ZeroMQ IPC.
+ */
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  Daemon, checkpointTrees, hashDir, killTree, readPidfile, readSlots, restoreTree, sleep, type Checkpoint, type RestoreRun, type Slot,
+} from '../../demo/harness';
+
+const PROCS = 3;
+const cleanups: (() => Promise<void> | void)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+async function scenario(name: string, trees: number, deadlineS = 30) {
+  const dir = mkdtempSync(`/tmp/sg-e2e-${name}-`);
+  const shm = `/dev/shm/sg-e2e-${name}-${process.pid}`;
+  const cp = await checkpointTrees(dir, trees, PROCS, shm);
+  const daemon = await Daemon.start(dir, deadlineS);
+  const runs: RestoreRun[] = [];
+  cleanups.push(async () => {
+    for (const r of runs) {
+      const root = readPidfile(r.pidfile);
+      if (root) killTree(root);
+    }
+    await daemon.stop();
+    rmSync(shm, { force: true });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const restore = (tree: number, o: { attempt?: number; timeoutS?: number; images?: string; criuArgs?: string[]; endpoint?: string } = {}) => {
+    const r = restoreTree({
+      endpoint: o.endpoint ?? daemon.endpoint,
+      session: name,
+      tree: `t${tree}`,
+      trees,
+      images: o.images ?? cp.images[tree]!,
+      workDir: dir,
+      attempt: o.attempt,
+      timeoutS: o.timeoutS,
+      criuArgs: o.criuArgs,
+    });
+    runs.push(r);
+    return r;
+  };
+  return { dir, cp, daemon, restore };
+}
+
+const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
+const eventsOf = (d: Daemon) => d.messages.flatMap((m) => ('event' in m ? [m.event] : []));
+
+/** No process of the checkpoint ran user code: every slot is exactly as at dump time. */
+function assertNeverRan(cp: Checkpoint, trees: number[]): void {
+  const now = readSlots(cp.shm);
+  for (const t of trees) {
+    for (const s of cp.slots.filter((x) => x.tree === t)) {
+      const n = now.find((x) => x.tree === t && x.idx === s.idx)!;
+      assert.equal(n.counter, s.counter, `tree ${t} process ${s.idx} ran after the abort`);
+      assert.equal(n.gaps, 0);
+    }
+  }
+}
+
+function assertNothingRunning(runs: RestoreRun[]): void {
+  for (const r of runs) {
+    const root = readPidfile(r.pidfile);
+    if (root) assert.ok(!existsSync(`/proc/${root}`) || isZombie(root), `restored root ${root} still running`);
+  }
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    return /\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+function assertImagesUnchanged(cp: Checkpoint): void {
+  cp.images.forEach((d, i) => assert.deepEqual(hashDir(d), cp.hashes[i], `images of tree ${i} changed`));
+}
+
+const resumedAt = (slots: Slot[], tree: number) => slots.filter((s) => s.tree === tree).map((s) => s.resumedAtMs);
+
+describe('coordinated restore on real CRIU', () => {
+  it('three trees with skewed arrival: none resumes before the last is ready, all run after', async () => {
+    const { cp, daemon, restore } = await scenario('skew', 3);
+    const a = restore(0);
+    await sleep(300);
+    const b = restore(1);
+    await sleep(1200);
+    const c = restore(2);
+    const results = await Promise.all([a.done, b.done, c.done]);
+    for (const r of results) assert.equal(r.code, 0, r.output);
+    await sleep(200);
+    const slots = readSlots(cp.shm);
+    const lastPost = eventsOf(daemon).find((e) => e.tree === 't2' && e.action === 'post-restore')!;
+    const lastReadyMs = Number(lastPost.wallNs / 1_000_000n);
+    for (const t of [0, 1, 2]) {
+      assert.equal(resumedAt(slots, t).length, PROCS);
+      for (const r of resumedAt(slots, t)) assert.ok(r >= lastReadyMs, `tree ${t} resumed at ${r}, before the last tree was ready (${lastReadyMs})`);
+    }
+    const gates = decisions(daemon).filter((d) => d.kind === 'gate-opened');
+    assert.deepEqual(gates.map((g) => [g.action, g.trees]), [
+      ['post-restore', ['t0', 't1', 't2']],
+      ['pre-resume', ['t0', 't1', 't2']],
+    ]);
+    assert.ok(gates[0]!.waitedMs >= 1400, `first tree waited only ${gates[0]!.waitedMs} ms`);
+    assert.ok(slots.every((s) => s.patternOk && s.gaps === 1));
+    await sleep(100);
+    const later = readSlots(cp.shm);
+    assert.ok(later.every((s) => s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter), 'all processes run');
+    assertImagesUnchanged(cp);
+  });
+
+  it('a tree whose restore fails before post-restore aborts the others at once', async () => {
+    const { dir, cp, daemon, restore } = await scenario('fail', 2);
+    // Tree 1's copy of its images lost a task's core image: criu fails while restoring it.
+    const broken = join(dir, 'broken');
+    cpSync(cp.images[1]!, broken, { recursive: true });
+    rmSync(join(broken, 'core-2.img'));
+    const a = restore(0);
+    await sleep(300);
+    const started = Date.now();
+    const b = restore(1, { images: broken });
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    assert.notEqual(rb.code, 0);
+    assert.notEqual(ra.code, 0, 'the healthy tree must be aborted too');
+    assert.ok(Date.now() - started < 10_000, 'abort must not wait for the 30 s deadline');
+    const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
+    assert.equal(abort.code, 'E_TREE_FAILED');
+    assert.match(abort.reason, /tree t1 failed to restore: criu exited with 1/);
+    assert.match(ra.output, /coordinator aborted session fail attempt 1 at tree t0: \[E_TREE_FAILED\]/);
+    await sleep(200);
+    assertNothingRunning([a, b]);
+    assertNeverRan(cp, [0, 1]);
+    assertImagesUnchanged(cp);
+  });
+
+  it('without a coordinator every restore aborts within the hook timeout, nothing runs, and a retry succeeds', async () => {
+    const { dir, cp, daemon, restore } = await scenario('absent', 2);
+    const nowhere = `ipc://${dir}/nobody-listens.sock`;
+    const started = Date.now();
+    const runs = [restore(0, { endpoint: nowhere, timeoutS: 1 }), restore(1, { endpoint: nowhere, timeoutS: 1 })];
+    const results = await Promise.all(runs.map((r) => r.done));
+    const took = Date.now() - started;
+    for (const r of results) {
+      assert.notEqual(r.code, 0);
+      assert.match(r.output, /no verdict from the coordinator at .*nobody-listens.sock within 1s/);
+    }
+    assert.ok(took < 8000, `aborting took ${took} ms`);
+    await sleep(200);
+    assertNothingRunning(runs);
+    assertNeverRan(cp, [0, 1]);
+    assertImagesUnchanged(cp);
+
+    // Retry the same images through the real coordinator.
+    const retry = [restore(0, { attempt: 2 }), restore(1, { attempt: 2 })];
+    const rr = await Promise.all(retry.map((r) => r.done));
+    for (const r of rr) assert.equal(r.code, 0, r.output);
+    await sleep(200);
+    assert.ok(readSlots(cp.shm).every((s) => s.gaps === 1 && s.patternOk));
+    assert.ok(decisions(daemon).some((d) => d.kind === 'gate-opened' && d.action === 'pre-resume' && d.attempt === 2));
+  });
+
+  it('a tree late at pre-resume past the deadline: the waiting tree is killed before it runs; a retry succeeds', async () => {
+    const { dir, cp, daemon, restore } = await scenario('preresume', 2, 3);
+    // A user action script of tree 1 that is slow at pre-resume (it runs before the stagegate hook).
+    const slow = join(dir, 'slow-pre-resume.sh');
+    writeFileSync(slow, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep 5\nexit 0\n');
+    chmodSync(slow, 0o755);
+    const a = restore(0);
+    const b = restore(1, { criuArgs: ['--action-script', slow] });
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    assert.notEqual(ra.code, 0, `tree 0 must fail: ${ra.output}`);
+    assert.notEqual(rb.code, 0, `tree 1 must fail: ${rb.output}`);
+    assert.match(ra.output, /\[E_DEADLINE\] deadline of 3000 ms passed at the pre-resume gate; still missing: t1/);
+    assert.match(ra.output, /killed \d+ task\(s\) of the restored tree/);
+    const gates = decisions(daemon).filter((d) => d.kind === 'gate-opened').map((d) => d.action);
+    assert.deepEqual(gates, ['post-restore'], 'the resume barrier must never open');
+    await sleep(300);
+    assertNothingRunning([a, b]);
+    assertNeverRan(cp, [0, 1]);
+    assertImagesUnchanged(cp);
+
+    const retry = [restore(0, { attempt: 2 }), restore(1, { attempt: 2 })];
+    for (const r of await Promise.all(retry.map((x) => x.done))) assert.equal(r.code, 0, r.output);
+    await sleep(200);
+    assert.ok(readSlots(cp.shm).every((s) => s.gaps === 1 && s.patternOk));
+  });
+});
