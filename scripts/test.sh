@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test: type check, unit and marble tests, the hook and CLI against
+# real sockets, and the end-to-end restores on real CRIU. Files run one at a
+# time: the CRIU tests create pid namespaces and must not race each other.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+npx --no-install tsc --noEmit
+shopt -s nullglob
+files=(spec/unit/*.test.ts spec/marble/*.test.ts spec/integration/*.test.ts spec/e2e/*.test.ts)
+exec node --import tsx --test --test-concurrency=1 "${files[@]}"

@@ -1,0 +1,51 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  FrameError, MAX_FRAME_BYTES, actionEnum, actionName, decodePublished, decodeRequest, decodeVerdict,
+  encodePublished, encodeRequestEvent, encodeVerdict,
+} from '../../src/protocol/codec';
+import { CRIU_ACTIONS } from '../../src/core/actions';
+import { stagegate } from '../../src/protocol/generated/stagegate';
+import { stageEvent } from './fixtures';
+
+describe('protocol codec', () => {
+  it('maps every CRIU action name to its enum and back', () => {
+    for (const a of [...CRIU_ACTIONS, 'restore-failed' as const]) {
+      assert.notEqual(actionEnum(a), stagegate.v1.Action.ACTION_UNSPECIFIED, a);
+      assert.equal(actionName(actionEnum(a)), a);
+    }
+    assert.equal(actionName(999 as stagegate.v1.Action), 'unknown');
+  });
+
+  it('round-trips a stage event, 64-bit times included', () => {
+    const ev = stageEvent('t', 'post-restore', { wallNs: 1_795_558_731_517_779_628n, monoNs: 18_446_744_073_709_551_615n });
+    const decoded = decodeRequest(encodeRequestEvent(ev));
+    assert.deepEqual(decoded, { type: 'event', event: ev });
+  });
+
+  it('round-trips verdicts and published decisions', () => {
+    const v = { session: 's', tree: 't', action: 'pre-resume' as const, attempt: 3, proceed: false, code: 'E_DEADLINE', reason: 'late' };
+    assert.deepEqual(decodeVerdict(encodeVerdict(v)), v);
+    const d = { kind: 'gate-opened' as const, session: 's', attempt: 1, tree: '', action: 'post-restore' as const, code: '', reason: '', at: 1_700_000_000_123.5, waitedMs: 2.25, trees: ['a', 'b'] };
+    assert.deepEqual(decodePublished(encodePublished(7n, { decision: d })), { seq: 7n, decision: d });
+  });
+
+  it('rejects oversized, undecodable and empty frames with a typed error', () => {
+    const cases: [Uint8Array, RegExp][] = [
+      [new Uint8Array(MAX_FRAME_BYTES + 1), /exceeds/],
+      [Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), /undecodable request/],
+      [new Uint8Array(0), /request has no body/],
+    ];
+    for (const [frame, message] of cases) {
+      assert.throws(() => decodeRequest(frame), (e: unknown) => e instanceof FrameError && e.code === 'E_BAD_FRAME' && message.test(e.message));
+    }
+  });
+
+  it('rejects an unknown protocol version, keeping the address so the hook can be answered', () => {
+    const frame = stagegate.v1.Request.encode({ event: { protocolVersion: 9, session: 's', tree: 't', action: 4, attempt: 1 } }).finish();
+    assert.throws(
+      () => decodeRequest(frame),
+      (e: unknown) => e instanceof FrameError && e.code === 'E_PROTOCOL_VERSION' && e.address?.tree === 't' && e.address.action === 'post-restore',
+    );
+  });
+});
