@@ -220,7 +220,7 @@ export function readPidfile(path: string): number | null {
   }
 }
 
-/** A coordinator daemon run as a child process (`stagegate serve`). */
+/** A coordinator daemon run as a child process (`stagegate serve`), logging to DIR/daemon.log. */
 export class Daemon {
   readonly messages: PublishedMessage[] = [];
   private sub: Subscriber | null = null;
@@ -229,31 +229,32 @@ export class Daemon {
     readonly child: ChildProcess,
     readonly endpoint: string,
     readonly events: string,
-    readonly logs: string[],
+    readonly logFile: string,
   ) {}
+
+  /** The daemon's JSON log lines so far. */
+  logs(): string[] {
+    return readFileSync(this.logFile, 'utf8').split('\n').filter(Boolean);
+  }
 
   static async start(dir: string, timeoutS = 30): Promise<Daemon> {
     const endpoint = `ipc://${dir}/hooks.sock`;
     const events = `ipc://${dir}/events.sock`;
+    // A file, not a pipe: a pipe the parent is slow to drain would block the daemon's writes.
+    const logFile = join(dir, 'daemon.log');
+    const fd = openSync(logFile, 'a');
     const child = spawn(STAGEGATE, ['serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS)], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'ignore', fd],
     });
-    const logs: string[] = [];
-    let buf = '';
-    child.stderr!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const lines = buf.split('\n');
-      buf = lines.pop()!;
-      logs.push(...lines);
-    });
-    const d = new Daemon(child, endpoint, events, logs);
+    closeSync(fd);
+    const d = new Daemon(child, endpoint, events, logFile);
     const deadline = Date.now() + 15_000;
-    while (!logs.some((l) => l.includes('coordinator listening'))) {
-      if (child.exitCode !== null) throw new Error(`stagegate serve exited: ${logs.join('\n')}`);
+    while (!d.logs().some((l) => l.includes('coordinator listening'))) {
+      if (child.exitCode !== null) throw new Error(`stagegate serve exited: ${d.logs().join('\n')}`);
       if (Date.now() > deadline) throw new Error('stagegate serve did not start in 15 s');
       await sleep(20);
     }
-    d.sub = new Subscriber();
+    d.sub = new Subscriber({ receiveHighWaterMark: 0 });
     d.sub.connect(events);
     d.sub.subscribe();
     void (async () => {

@@ -17,8 +17,8 @@ gen=src/protocol/generated
 if newer "$gen/stagegate.d.ts" proto/stagegate.proto; then
   say "generating protobufjs code"
   mkdir -p "$gen"
-  npx --no-install pbjs -t static-module -w commonjs --no-beautify --force-long -o "$gen/stagegate.js" proto/stagegate.proto
-  npx --no-install pbts -o "$gen/stagegate.d.ts" "$gen/stagegate.js"
+  node_modules/.bin/pbjs -t static-module -w commonjs --no-beautify --force-long -o "$gen/stagegate.js" proto/stagegate.proto
+  node_modules/.bin/pbts -o "$gen/stagegate.d.ts" "$gen/stagegate.js"
 fi
 
 if newer build/stagegate-hook hooks/stagegate-hook.c hooks/Makefile proto/stagegate.proto; then
@@ -28,7 +28,9 @@ fi
 
 if newer native/build/Release/stagegate_native.node native/stagegate_native.cc native/binding.gyp; then
   say "building the native addon"
-  (cd native && npx --no-install node-gyp rebuild --loglevel=error >/dev/null)
+  # Build against the installed Node headers when present: no header download.
+  nodedir=(); [[ -f /usr/include/node/node.h ]] && nodedir=(--nodedir=/usr)
+  (cd native && ../node_modules/.bin/node-gyp rebuild "${nodedir[@]}" --loglevel=error >/dev/null)
 fi
 
 if newer build/workload demo/workload.c; then

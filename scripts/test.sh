@@ -4,7 +4,7 @@
 # time: the CRIU tests create pid namespaces and must not race each other.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-npx --no-install tsc --noEmit
+node_modules/.bin/tsc --noEmit
 shopt -s nullglob
 files=(spec/unit/*.test.ts spec/marble/*.test.ts spec/integration/*.test.ts spec/e2e/*.test.ts)
 exec node --import tsx --test --test-concurrency=1 "${files[@]}"

@@ -69,7 +69,8 @@ export class Coordinator {
     switch (e.type) {
       case 'reply':
         this.hooks.reply(e.peer, e.verdict);
-        log.info(e.verdict.proceed ? 'verdict proceed' : 'verdict abort', {
+        // one line per hook at debug: the gate-opened line already names every tree
+        log.log(e.verdict.proceed ? 'debug' : 'warn', e.verdict.proceed ? 'verdict proceed' : 'verdict abort', {
           session: e.verdict.session,
           tree: e.verdict.tree,
           action: e.verdict.action,
@@ -95,7 +96,8 @@ export class Coordinator {
       case 'publish-decision': {
         const d = e.decision;
         this.publisher.publish(d.session, { decision: d });
-        const level = d.kind === 'session-aborted' || d.kind === 'event-rejected' ? 'warn' : 'info';
+        const level =
+          d.kind === 'session-aborted' || d.kind === 'event-rejected' ? 'warn' : d.kind === 'tree-released' ? 'debug' : 'info';
         log.log(level, d.kind, {
           session: d.session,
           tree: d.tree,

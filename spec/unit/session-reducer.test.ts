@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { initialState, reduce } from '../../src/core/session-reducer';
+import { initialState, reduce, reduceInPlace } from '../../src/core/session-reducer';
 import type { CoordinatorState, Effect, Input } from '../../src/core/model';
 import { decisions, ev, replies } from './fixtures';
 
@@ -135,7 +135,7 @@ describe('session reducer', () => {
     const { state, effects } = feed([ev('a', 'post-restore'), ev('b', 'pre-restore'), ev('c', 'post-restore')]);
     assert.deepEqual(replies(effects[2]!), [{ peer: 'c:post-restore', proceed: false, code: 'E_TOO_MANY_TREES' }]);
     assert.equal(state.sessions.s1!.status, 'open');
-    assert.deepEqual(Object.keys(state.sessions.s1!.trees).sort(), ['a', 'b']);
+    assert.deepEqual([...state.sessions.s1!.trees.keys()].sort(), ['a', 'b']);
   });
 
   it('aborts when a tree reaches pre-resume before the post-restore gate opened', () => {
@@ -181,9 +181,29 @@ describe('session reducer', () => {
 
   it('never mutates the state it is given', () => {
     const s0 = feed([ev('a', 'post-restore')]).state;
-    const frozen = JSON.stringify(s0);
+    const copy = structuredClone(s0);
     reduce(s0, ev('b', 'post-restore'));
     reduce(s0, { type: 'deadline', session: 's1', attempt: 1, at: 9 });
-    assert.equal(JSON.stringify(s0), frozen);
+    assert.deepEqual(s0, copy);
+    assert.equal(s0.sessions.s1!.gates['post-restore'].waiting.size, 1);
+  });
+
+  it('in place, produces exactly the states and effects of the pure reducer', () => {
+    const inputs: Input[] = [
+      ev('a', 'pre-restore'), ev('a', 'post-restore', 1), ev('c', 'post-restore', 2, { session: 's2', expectedTrees: 1 }),
+      ev('b', 'post-restore', 3), ev('a', 'post-restore', 4, {}, 'dup'), ev('a', 'pre-resume', 5),
+      { type: 'deadline', session: 's1', attempt: 1, at: 6 }, ev('b', 'pre-resume', 7),
+      ev('a', 'post-restore', 8, { attempt: 2 }), ev('x y', 'post-restore', 9),
+    ];
+    let pure = initialState(config);
+    let owned = initialState(config);
+    for (const i of inputs) {
+      const [p, pe] = reduce(pure, i);
+      const [o, oe] = reduceInPlace(owned, i);
+      assert.deepEqual(oe, pe);
+      assert.deepEqual(o, p);
+      pure = p;
+      owned = o;
+    }
   });
 });

@@ -86,9 +86,9 @@ export type Effect =
 
 export interface GateState {
   /** tree -> daemon time of arrival (ms) */
-  arrived: Record<string, number>;
+  arrived: Map<string, number>;
   /** tree -> peer of the hook that waits for the verdict */
-  waiting: Record<string, Peer>;
+  waiting: Map<string, Peer>;
   openedAt: number | null;
 }
 
@@ -112,7 +112,7 @@ export interface SessionState {
   status: SessionStatus;
   closedAt: number | null;
   abort: { code: ErrorCode; reason: string } | null;
-  trees: Record<string, TreeState>;
+  trees: Map<string, TreeState>;
   gates: Record<GateName, GateState>;
 }
 

@@ -38,14 +38,28 @@ export function initialState(config: CoordinatorConfig): CoordinatorState {
 
 type Result = [CoordinatorState, Effect[]];
 
+/** Pure: never changes `state`; copies what an input touches (O(size of that session)). */
 export function reduce(state: CoordinatorState, input: Input): Result {
+  return step(state, input, false);
+}
+
+/**
+ * Same rules, but updates `state` in place (O(1) per event). Only for an
+ * owner that never shares its state, such as the pipeline's scan: a
+ * 1,024-tree session would otherwise copy its trees on every event.
+ */
+export function reduceInPlace(state: CoordinatorState, input: Input): Result {
+  return step(state, input, true);
+}
+
+function step(state: CoordinatorState, input: Input, own: boolean): Result {
   switch (input.type) {
     case 'event':
-      return onEvent(state, input.event, input.peer, input.at);
+      return onEvent(state, input.event, input.peer, input.at, own);
     case 'open':
-      return onOpen(state, input);
+      return onOpen(state, input, own);
     case 'deadline':
-      return onDeadline(state, input.session, input.attempt, input.at);
+      return onDeadline(state, input.session, input.attempt, input.at, own);
     case 'rejected':
       return [
         state,
@@ -100,7 +114,7 @@ function reply(peer: Peer | null, v: Verdict): Effect[] {
 }
 
 function emptyGate(): GateState {
-  return { arrived: {}, waiting: {}, openedAt: null };
+  return { arrived: new Map(), waiting: new Map(), openedAt: null };
 }
 
 function newSession(
@@ -119,16 +133,17 @@ function newSession(
     status: 'open',
     closedAt: null,
     abort: null,
-    trees: {},
+    trees: new Map(),
     gates: { 'post-restore': emptyGate(), 'pre-resume': emptyGate() },
   };
 }
 
-/** Copy of a session whose nested records may be changed freely. */
-function draft(s: SessionState): SessionState {
+/** A session whose nested records may be changed freely: a copy unless owned. */
+function draft(s: SessionState, own: boolean): SessionState {
+  if (own) return s;
   return {
     ...s,
-    trees: { ...s.trees },
+    trees: new Map(s.trees),
     gates: {
       'post-restore': copyGate(s.gates['post-restore']),
       'pre-resume': copyGate(s.gates['pre-resume']),
@@ -137,10 +152,14 @@ function draft(s: SessionState): SessionState {
 }
 
 function copyGate(g: GateState): GateState {
-  return { arrived: { ...g.arrived }, waiting: { ...g.waiting }, openedAt: g.openedAt };
+  return { arrived: new Map(g.arrived), waiting: new Map(g.waiting), openedAt: g.openedAt };
 }
 
-function withSession(state: CoordinatorState, s: SessionState): CoordinatorState {
+function withSession(state: CoordinatorState, s: SessionState, own: boolean): CoordinatorState {
+  if (own) {
+    state.sessions[s.session] = s;
+    return state;
+  }
   return { ...state, sessions: { ...state.sessions, [s.session]: s } };
 }
 
@@ -162,13 +181,13 @@ function abortSession(s: SessionState, code: ErrorCode, reason: string, at: numb
   const concerned = new Set<string>();
   for (const gate of GATES) {
     const g = s.gates[gate];
-    for (const [tree, peer] of Object.entries(g.waiting)) {
+    for (const [tree, peer] of g.waiting) {
       concerned.add(tree);
       effects.push(
         ...reply(peer, verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, false, code, reason)),
       );
     }
-    g.waiting = {};
+    g.waiting = new Map();
   }
   s.status = 'aborted';
   s.closedAt = at;
@@ -182,14 +201,14 @@ function abortSession(s: SessionState, code: ErrorCode, reason: string, at: numb
 
 /** Trees that have not reached `gate` yet (known or not yet seen). */
 function missingAt(s: SessionState, gate: GateName): string[] {
-  const known = Object.keys(s.trees).filter((t) => !(t in s.gates[gate].arrived));
-  const unseen = s.expectedTrees - Object.keys(s.trees).length;
+  const known = [...s.trees.keys()].filter((t) => !s.gates[gate].arrived.has(t));
+  const unseen = s.expectedTrees - s.trees.size;
   return unseen > 0 ? [...known.sort(), `${unseen} tree(s) not seen yet`] : known.sort();
 }
 
 // ---------------------------------------------------------------- inputs
 
-function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>): Result {
+function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>, own: boolean): Result {
   const ack = { session: input.session, tree: '', action: 'unknown' as const, attempt: input.attempt };
   const invalid = validateOpen(input);
   if (invalid) {
@@ -212,27 +231,27 @@ function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>
   let effects: Effect[] = [];
   let next = state;
   if (existing && existing.status === 'open') {
-    const old = draft(existing);
+    const old = draft(existing, own);
     effects = abortSession(old, ErrorCodes.SUPERSEDED, `superseded by attempt ${input.attempt}`, input.at);
   }
   const deadlineMs = input.deadlineMs > 0 ? input.deadlineMs : state.config.defaultDeadlineMs;
   const s = newSession(input.session, input.attempt, input.expectedTrees, deadlineMs, input.at);
-  next = withSession(next, s);
+  next = withSession(next, s, own);
   return [next, [...effects, ...opened(s, input.at), ...reply(input.peer, verdict(ack, true))]];
 }
 
-function onDeadline(state: CoordinatorState, session: string, attempt: number, at: number): Result {
+function onDeadline(state: CoordinatorState, session: string, attempt: number, at: number, own: boolean): Result {
   const current = state.sessions[session];
   if (!current || current.attempt !== attempt || current.status !== 'open') return [state, []];
-  const s = draft(current);
-  const gate: GateName = Object.keys(s.gates['post-restore'].arrived).length < s.expectedTrees
+  const s = draft(current, own);
+  const gate: GateName = s.gates['post-restore'].arrived.size < s.expectedTrees
     ? 'post-restore'
     : 'pre-resume';
   const reason = `deadline of ${s.deadlineMs} ms passed at the ${gate} gate; still missing: ${missingAt(s, gate).join(', ')}`;
-  return [withSession(state, s), abortSession(s, ErrorCodes.DEADLINE, reason, at)];
+  return [withSession(state, s, own), abortSession(s, ErrorCodes.DEADLINE, reason, at)];
 }
 
-function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at: number): Result {
+function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at: number, own: boolean): Result {
   const gated = isGate(ev.action);
   const invalid = validateEvent(ev);
   if (invalid) {
@@ -262,14 +281,14 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
   }
   if (!current || ev.attempt > current.attempt) {
     if (current && current.status === 'open') {
-      const old = draft(current);
+      const old = draft(current, own);
       effects.push(...abortSession(old, ErrorCodes.SUPERSEDED, `superseded by attempt ${ev.attempt}`, at));
     }
     current = newSession(ev.session, ev.attempt, ev.expectedTrees, state.config.defaultDeadlineMs, at);
     effects.push(...opened(current, at));
   }
-  const s = draft(current);
-  next = withSession(next, s);
+  const s = draft(current, own);
+  next = withSession(next, s, own);
 
   if (ev.expectedTrees !== s.expectedTrees) {
     const reason = `tree ${ev.tree} expects ${ev.expectedTrees} tree(s) but session ${s.session} expects ${s.expectedTrees}`;
@@ -278,21 +297,21 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     return [next, effects];
   }
 
-  if (!(ev.tree in s.trees)) {
-    if (Object.keys(s.trees).length >= s.expectedTrees) {
-      const reason = `session ${s.session} already has its ${s.expectedTrees} tree(s) (${Object.keys(s.trees).sort().join(', ')}); tree ${ev.tree} does not belong to it`;
+  if (!s.trees.has(ev.tree)) {
+    if (s.trees.size >= s.expectedTrees) {
+      const reason = `session ${s.session} already has its ${s.expectedTrees} tree(s) (${[...s.trees.keys()].sort().join(', ')}); tree ${ev.tree} does not belong to it`;
       return [state, [...effects, ...reject(ev, peer, gated, ErrorCodes.TOO_MANY_TREES, reason, at)]];
     }
   }
-  const prev = s.trees[ev.tree];
-  s.trees[ev.tree] = {
+  const prev = s.trees.get(ev.tree);
+  s.trees.set(ev.tree, {
     name: ev.tree,
     lastAction: ev.action,
     initPid: ev.initPid || prev?.initPid || 0,
     host: ev.host,
     imageDir: ev.imageDir || prev?.imageDir || '',
     resumed: (prev?.resumed ?? false) || ev.action === 'post-resume',
-  };
+  });
 
   if (s.status === 'aborted') {
     const a = s.abort!;
@@ -314,10 +333,10 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
   }
 
   if (ev.action === 'post-resume' && s.status === 'released') {
-    if (Object.values(s.trees).filter((t) => t.resumed).length === s.expectedTrees) {
+    if ([...s.trees.values()].every((t) => t.resumed)) {
       s.status = 'completed';
       s.closedAt = at;
-      effects.push(publish(decision('session-completed', s, at, { trees: Object.keys(s.trees).sort() })));
+      effects.push(publish(decision('session-completed', s, at, { trees: [...s.trees.keys()].sort() })));
     }
   }
   return [next, effects];
@@ -340,7 +359,7 @@ function reject(
 function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null, at: number): Effect[] {
   const gate = ev.action as GateName;
   const g = s.gates[gate];
-  if (g.openedAt !== null && ev.tree in g.arrived) {
+  if (g.openedAt !== null && g.arrived.has(ev.tree)) {
     return reply(peer, verdict(ev, true)); // duplicate after release: same answer
   }
   if (gate === 'pre-resume' && s.gates['post-restore'].openedAt === null) {
@@ -350,25 +369,26 @@ function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null, at: nu
       ...reply(peer, verdict(ev, false, ErrorCodes.CONTRADICTION, reason)),
     ];
   }
-  if (!(ev.tree in g.arrived)) g.arrived[ev.tree] = at;
-  if (peer !== null) g.waiting[ev.tree] = peer;
-  if (Object.keys(g.arrived).length < s.expectedTrees) return [];
+  if (!g.arrived.has(ev.tree)) g.arrived.set(ev.tree, at);
+  if (peer !== null) g.waiting.set(ev.tree, peer);
+  if (g.arrived.size < s.expectedTrees) return [];
 
   // Every expected tree is here: open the gate for all of them at once.
   g.openedAt = at;
-  const first = Math.min(...Object.values(g.arrived));
+  let first = at;
+  for (const t of g.arrived.values()) first = Math.min(first, t);
   const effects: Effect[] = [];
-  const released = Object.entries(g.waiting).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const released = [...g.waiting].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   for (const [tree, p] of released) {
     effects.push(...reply(p, verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, true)));
   }
-  g.waiting = {};
+  g.waiting = new Map();
   effects.push(
     publish(
       decision('gate-opened', s, at, {
         action: gate,
         waitedMs: at - first,
-        trees: Object.keys(g.arrived).sort(),
+        trees: [...g.arrived.keys()].sort(),
       }),
     ),
   );

@@ -1,10 +1,11 @@
 import { type OperatorFunction, concatMap, from, scan } from 'rxjs';
 import type { CoordinatorConfig, CoordinatorState, Effect, Input } from '../core/model';
-import { initialState, reduce } from '../core/session-reducer';
+import { initialState, reduceInPlace } from '../core/session-reducer';
 
 /**
- * Folds inputs through the pure session reducer and emits the effects of each
- * input in order. Optional `onState` observes each new state (for snapshots).
+ * Folds inputs through the session reducer and emits the effects of each
+ * input in order. The scan owns its state (nothing else holds it), so it uses
+ * the in-place variant of the reducer. Optional `onState` observes the state.
  */
 export function reduceSessions(
   config: CoordinatorConfig,
@@ -14,7 +15,7 @@ export function reduceSessions(
     input$.pipe(
       scan(
         (acc, input) => {
-          const [state, effects] = reduce(acc.state, input);
+          const [state, effects] = reduceInPlace(acc.state, input);
           onState?.(state);
           return { state, effects };
         },

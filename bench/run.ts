@@ -1,0 +1,273 @@
+/**
+ * `npm run bench`: what stagegate costs on the restore path, measured side by
+ * side in one run. Writes bench/results/latest.md and latest.json.
+ *
+ *   1. hook cost per action: stagegate hook vs an empty shell script vs the same hook in Node.js
+ *   2. restore overhead: criu restore of N trees (3 processes each), no script / shell / stagegate
+ *   3. gate latency: last tree's arrival to every waiting hook released, 1..1024 simulated trees
+ *   4. throughput (events/s) and daemon memory with 1024 waiting trees
+ *
+ * BENCH_QUICK=1 runs fewer repetitions.
+ */
+import { spawn } from 'node:child_process';
+import { cpus, hostname, release, totalmem } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Context, Dealer, Subscriber } from 'zeromq';
+import { Daemon, checkpointTrees, exited, killTree, readPidfile, run, sleep } from '../demo/harness';
+import { criuPath, hookPath, projectRoot } from '../src/paths';
+import { decodeVerdict, encodeRequestEvent } from '../src/protocol/codec';
+import type { StageEvent } from '../src/core/model';
+import type { ActionName } from '../src/core/actions';
+
+const QUICK = !!process.env.BENCH_QUICK;
+const HOOK_RUNS = QUICK ? 50 : 300;
+const RESTORE_REPS = QUICK ? 2 : 5;
+const GATE_REPS = QUICK ? 3 : 9;
+const GATE_SIZES = [1, 4, 16, 64, 256, 1024];
+const RESTORE_SIZES = [1, 4, 16];
+const BENCH = resolve(projectRoot, 'bench');
+
+interface Stats { n: number; median: number; p10: number; p90: number; min: number; max: number }
+function stats(xs: number[]): Stats {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * (s.length - 1)))]!;
+  return { n: s.length, median: q(0.5), p10: q(0.1), p90: q(0.9), min: s[0]!, max: s[s.length - 1]! };
+}
+const ms = (x: number) => x.toFixed(x < 10 ? 2 : 1);
+
+function event(session: string, tree: string, action: ActionName, trees: number): StageEvent {
+  return {
+    session, tree, action, actionName: action, initPid: action === 'pre-restore' ? 0 : 4242, imageDir: '/bench',
+    host: hostname(), hookPid: process.pid, criuPid: process.pid, monoNs: process.hrtime.bigint(),
+    wallNs: BigInt(Date.now()) * 1_000_000n, attempt: 1, expectedTrees: trees, reason: '',
+  };
+}
+
+// ------------------------------------------------------------------ 1. hook cost
+async function hookCost(d: Daemon) {
+  const env = (action: string, prefix: string) => ({
+    ...process.env, CRTOOLS_SCRIPT_ACTION: action, CRTOOLS_INIT_PID: '4242', CRTOOLS_IMAGE_DIR: '/tmp',
+    STAGEGATE_ENDPOINT: d.endpoint, STAGEGATE_TREE: 't', STAGEGATE_TREES: '1', STAGEGATE_TIMEOUT: '10', SESSION_PREFIX: prefix,
+  });
+  const timeRuns = async (label: string, action: string, cmd: string[]) => {
+    const r = await run(join(BENCH, 'time-runs.sh'), [String(HOOK_RUNS), ...cmd], env(action, `hook-${label}-${action}`));
+    if (/failed/.test(r.output)) throw new Error(`${label} ${action}: ${r.output.split('\n').find((l) => /failed/.test(l))}`);
+    const us = r.output.trim().split('\n').map(Number).filter(Number.isFinite);
+    return stats(us.slice(5).map((u) => u / 1000)); // first runs warm the page cache
+  };
+  const rows = [];
+  for (const action of ['pre-restore', 'post-restore']) {
+    rows.push({ hook: 'empty shell script', action, ...(await timeRuns('sh', action, [join(BENCH, 'empty-hook.sh')])) });
+    rows.push({ hook: 'stagegate hook (C)', action, ...(await timeRuns('c', action, [hookPath()])) });
+    rows.push({ hook: 'same hook in Node.js', action, ...(await timeRuns('node', action, ['node', join(BENCH, 'node-hook.cjs')])) });
+  }
+  return rows;
+}
+
+// ------------------------------------------------------------------ 2. restore overhead
+async function restoreOverhead(dir: string, d: Daemon) {
+  const maxTrees = Math.max(...RESTORE_SIZES);
+  const shm = `/dev/shm/sg-bench-${process.pid}`;
+  const cp = await checkpointTrees(dir, maxTrees, 3, shm);
+  const modes = ['no action script', 'empty shell script', 'stagegate hook', 'stagegate restore (CLI)'] as const;
+  const rows: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[] = [];
+  let session = 0;
+  for (const n of RESTORE_SIZES) {
+    const base: Record<string, number> = {};
+    for (const mode of modes) {
+      const times: number[] = [];
+      for (let rep = 0; rep < RESTORE_REPS; rep++) {
+        const s = `restore-${n}-${session++}`;
+        const started = performance.now();
+        const procs = [...Array(n).keys()].map((k) => {
+          const work = join(dir, `w-${s}-${k}`);
+          mkdirSync(work);
+          const pidfile = join(work, 'pid');
+          const criuArgs = ['-D', cp.images[k]!, '-W', work, '-d', '--pidfile', pidfile, '-o', join(work, 'restore.log')];
+          const env = { ...process.env, STAGEGATE_ENDPOINT: d.endpoint, STAGEGATE_SESSION: s, STAGEGATE_TREE: `t${k}`, STAGEGATE_TREES: String(n), STAGEGATE_TIMEOUT: '60' };
+          const child =
+            mode === 'no action script' ? spawn(criuPath(), ['restore', ...criuArgs], { stdio: 'ignore' })
+            : mode === 'empty shell script' ? spawn(criuPath(), ['restore', '--action-script', join(BENCH, 'empty-hook.sh'), ...criuArgs], { stdio: 'ignore' })
+            : mode === 'stagegate hook' ? spawn(criuPath(), ['restore', '--action-script', hookPath(), ...criuArgs], { stdio: 'ignore', env })
+            : spawn(resolve(projectRoot, 'bin/stagegate'), ['restore', '--session', s, '--tree', `t${k}`, '--trees', String(n), '--endpoint', d.endpoint, '--', ...criuArgs], { stdio: 'ignore' });
+          return { child, pidfile };
+        });
+        const codes = await Promise.all(procs.map((p) => exited(p.child)));
+        times.push(performance.now() - started);
+        if (codes.some((c) => c.code !== 0)) throw new Error(`${mode} x${n}: a restore failed (${JSON.stringify(codes)})`);
+        const roots = procs.map((p) => readPidfile(p.pidfile)).filter((p): p is number => p !== null);
+        for (const r of roots) killTree(r);
+        for (const r of roots) while (existsProc(r)) await sleep(5);
+      }
+      const st = stats(times);
+      base[mode] = st.median;
+      rows.push({ mode, trees: n, median: st.median, p10: st.p10, p90: st.p90, ratio: st.median / base['empty shell script']! || undefined });
+    }
+    for (const r of rows.filter((x) => x.trees === n)) r.ratio = r.median / base['no action script']!;
+  }
+  rmSync(shm, { force: true });
+  return rows;
+}
+
+function existsProc(pid: number): boolean {
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+// ------------------------------------------------------------------ 3. gate latency
+async function gateLatency(d: Daemon) {
+  const rows = [];
+  let rss = 0;
+  const max = Math.max(...GATE_SIZES);
+  for (const n of GATE_SIZES) {
+    // n simulated hooks, each its own socket (as n hook processes would be)
+    const context = new Context({ maxSockets: n + 64 }); // the default allows 1023 sockets
+    const socks = [...Array(n).keys()].map(() => {
+      const s = new Dealer({ context, linger: 0, receiveTimeout: 30_000 });
+      s.connect(d.endpoint);
+      return s;
+    });
+    // Warm every connection with an ungated event.
+    await Promise.all(socks.map((s, i) => s.send(encodeRequestEvent(event(`warm-${n}`, `t${i}`, 'pre-restore', n)))));
+    await sleep(200);
+    for (const gate of ['post-restore', 'pre-resume'] as const) {
+      const lat: number[] = [];
+      const firstLat: number[] = [];
+      for (let rep = 0; rep < GATE_REPS; rep++) {
+        const session = `gate-${n}-${gate}-${rep}`;
+        const send = (i: number, action: ActionName) => socks[i]!.send(encodeRequestEvent(event(session, `t${i}`, action, n)));
+        let first = 0;
+        const recvAll = (idx: number[]) =>
+          Promise.all(
+            idx.map(async (i) => {
+              const v = decodeVerdict((await socks[i]!.receive())[0]!);
+              first ||= performance.now();
+              return v;
+            }),
+          );
+        const all = [...Array(n).keys()];
+        if (gate === 'pre-resume') {
+          // pass the post-restore gate first
+          const r = recvAll(all);
+          await Promise.all(all.map((i) => send(i, 'post-restore')));
+          await r;
+          first = 0;
+        }
+        for (const i of all.slice(0, n - 1)) await send(i, gate);
+        const replies = recvAll(all);
+        await sleep(n > 256 ? 300 : 50); // every early tree is now waiting at the gate
+        if (gate === 'pre-resume' && n === max && rep === 0) rss = daemonRss(d);
+        const t0 = performance.now();
+        await send(n - 1, gate);
+        const v = await replies;
+        lat.push(performance.now() - t0);
+        firstLat.push(first - t0);
+        if (!v.every((x) => x.proceed)) throw new Error(`gate ${gate} x${n}: not every tree proceeded`);
+      }
+      rows.push({ trees: n, gate, ...stats(lat), firstMedian: stats(firstLat).median });
+    }
+    for (const s of socks) s.close();
+  }
+  return { rows, rssAt1024: rss };
+}
+
+function daemonRss(d: Daemon): number {
+  const status = readFileSync(`/proc/${d.child.pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+// ------------------------------------------------------------------ 4. throughput
+async function throughput(d: Daemon) {
+  const senders = 4;
+  const perSender = QUICK ? 5000 : 25_000;
+  const sub = new Subscriber({ receiveHighWaterMark: 0 });
+  sub.connect(d.events);
+  sub.subscribe('thr');
+  await sleep(300);
+  let received = 0;
+  const total = senders * perSender;
+  const done = (async () => {
+    for await (const _ of sub) if (++received >= total) break;
+  })();
+  const socks = [...Array(senders).keys()].map(() => {
+    const s = new Dealer({ linger: 0, sendHighWaterMark: 0 });
+    s.connect(d.endpoint);
+    return s;
+  });
+  const t0 = performance.now();
+  await Promise.all(
+    socks.map(async (s, k) => {
+      const frame = encodeRequestEvent(event('thr', `t${k}`, 'pre-restore', senders));
+      for (let i = 0; i < perSender; i++) await s.send(frame);
+    }),
+  );
+  // every event is counted once the daemon has republished it
+  await Promise.race([done, sleep(60_000)]);
+  const secs = (performance.now() - t0) / 1000;
+  for (const s of socks) s.close();
+  sub.close();
+  return { events: received, seconds: secs, perSecond: received / secs };
+}
+
+// ------------------------------------------------------------------ main
+async function main() {
+  const dir = mkdtempSync('/tmp/sg-bench-');
+  const daemon = await Daemon.start(dir, 600);
+  const machine = { host: hostname(), cpus: `${cpus().length} × ${cpus()[0]?.model}`, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version, criu: (await run(criuPath(), ['--version'])).output.split('\n')[0] };
+  try {
+    const only = process.env.BENCH_ONLY?.split(',');
+    const want = (k: string) => !only || only.includes(k);
+    console.error('bench: hook cost…');
+    const hook = want('hook') ? await hookCost(daemon) : [];
+    console.error('bench: gate latency…');
+    const gate = want('gate') ? await gateLatency(daemon) : { rows: [], rssAt1024: 0 };
+    console.error('bench: throughput…');
+    const thr = want('throughput') ? await throughput(daemon) : { events: 0, seconds: 0, perSecond: 0 };
+    console.error('bench: restore overhead…');
+    const restore = want('restore') ? await restoreOverhead(dir, daemon) : [];
+    const result = { date: new Date().toISOString(), machine, quick: QUICK, hook, gate: gate.rows, daemonRssMiBAt1024Trees: gate.rssAt1024, throughput: thr, restore };
+    const md = report(result);
+    mkdirSync(join(BENCH, 'results'), { recursive: true });
+    if (!only) {
+      writeFileSync(join(BENCH, 'results', 'latest.json'), JSON.stringify(result, null, 2) + '\n');
+      writeFileSync(join(BENCH, 'results', 'latest.md'), md);
+    }
+    console.log(md);
+  } finally {
+    await daemon.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function report(r: {
+  date: string; machine: Record<string, unknown>; hook: ({ hook: string; action: string } & Stats)[]; gate: ({ trees: number; gate: string; firstMedian: number } & Stats)[];
+  daemonRssMiBAt1024Trees: number; throughput: { events: number; perSecond: number }; restore: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[];
+}): string {
+  const L: string[] = [];
+  L.push(`# stagegate benchmark — ${r.date}`, '');
+  L.push(`Machine: ${Object.entries(r.machine).map(([k, v]) => `${k} ${v}`).join(', ')}`, '');
+  L.push('## 1. Hook cost per action (ms, wall, fork+exec from bash as criu does)', '', '| hook | action | median | p10 | p90 | runs |', '|---|---|---:|---:|---:|---:|');
+  for (const h of r.hook) L.push(`| ${h.hook} | ${h.action} | ${ms(h.median)} | ${ms(h.p10)} | ${ms(h.p90)} | ${h.n} |`);
+  L.push('', 'Target: stagegate hook ≤ 5 ms per action.', '');
+  L.push('## 2. Restore overhead (ms, wall, N trees × 3 processes restored concurrently)', '', '| trees | mode | median | p10 | p90 | vs no script |', '|---:|---|---:|---:|---:|---:|');
+  for (const x of r.restore) L.push(`| ${x.trees} | ${x.mode} | ${ms(x.median)} | ${ms(x.p10)} | ${ms(x.p90)} | ${x.ratio?.toFixed(2)}× |`);
+  L.push('', 'Target: stagegate adds ≤ 10% or ≤ 20 ms (the larger) to a 4-tree restore vs plain CRIU with shell hooks.', '');
+  L.push('## 3. Gate latency (ms): last tree\'s arrival sent → every waiting hook has its verdict', '');
+  L.push('Simulated hooks: one ZeroMQ socket per tree, all in one Node.js client process; "first" is the first verdict received.', '');
+  L.push('| trees | gate | median (all) | p10 | p90 | max | median (first) |', '|---:|---|---:|---:|---:|---:|---:|');
+  for (const g of r.gate) L.push(`| ${g.trees} | ${g.gate} | ${ms(g.median)} | ${ms(g.p10)} | ${ms(g.p90)} | ${ms(g.max)} | ${ms(g.firstMedian)} |`);
+  L.push('', 'Targets: ≤ 2 ms at 64 trees, ≤ 20 ms at 1,024.', '');
+  L.push('## 4. Throughput and memory', '');
+  L.push(`- ungated events through one daemon: ${Math.round(r.throughput.perSecond).toLocaleString('en')} events/s (${r.throughput.events.toLocaleString('en')} events; target ≥ 20,000/s)`);
+  L.push(`- daemon RSS with 1,024 trees waiting at the resume barrier: ${r.daemonRssMiBAt1024Trees.toFixed(1)} MiB (target ≤ 200 MiB)`, '');
+  return L.join('\n');
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
