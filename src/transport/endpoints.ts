@@ -2,7 +2,7 @@
  * Endpoint defaults and preparation. IPC sockets live in a private directory
  * (0700) so only its owner can talk to the coordinator.
  */
-import { mkdirSync, statSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { EndpointError } from '../errors';
 
@@ -16,6 +16,19 @@ export const defaultHookEndpoint = (): string => `ipc://${runtimeDir()}/hooks.so
 export const defaultEventsEndpoint = (): string => `ipc://${runtimeDir()}/events.sock`;
 
 const IPC_PATH_MAX = 107; // sizeof(sun_path) - 1
+
+/** The socket path of an ipc:// endpoint, null for other transports. */
+export function ipcPath(ep: string): string | null {
+  return ep.startsWith('ipc://') ? ep.slice('ipc://'.length) : null;
+}
+
+/** Removes the socket files of IPC endpoints (ZeroMQ leaves them behind). */
+export function removeIpcSockets(endpoints: string[]): void {
+  for (const ep of endpoints) {
+    const p = ipcPath(ep);
+    if (p) rmSync(p, { force: true });
+  }
+}
 
 /** Validates an endpoint and, for IPC, makes its directory private (0700). */
 export function prepareEndpoint(ep: string): void {

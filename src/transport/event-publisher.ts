@@ -6,16 +6,18 @@ import { Publisher } from 'zeromq';
 import type { Decision, StageEvent } from '../core/model';
 import { encodePublished } from '../protocol/codec';
 import { EndpointError } from '../errors';
-import { prepareEndpoint } from './endpoints';
+import { prepareEndpoint, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
 
 export class EventPublisher {
+  private constructor(private readonly endpoints: string[]) {}
+
   private readonly pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000 });
   private readonly sender = new SerialSender<[string, Uint8Array]>((m) => this.pub.send(m));
   private seq = 0n;
 
   static async bind(endpoints: string[]): Promise<EventPublisher> {
-    const p = new EventPublisher();
+    const p = new EventPublisher(endpoints);
     for (const ep of endpoints) {
       prepareEndpoint(ep);
       try {
@@ -36,5 +38,6 @@ export class EventPublisher {
 
   close(): void {
     this.pub.close();
+    removeIpcSockets(this.endpoints);
   }
 }

@@ -8,15 +8,17 @@ import { Observable } from 'rxjs';
 import type { Input, Verdict } from '../core/model';
 import { FrameError, MAX_FRAME_BYTES, decodeRequest, encodeVerdict } from '../protocol/codec';
 import { EndpointError, ErrorCodes } from '../errors';
-import { prepareEndpoint } from './endpoints';
+import { prepareEndpoint, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
 
 export class HookEndpoint {
+  private constructor(private readonly endpoints: string[]) {}
+
   private readonly router = new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0 });
   private readonly sender = new SerialSender<[Buffer, Uint8Array]>((m) => this.router.send(m));
 
   static async bind(endpoints: string[]): Promise<HookEndpoint> {
-    const h = new HookEndpoint();
+    const h = new HookEndpoint(endpoints);
     for (const ep of endpoints) {
       prepareEndpoint(ep);
       try {
@@ -59,5 +61,6 @@ export class HookEndpoint {
 
   close(): void {
     this.router.close();
+    removeIpcSockets(this.endpoints);
   }
 }
