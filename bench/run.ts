@@ -141,14 +141,22 @@ async function gateLatency(d: Daemon) {
         const session = `gate-${n}-${gate}-${rep}`;
         const send = (i: number, action: ActionName) => socks[i]!.send(encodeRequestEvent(event(session, `t${i}`, action, n)));
         let first = 0;
-        const recvAll = (idx: number[]) =>
-          Promise.all(
+        let got = 0;
+        const recvAll = (idx: number[]) => {
+          got = 0;
+          const all = Promise.all(
             idx.map(async (i) => {
               const v = decodeVerdict((await socks[i]!.receive())[0]!);
               first ||= performance.now();
+              got++;
               return v;
             }),
           );
+          const limit = sleep(20_000).then(() => {
+            throw new Error(`${session}: only ${got} of ${idx.length} verdicts within 20 s`);
+          });
+          return Promise.race([all, limit]);
+        };
         const all = [...Array(n).keys()];
         if (gate === 'pre-resume') {
           // pass the post-restore gate first

@@ -87,11 +87,11 @@ export interface RunningTree {
   unshare: ChildProcess;
 }
 
-/** Starts tree `index` of `procs` processes in a new pid namespace and session. */
+/** Starts tree `index` of `procs` processes in new pid and IPC namespaces and a new session. */
 export async function startTree(index: number, procs: number, shm: string): Promise<RunningTree> {
   const unshare = spawn(
     'unshare',
-    ['--pid', '--fork', 'setsid', WORKLOAD, '--tree', String(index), '--procs', String(procs), '--shm', shm],
+    ['--pid', '--ipc', '--fork', 'setsid', WORKLOAD, '--tree', String(index), '--procs', String(procs), '--shm', shm],
     { stdio: 'ignore', detached: true },
   );
   const deadline = Date.now() + 5000;
@@ -143,7 +143,7 @@ export async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = 
 /** Checkpoints a running tree into `dir` (criu dump kills it) and waits until it is gone. */
 export async function dumpTree(t: RunningTree, dir: string, log: string): Promise<void> {
   const r = await run(criuPath(), ['dump', '-t', String(t.rootPid), '-D', dir, '-o', log, '-v4']);
-  if (r.code !== 0) throw new Error(`criu dump of tree ${t.index} failed (${r.code}); see ${log}`);
+  if (r.code !== 0) throw new Error(`criu dump of tree ${t.index} failed (${r.code}):${tail(log)}`);
   await exited(t.unshare);
   // The dumped tasks' pids must be free again before a restore (see README).
   const deadline = Date.now() + 5000;

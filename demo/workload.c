@@ -9,6 +9,10 @@
  * B: the file --shm (shared by all trees of a run), mapped by every process at
  *    its own address. It holds one status slot per process, which the demo
  *    and the tests read straight from the file.
+ * C: a memfd ("stagegate-memfd", 64 KiB) made by the root, mapped by every
+ *    process of the tree at its own address.
+ * D: a SysV shared memory segment (64 KiB) made by the root (the tree runs in
+ *    its own IPC namespace), attached by every process at its own address.
  *
  * Every 10 ms each process: checks a window of A's pattern through its own
  * mapping, bumps its counter in A, (root) sums its children's counters seen
@@ -23,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +41,9 @@
 #define SLOT_MAGIC 0x53474154u /* "SGAT" */
 #define A_BASE 0x500000000000ull
 #define B_BASE 0x540000000000ull
+#define C_BASE 0x580000000000ull
+#define D_BASE 0x5c0000000000ull
+#define SMALL_SIZE (64u << 10)
 #define STRIDE 0x4000000ull /* 64 MiB between per-process addresses */
 #define GAP_MS 250
 
@@ -72,7 +80,7 @@ static void fail(const char *what) {
 	exit(1);
 }
 
-static void run(unsigned idx, uint8_t *a, const char *shm) {
+static void run(unsigned idx, uint8_t *a, const char *shm, int memfd, int shmid) {
 	uint64_t a_addr = A_BASE + (uint64_t)(tree_k * MAX_PROCS + idx) * STRIDE;
 	uint64_t b_addr = B_BASE + (uint64_t)(tree_k * MAX_PROCS + idx) * STRIDE;
 	a = mremap(a, A_SIZE, A_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)a_addr);
@@ -85,6 +93,15 @@ static void run(unsigned idx, uint8_t *a, const char *shm) {
 	if (b == MAP_FAILED)
 		fail("mmap B");
 	close(fd); /* the mapping keeps the file; no fd to restore */
+	uint64_t slot_no = (uint64_t)(tree_k * MAX_PROCS + idx);
+	uint8_t *c = mmap((void *)(C_BASE + slot_no * STRIDE), SMALL_SIZE, PROT_READ | PROT_WRITE,
+			  MAP_SHARED | MAP_FIXED_NOREPLACE, memfd, 0);
+	if (c == MAP_FAILED)
+		fail("mmap C");
+	close(memfd);
+	uint8_t *d = shmat(shmid, (void *)(D_BASE + slot_no * STRIDE), 0);
+	if (d == (void *)-1)
+		fail("shmat D");
 
 	volatile struct slot *s = (struct slot *)(b + SLOTS_OFFSET + (tree_k * MAX_PROCS + idx) * SLOT_SIZE);
 	volatile uint64_t *counters = (uint64_t *)(a + PATTERN_SIZE);
@@ -111,6 +128,9 @@ static void run(unsigned idx, uint8_t *a, const char *shm) {
 			if (a[i] != pattern(i))
 				s->pattern_ok = 0;
 		window = (window + 65536) % PATTERN_SIZE;
+		for (uint32_t i = 0; i < SMALL_SIZE; i += 4096)
+			if (c[i] != pattern(i) || d[i] != pattern(i + 1))
+				s->pattern_ok = 0;
 		counters[idx] = n;
 		if (idx == 0) {
 			uint64_t sum = 0;
@@ -144,13 +164,27 @@ int main(int argc, char **argv) {
 		fail("mmap A");
 	for (uint32_t i = 0; i < PATTERN_SIZE; i++)
 		a[i] = pattern(i);
+	int memfd = memfd_create("stagegate-memfd", 0);
+	if (memfd < 0 || ftruncate(memfd, SMALL_SIZE))
+		fail("memfd");
+	uint8_t *c = mmap(NULL, SMALL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	int shmid = shmget(IPC_PRIVATE, SMALL_SIZE, IPC_CREAT | 0600);
+	uint8_t *d = shmid < 0 ? (void *)-1 : shmat(shmid, NULL, 0);
+	if (c == MAP_FAILED || d == (void *)-1)
+		fail("memfd/shm setup");
+	for (uint32_t i = 0; i < SMALL_SIZE; i++) {
+		c[i] = pattern(i);
+		d[i] = pattern(i + 1);
+	}
+	munmap(c, SMALL_SIZE);
+	shmdt(d);
 	for (unsigned idx = 1; idx < nprocs; idx++) {
 		pid_t p = fork();
 		if (p < 0)
 			fail("fork");
 		if (p == 0)
-			run(idx, a, shm);
+			run(idx, a, shm, memfd, shmid);
 	}
-	run(0, a, shm);
+	run(0, a, shm, memfd, shmid);
 	return 0;
 }

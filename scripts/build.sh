@@ -21,6 +21,13 @@ if newer "$gen/stagegate.d.ts" proto/stagegate.proto; then
   node_modules/.bin/pbts -o "$gen/stagegate.d.ts" "$gen/stagegate.js"
 fi
 
+if newer src/images/generated/criu.d.ts proto/criu/images.proto; then
+  say "generating the CRIU image decoders"
+  mkdir -p src/images/generated
+  node_modules/.bin/pbjs -t static-module -w commonjs --no-beautify --force-long -o src/images/generated/criu.js proto/criu/images.proto
+  node_modules/.bin/pbts -o src/images/generated/criu.d.ts src/images/generated/criu.js
+fi
+
 if newer build/stagegate-hook hooks/stagegate-hook.c hooks/Makefile proto/stagegate.proto; then
   say "building the hook"
   make -s -C hooks OUT="$root/build" >/dev/null

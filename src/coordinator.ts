@@ -44,6 +44,7 @@ export class Coordinator {
       throw err;
     }
     const c = new Coordinator(hooks, publisher, opts);
+    hooks.onSendError = (err) => opts.logger.error('verdict not sent', { error: String(err) });
     c.sub = hooks
       .inputs(wallMs)
       .pipe(coordinate({ defaultDeadlineMs: opts.deadlineMs }, undefined, (s) => (c.state = s)))

@@ -29,6 +29,8 @@ export const ErrorCodes = {
   CRIU: 'E_CRIU',
   /** A ZeroMQ endpoint could not be bound or connected. */
   ENDPOINT: 'E_ENDPOINT',
+  /** A CRIU image is missing, truncated, corrupt or of another kind. */
+  IMAGE: 'E_IMAGE',
   /** A native call failed (errno in `errno`). */
   NATIVE: 'E_NATIVE',
 } as const;
@@ -68,5 +70,18 @@ export class CriuError extends StagegateError {
   override readonly name = 'CriuError';
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCodes.CRIU, message, options);
+  }
+}
+
+/** A CRIU image could not be read; `file` and `offset` say where. */
+export class ImageError extends StagegateError {
+  override readonly name = 'ImageError';
+  constructor(
+    readonly file: string,
+    readonly offset: number,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(ErrorCodes.IMAGE, `${file}: ${message}`, options);
   }
 }

@@ -11,6 +11,7 @@ import { criuPath, hookPath } from '../paths';
 import { defaultEventsEndpoint, defaultHookEndpoint } from '../transport/endpoints';
 import { StagegateError, UsageError } from '../errors';
 import { validateName } from '../core/validate';
+import { describeImages, imagesJson, imagesTable } from './images';
 
 const HELP: Record<string, string> = {
   main: `usage: stagegate <command> [options]
@@ -22,6 +23,7 @@ commands:
   serve         run the coordinator daemon
   restore       run 'criu restore' through the gate for one tree
   open          open a session explicitly (tree count, deadline)
+  images        explain checkpoint directories: tasks, VMAs, shared buffer objects
   hook-path     print the absolute path of the action-script hook
   criu-path     print the absolute path of the criu used
   help          this text
@@ -50,6 +52,14 @@ and exits with criu's exit code. If criu fails, the session is aborted at once.
   open: `usage: stagegate open --session S --trees N [--attempt A] [--deadline SECONDS] [--endpoint EP]
 
 Opens a session before any tree starts; otherwise the first event opens it.`,
+  images: `usage: stagegate images [--json] [--all-vmas] DIR...
+
+Reads CRIU checkpoint directories (one per tree; the tree is named after its
+directory) and prints each task with its shared mappings, and every shared
+buffer object (BO) mapped by two or more tasks with each mapper's address.
+
+  --json       machine-readable output
+  --all-vmas   list every VMA, not only the shared ones`,
   'hook-path': 'usage: stagegate hook-path\n\nPrints the absolute path of the hook to pass to criu --action-script.',
   'criu-path': 'usage: stagegate criu-path\n\nPrints the absolute path of the criu stagegate runs (STAGEGATE_CRIU overrides).',
 };
@@ -162,6 +172,20 @@ async function openCmd(argv: string[]): Promise<number> {
   return 0;
 }
 
+function imagesCmd(argv: string[]): number {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { json: { type: 'boolean' }, 'all-vmas': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
+  } catch (err) {
+    throw new UsageError(`images: ${(err as Error).message}`);
+  }
+  if (parsed.values.help) return help('images');
+  if (parsed.positionals.length === 0) throw new UsageError('images: give at least one checkpoint directory');
+  const d = describeImages(parsed.positionals);
+  process.stdout.write((parsed.values.json ? imagesJson(d) : imagesTable(d, !!parsed.values['all-vmas'])) + '\n');
+  return 0;
+}
+
 function help(cmd: string): number {
   process.stdout.write(HELP[cmd] + '\n');
   return 0;
@@ -183,6 +207,8 @@ export async function main(argv: string[]): Promise<number> {
       return restoreCmd(rest);
     case 'open':
       return openCmd(rest);
+    case 'images':
+      return imagesCmd(rest);
     case 'hook-path':
       return printPath(cmd, rest, hookPath);
     case 'criu-path':

@@ -15,7 +15,12 @@ export class HookEndpoint {
   private constructor(private readonly endpoints: string[]) {}
 
   private readonly router = new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0 });
-  private readonly sender = new SerialSender<[Buffer, Uint8Array]>((m) => this.router.send(m));
+  private readonly sender = new SerialSender<[Buffer, Uint8Array]>(
+    (m) => this.router.send(m),
+    (err) => this.onSendError(err),
+  );
+  /** Told about replies that could not be sent (the hook then times out and aborts). */
+  onSendError: (err: unknown) => void = () => {};
 
   static async bind(endpoints: string[]): Promise<HookEndpoint> {
     const h = new HookEndpoint(endpoints);

@@ -1,0 +1,153 @@
+/**
+ * The CRIU image reader and the BO graph on checkpoints dumped by real CRIU
+ * in this run, and the reader's robustness on truncated, corrupt and random
+ * files.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkpointTrees, run, STAGEGATE, type Checkpoint as Dumped } from '../../demo/harness';
+import { readCheckpoint } from '../../src/images/checkpoint';
+import { boGraph } from '../../src/core/bo-graph';
+import { ImageError } from '../../src/errors';
+
+const PROCS = 3;
+// demo/workload.c's per-process addresses
+const STRIDE = 0x4000000n;
+const addr = (base: bigint, tree: number, idx: number) => base + BigInt(tree * 16 + idx) * STRIDE;
+const A = 0x500000000000n, B = 0x540000000000n, C = 0x580000000000n, D = 0x5c0000000000n;
+
+let dir: string;
+let dumped: Dumped;
+before(async () => {
+  dir = mkdtempSync('/tmp/sg-images-');
+  dumped = await checkpointTrees(dir, 2, PROCS, `/dev/shm/sg-images-${process.pid}`);
+});
+after(() => {
+  rmSync(dumped.shm, { force: true });
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('CRIU image reader on real dumps', () => {
+  it('reads the process tree and every task\'s VMAs', () => {
+    const cp = readCheckpoint(dumped.images[0]!);
+    assert.deepEqual(cp.tasks.map((t) => [t.pid, t.ppid]), [[1, 0], [2, 1], [3, 1]]);
+    for (const t of cp.tasks) {
+      assert.ok(t.vmas.length > 5);
+      assert.ok(t.vmas.every((v, i) => i === 0 || v.start >= t.vmas[i - 1]!.end), 'VMAs sorted and disjoint');
+    }
+  });
+
+  it('finds exactly the expected BOs and mappers across two trees', () => {
+    const trees = dumped.images.map((d, i) => ({ tree: `t${i}`, checkpoint: readCheckpoint(d) }));
+    const bos = boGraph(trees);
+    const summary = bos.map((b) => ({ kind: b.kind, label: b.label, mappers: b.mappers.map((m) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`) }));
+    const expect = (kind: string, label: string, base: bigint, size: number, treesOf: number[]) => ({
+      kind,
+      label,
+      mappers: treesOf.flatMap((t) => [0, 1, 2].map((i) => `t${t}/${i + 1}@0x${addr(base, t, i).toString(16)}+${size}`)),
+    });
+    const shmName = dumped.shm;
+    assert.deepEqual(
+      summary.sort((a, b) => (a.label + a.mappers[0] < b.label + b.mappers[0] ? -1 : 1)),
+      [
+        expect('file', shmName, B, 1 << 20, [0, 1]), // one /dev/shm file shared by both trees
+        expect('sysv-shm', 'SysV shm 0', D, 64 << 10, [0]),
+        expect('sysv-shm', 'SysV shm 0', D, 64 << 10, [1]),
+        // MAP_SHARED|MAP_ANONYMOUS, mremap'd per process: stored by CRIU as a memfd named /dev/zero
+        expect('memfd', 'memfd /dev/zero', A, 4 << 20, [0]),
+        expect('memfd', 'memfd /dev/zero', A, 4 << 20, [1]),
+        expect('memfd', 'memfd stagegate-memfd', C, 64 << 10, [0]),
+        expect('memfd', 'memfd stagegate-memfd', C, 64 << 10, [1]),
+      ].sort((a, b) => (a.label + a.mappers[0] < b.label + b.mappers[0] ? -1 : 1)),
+    );
+  });
+
+  it('stagegate images prints the BOs, and --json is machine-readable', async () => {
+    const table = await run(STAGEGATE, ['images', ...dumped.images]);
+    assert.equal(table.code, 0, table.output);
+    assert.match(table.output, /7 shared buffer object\(s\) mapped by two or more tasks/);
+    assert.match(table.output, /\[file\] \/dev\/shm\/sg-images-\d+, 6 mappers/);
+    const json = await run(STAGEGATE, ['images', '--json', ...dumped.images]);
+    const parsed = JSON.parse(json.output);
+    assert.equal(parsed.trees.length, 2);
+    assert.equal(parsed.bos.length, 7);
+    assert.equal(parsed.bos.find((b: { kind: string }) => b.kind === 'file').mappers[0].start, `0x${addr(B, 0, 0).toString(16)}`);
+  });
+});
+
+describe('CRIU image reader on bad input', () => {
+  const bad = () => {
+    const d = mkdtempSync(join(dir, 'bad-'));
+    for (const f of ['pstree.img', 'mm-1.img', 'mm-2.img', 'mm-3.img', 'files.img', 'memfd.img']) copyFileSync(join(dumped.images[0]!, f), join(d, f));
+    return d;
+  };
+  const expectImageError = (d: string, file: string, message: RegExp, offset?: number) =>
+    assert.throws(
+      () => readCheckpoint(d),
+      (e: unknown) =>
+        e instanceof ImageError && e.code === 'E_IMAGE' && e.file.endsWith(file) && message.test(e.message) && (offset === undefined || e.offset === offset),
+    );
+
+  it('names the file and offset of a truncated entry', () => {
+    const d = bad();
+    const mm = readFileSync(join(d, 'mm-2.img'));
+    writeFileSync(join(d, 'mm-2.img'), mm.subarray(0, mm.length - 7));
+    expectImageError(d, 'mm-2.img', /mm-2.img: truncated: entry at offset 8 claims \d+ bytes, \d+ left/, 8);
+  });
+
+  it('refuses a file that is not a CRIU image, or an image of another kind', () => {
+    const d = bad();
+    writeFileSync(join(d, 'pstree.img'), 'hello, world');
+    expectImageError(d, 'pstree.img', /not a CRIU image: magic 0x6c6c6568 at offset 0, expected 0x54564319/, 0);
+    copyFileSync(join(dumped.images[0]!, 'files.img'), join(d, 'pstree.img'));
+    expectImageError(d, 'pstree.img', /wrong kind of CRIU image: magic 0x56303138 at offset 4, expected 0x50273030/, 4);
+    writeFileSync(join(d, 'pstree.img'), Buffer.from([0x19, 0x43]));
+    expectImageError(d, 'pstree.img', /truncated: 2 bytes/);
+  });
+
+  it('reports a corrupt entry and a missing image', () => {
+    const d = bad();
+    const mm = readFileSync(join(d, 'mm-1.img'));
+    mm.fill(0xff, 12, 40); // garbage inside the entry
+    writeFileSync(join(d, 'mm-1.img'), mm);
+    expectImageError(d, 'mm-1.img', /corrupt entry at offset 8|truncated|ends .* before it starts/);
+    const d2 = bad();
+    rmSync(join(d2, 'pstree.img'));
+    expectImageError(d2, 'pstree.img', /cannot read: ENOENT/);
+  });
+
+  it('does not follow a symlinked checkpoint directory', () => {
+    const link = join(dir, 'link');
+    symlinkSync(dumped.images[0]!, link);
+    expectImageError(link, 'link', /not a directory \(symlinks are not followed\)/);
+  });
+
+  it('never crashes on random or mutated images (bounded fuzz)', () => {
+    const d = join(dir, 'fuzz');
+    mkdirSync(d);
+    const originals = ['pstree.img', 'mm-1.img', 'files.img', 'memfd.img'].map((f) => [f, readFileSync(join(dumped.images[0]!, f))] as const);
+    let seed = 12345;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    let errors = 0;
+    for (let i = 0; i < 400; i++) {
+      for (const [f, data] of originals) writeFileSync(join(d, f), data);
+      const [f, data] = originals[i % originals.length]!;
+      const m = Buffer.from(data);
+      if (i % 5 === 0) {
+        writeFileSync(join(d, f), Buffer.from(Array.from({ length: Math.floor(rnd() * 200) }, () => Math.floor(rnd() * 256))));
+      } else {
+        for (let k = 0; k < 1 + Math.floor(rnd() * 8); k++) m[Math.floor(rnd() * m.length)] = Math.floor(rnd() * 256);
+        writeFileSync(join(d, f), m.subarray(0, rnd() < 0.3 ? Math.floor(rnd() * m.length) : m.length));
+      }
+      try {
+        readCheckpoint(d);
+      } catch (e) {
+        assert.ok(e instanceof ImageError, `mutation ${i} of ${f} threw ${(e as Error)?.stack}`);
+        errors++;
+      }
+    }
+    assert.ok(errors > 50, `only ${errors} of 400 mutations were rejected`);
+  });
+});

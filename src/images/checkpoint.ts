@@ -1,0 +1,72 @@
+/**
+ * Reads what stagegate needs from a CRIU checkpoint directory: the process
+ * tree, each task's VMAs and the objects behind shared mappings. Plain data
+ * out; every problem is an ImageError naming the file (and offset).
+ */
+import { existsSync, lstatSync, accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import type Long from 'long';
+import { criu } from './generated/criu';
+import { MAGIC, readEntries } from './image-file';
+import { ImageError } from '../errors';
+import type { Checkpoint, FileObject, MemfdInode, Task, Vma } from '../core/checkpoint-model';
+
+export type { Checkpoint };
+
+const big = (v: Long | number | null | undefined): bigint => (v === null || v === undefined ? 0n : BigInt(v.toString()));
+
+/** Refuses anything but a readable real directory (no symlink is followed). */
+export function checkImageDir(dir: string): void {
+  let st;
+  try {
+    st = lstatSync(dir);
+  } catch (err) {
+    throw new ImageError(dir, 0, `cannot open checkpoint directory: ${(err as Error).message}`, { cause: err });
+  }
+  if (!st.isDirectory()) throw new ImageError(dir, 0, 'not a directory (symlinks are not followed)');
+  try {
+    accessSync(dir, constants.R_OK | constants.X_OK);
+  } catch (err) {
+    throw new ImageError(dir, 0, 'checkpoint directory is not readable', { cause: err });
+  }
+}
+
+export function readCheckpoint(dir: string): Checkpoint {
+  checkImageDir(dir);
+  const pstreePath = join(dir, 'pstree.img');
+  const pstree = readEntries(pstreePath, MAGIC.pstree, (b) => criu.PstreeEntry.decode(b));
+  if (pstree.length === 0) throw new ImageError(pstreePath, 8, 'no task in the process tree');
+  const tasks: Task[] = pstree.map((p, i) => {
+    if (!p.pid) throw new ImageError(pstreePath, 8, `entry ${i} has no pid`);
+    const mmPath = join(dir, `mm-${p.pid}.img`);
+    const mm = existsSync(mmPath) ? readEntries(mmPath, MAGIC.mm, (b) => criu.MmEntry.decode(b)) : [];
+    if (mm.length > 1) throw new ImageError(mmPath, 8, `${mm.length} entries, expected one`);
+    const vmas = (mm[0]?.vmas ?? []).map((v, j): Vma => {
+      const start = big(v.start as Long);
+      const end = big(v.end as Long);
+      if (end <= start) throw new ImageError(mmPath, 8, `VMA ${j} ends (0x${end.toString(16)}) before it starts (0x${start.toString(16)})`);
+      return { start, end, pgoff: big(v.pgoff as Long), shmid: big(v.shmid as Long), prot: v.prot ?? 0, flags: v.flags ?? 0, status: v.status ?? 0 };
+    });
+    return { pid: p.pid, ppid: p.ppid ?? 0, threads: p.threads ?? [], vmas };
+  });
+
+  const files = new Map<number, FileObject>();
+  const filesPath = join(dir, 'files.img');
+  if (existsSync(filesPath)) {
+    for (const f of readEntries(filesPath, MAGIC.files, (b) => criu.FileEntry.decode(b))) {
+      const id = f.id ?? 0;
+      if (f.reg) files.set(id, { kind: 'reg', id, name: f.reg.name ?? '', mntId: f.reg.mntId ?? -1, size: big(f.reg.size as Long) });
+      else if (f.memfd) files.set(id, { kind: 'memfd', id, inodeId: f.memfd.inodeId ?? 0 });
+      else files.set(id, { kind: 'other', id, type: f.type ?? 0 });
+    }
+  }
+  const memfdInodes = new Map<number, MemfdInode>();
+  const memfdPath = join(dir, 'memfd.img');
+  if (existsSync(memfdPath)) {
+    for (const m of readEntries(memfdPath, MAGIC.memfd, (b) => criu.MemfdInodeEntry.decode(b))) {
+      const inodeId = Number(big(m.inodeId as Long));
+      memfdInodes.set(inodeId, { inodeId, name: m.name ?? '', size: big(m.size as Long), shmid: m.shmid ?? 0 });
+    }
+  }
+  return { dir, tasks, files, memfdInodes };
+}

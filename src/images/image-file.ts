@@ -1,0 +1,62 @@
+/**
+ * CRIU image files: a u32 common magic, a u32 image magic, then entries each
+ * prefixed by a u32 length (little-endian, as CRIU writes them on x86-64).
+ * Every problem is an ImageError naming the file and the byte offset.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { ImageError } from '../errors';
+
+export const COMMON_MAGIC = 0x54564319;
+export const MAGIC = {
+  pstree: 0x50273030,
+  mm: 0x57492820,
+  files: 0x56303138,
+  memfd: 0x48453499,
+} as const;
+
+/** Larger than any image of the kinds read here (mm and files images are small). */
+const MAX_IMAGE_BYTES = 256 * 1024 * 1024;
+
+const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
+
+/** Decodes every entry of `path`; `decode` turns one entry's bytes into a message. */
+export function readEntries<T>(path: string, magic: number, decode: (bytes: Uint8Array) => T): T[] {
+  let buf: Buffer;
+  try {
+    const size = statSync(path).size;
+    if (size > MAX_IMAGE_BYTES) throw new ImageError(path, 0, `${size} bytes is larger than any image of this kind`);
+    buf = readFileSync(path);
+  } catch (err) {
+    if (err instanceof ImageError) throw err;
+    throw new ImageError(path, 0, `cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  return decodeEntries(path, buf, magic, decode);
+}
+
+export function decodeEntries<T>(path: string, buf: Buffer, magic: number, decode: (bytes: Uint8Array) => T): T[] {
+  if (buf.length < 8) throw new ImageError(path, 0, `truncated: ${buf.length} bytes, a CRIU image starts with an 8-byte magic header`);
+  const common = buf.readUInt32LE(0);
+  if (common !== COMMON_MAGIC) {
+    throw new ImageError(path, 0, `not a CRIU image: magic ${hex(common)} at offset 0, expected ${hex(COMMON_MAGIC)}`);
+  }
+  const kind = buf.readUInt32LE(4);
+  if (kind !== magic) {
+    throw new ImageError(path, 4, `wrong kind of CRIU image: magic ${hex(kind)} at offset 4, expected ${hex(magic)}`);
+  }
+  const out: T[] = [];
+  let off = 8;
+  while (off < buf.length) {
+    if (buf.length - off < 4) throw new ImageError(path, off, `truncated: ${buf.length - off} byte(s) where an entry length (4 bytes) starts`);
+    const len = buf.readUInt32LE(off);
+    if (len > buf.length - off - 4) {
+      throw new ImageError(path, off, `truncated: entry at offset ${off} claims ${len} bytes, ${buf.length - off - 4} left`);
+    }
+    try {
+      out.push(decode(buf.subarray(off + 4, off + 4 + len)));
+    } catch (err) {
+      throw new ImageError(path, off, `corrupt entry at offset ${off} (${len} bytes): ${(err as Error).message}`, { cause: err });
+    }
+    off += 4 + len;
+  }
+  return out;
+}
