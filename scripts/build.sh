@@ -28,6 +28,14 @@ if newer src/images/generated/criu.d.ts proto/criu/images.proto; then
   node_modules/.bin/pbts -o src/images/generated/criu.d.ts src/images/generated/criu.js
 fi
 
+# The CLI runs compiled JavaScript: it starts several times faster than
+# through the TypeScript loader, and `stagegate restore` is on the restore path.
+if newer build/js/cli/main.js tsconfig.json tsconfig.build.json $(find src -name '*.ts' -o -name '*.js' | grep -v '^src/.*/generated/.*\.d\.ts$'); then
+  say "compiling the CLI"
+  rm -rf build/js
+  node_modules/.bin/tsc -p tsconfig.build.json
+fi
+
 if newer build/stagegate-hook hooks/stagegate-hook.c hooks/Makefile proto/stagegate.proto; then
   say "building the hook"
   make -s -C hooks OUT="$root/build" >/dev/null

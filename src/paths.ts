@@ -3,7 +3,16 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CriuError, StagegateError, ErrorCodes } from './errors';
 
-export const projectRoot = resolve(__dirname, '..');
+/** The checkout root, found from this file whether it runs from src/ (tsx) or build/js/ (compiled). */
+export const projectRoot = (() => {
+  let dir = __dirname;
+  while (!existsSync(resolve(dir, 'proto/stagegate.proto'))) {
+    const up = resolve(dir, '..');
+    if (up === dir) throw new StagegateError(ErrorCodes.USAGE, `cannot find the stagegate checkout above ${__dirname}`);
+    dir = up;
+  }
+  return dir;
+})();
 
 export function hookPath(): string {
   const p = resolve(projectRoot, 'build/stagegate-hook');

@@ -3,15 +3,12 @@
  * (node:util parseArgs, strict) and has --help.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { Coordinator } from '../coordinator';
-import { openSession } from '../client';
-import { restore } from '../criu/restore';
-import { createLogger } from '../log';
+// Heavy modules (zeromq, rxjs, winston, protobufjs) are imported by the
+// commands that need them: `stagegate restore` sits on the restore path.
 import { criuPath, hookPath } from '../paths';
 import { defaultEventsEndpoint, defaultHookEndpoint } from '../transport/endpoints';
 import { StagegateError, UsageError } from '../errors';
 import { validateName } from '../core/validate';
-import { describeImages, imagesJson, imagesTable } from './images';
 
 const HELP: Record<string, string> = {
   main: `usage: stagegate <command> [options]
@@ -105,6 +102,8 @@ async function serve(argv: string[]): Promise<number> {
     'log-level': { type: 'string' },
   });
   if (values.help) return help('serve');
+  const { createLogger } = await import('../log');
+  const { Coordinator } = await import('../coordinator');
   const logger = createLogger(values['log-level'] as string | undefined);
   const c = await Coordinator.start({
     listen: (values.listen as string[] | undefined) ?? [defaultHookEndpoint()],
@@ -137,6 +136,7 @@ async function restoreCmd(argv: string[]): Promise<number> {
   if (values.help) return help('restore');
   const v = values as Record<string, string | undefined>;
   if (v.trees === undefined) throw new UsageError('restore: --trees is required');
+  const { restore } = await import('../criu/restore');
   return restore({
     session: name('restore', 'session', v.session),
     tree: name('restore', 'tree', v.tree),
@@ -159,6 +159,7 @@ async function openCmd(argv: string[]): Promise<number> {
   if (values.help) return help('open');
   const v = values as Record<string, string | undefined>;
   if (v.trees === undefined) throw new UsageError('open: --trees is required');
+  const { openSession } = await import('../client');
   const verdict = await openSession(v.endpoint ?? process.env.STAGEGATE_ENDPOINT ?? defaultHookEndpoint(), {
     session: name('open', 'session', v.session),
     expectedTrees: int('open', 'trees', v.trees, 1, 1, 65536),
@@ -172,7 +173,7 @@ async function openCmd(argv: string[]): Promise<number> {
   return 0;
 }
 
-function imagesCmd(argv: string[]): number {
+async function imagesCmd(argv: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: { json: { type: 'boolean' }, 'all-vmas': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
@@ -181,6 +182,7 @@ function imagesCmd(argv: string[]): number {
   }
   if (parsed.values.help) return help('images');
   if (parsed.positionals.length === 0) throw new UsageError('images: give at least one checkpoint directory');
+  const { describeImages, imagesJson, imagesTable } = await import('./images');
   const d = describeImages(parsed.positionals);
   process.stdout.write((parsed.values.json ? imagesJson(d) : imagesTable(d, !!parsed.values['all-vmas'])) + '\n');
   return 0;

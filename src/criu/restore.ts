@@ -6,7 +6,6 @@
  */
 import { spawn } from 'node:child_process';
 import { constants, hostname } from 'node:os';
-import { sendEvent } from '../client';
 import type { StageEvent } from '../core/model';
 import { criuPath, hookPath } from '../paths';
 
@@ -60,6 +59,8 @@ export async function restore(o: RestoreOptions): Promise<number> {
       expectedTrees: o.trees,
       reason: signal ? `criu killed by ${signal}` : `criu exited with ${code}`,
     };
+    // loaded only on this path: zeromq costs start-up time on every restore
+    const { sendEvent } = await import('../client');
     await sendEvent(o.endpoint, ev).catch(() => {});
   }
   return rc;
