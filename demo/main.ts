@@ -11,6 +11,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { innermostPid, treePids } from '../src/proc/tree';
 import { processVmRead } from '../src/native';
+import { readCheckpoint } from '../src/images/checkpoint';
+import { boGraph } from '../src/core/bo-graph';
 import {
   Daemon, PATTERN_SIZE, checkpointTrees, expectedPattern, hashDir, killTree, readPidfile, readSlots,
   restoreTree, sleep, type Slot,
@@ -41,10 +43,15 @@ async function main(): Promise<number> {
 
     const cp = await checkpointTrees(dir, TREES.length, PROCS, shm);
     const before = cp.slots;
-    console.log(`2. started ${TREES.length} trees × ${PROCS} processes, each tree in its own pid namespace`);
+    console.log(`2. started ${TREES.length} trees × ${PROCS} processes, each tree in its own pid and IPC namespaces`);
     printLayout(before);
     const images = Object.fromEntries(TREES.map((t) => [t.name, cp.images[t.index]!]));
     console.log(`3. checkpointed both trees with criu (${cp.hashes.map((h) => Object.keys(h).length).join(' + ')} image files)`);
+    const bos = boGraph(TREES.map((t) => ({ tree: t.name, checkpoint: readCheckpoint(images[t.name]!) })));
+    console.log(`   shared buffer objects found in the images (${bos.length}):`);
+    for (const b of bos) {
+      console.log(`   - [${b.kind}] ${b.label}: ${b.mappers.map((m) => `${m.tree}/pid${m.pid}@${hex(m.start)}`).join(', ')}`);
+    }
 
     console.log(`4. restoring concurrently through the gate; tree "late" starts ${LATE_MS} ms after tree "early"\n`);
     const t0 = Date.now();
