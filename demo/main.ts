@@ -84,6 +84,8 @@ async function main(): Promise<number> {
         const d = m.decision;
         if (d.kind === 'gate-opened') rows.push([d.at, `GATE   ${d.action} gate opened for ${d.trees.join(', ')} (first arrival waited ${(d.waitedMs / 1000).toFixed(3)} s)`]);
         if (d.kind === 'session-aborted') rows.push([d.at, `ABORT  ${d.code}: ${d.reason}`]);
+        if (d.kind === 'bo-activated') rows.push([d.at, `BO     ${d.reason} of ${d.trees.join(" + ")} verified on all ${d.detail.split(", ").length} mappers: activated`]);
+        if (d.kind === 'tree-released' && d.action === 'post-restore') rows.push([d.at, `${d.tree.padEnd(6)} post-restore answered: every BO it maps is active`]);
         if (d.kind === 'session-completed') rows.push([d.at, `DONE   session ${d.session} completed`]);
       }
     }

@@ -33,11 +33,7 @@ async function request(endpoint: string, frame: Uint8Array, timeoutMs: number): 
   }
 }
 
-export function openSession(
-  endpoint: string,
-  o: { session: string; expectedTrees: number; attempt: number; deadlineMs: number },
-  timeoutMs = 5000,
-): Promise<Verdict> {
+export function openSession(endpoint: string, o: Parameters<typeof encodeOpen>[0], timeoutMs = 5000): Promise<Verdict> {
   return request(endpoint, encodeOpen(o), timeoutMs);
 }
 

@@ -3,8 +3,10 @@
  * RxJS pipeline between them. Explicit lifecycle: start() then close().
  */
 import { performance } from 'node:perf_hooks';
-import type { Subscription } from 'rxjs';
-import type { CoordinatorState } from './core/model';
+import { type Subscription, Subject, merge } from 'rxjs';
+import type { Activator, CoordinatorState, Effect, Input } from './core/model';
+import { inspectTree } from './images/inspect';
+import { observeMappings } from './proc/observe';
 import { coordinate, type OutputEffect } from './pipeline/coordinate';
 import { EventPublisher } from './transport/event-publisher';
 import { HookEndpoint } from './transport/hook-endpoint';
@@ -14,6 +16,8 @@ export interface CoordinatorOptions {
   listen: string[];
   events: string[];
   deadlineMs: number;
+  /** activator of sessions that do not choose one (default verify) */
+  activator?: Activator;
   logger: Logger;
 }
 
@@ -22,6 +26,8 @@ export const wallMs = (): number => performance.timeOrigin + performance.now();
 
 export class Coordinator {
   private state: CoordinatorState | null = null;
+  /** Inputs produced by the I/O of inspect and verify effects. */
+  private readonly results = new Subject<Input>();
   private sub: Subscription | null = null;
   private closed: Promise<void>;
   private resolveClosed!: () => void;
@@ -45,9 +51,8 @@ export class Coordinator {
     }
     const c = new Coordinator(hooks, publisher, opts);
     hooks.onSendError = (err) => opts.logger.error('verdict not sent', { error: String(err) });
-    c.sub = hooks
-      .inputs(wallMs)
-      .pipe(coordinate({ defaultDeadlineMs: opts.deadlineMs }, undefined, (s) => (c.state = s)))
+    c.sub = merge(hooks.inputs(wallMs), c.results)
+      .pipe(coordinate({ defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify' }, undefined, (s) => (c.state = s)))
       .subscribe({
         next: (e) => c.apply(e),
         error: (err) => {
@@ -68,6 +73,11 @@ export class Coordinator {
   private apply(e: OutputEffect): void {
     const log = this.opts.logger;
     switch (e.type) {
+      case 'inspect-tree':
+      case 'verify-tree':
+        // off the current pipeline step: results come back as new inputs
+        setImmediate(() => void this.runCheck(e));
+        return;
       case 'reply':
         this.hooks.reply(e.peer, e.verdict);
         // one line per hook at debug: the gate-opened line already names every tree
@@ -98,7 +108,11 @@ export class Coordinator {
         const d = e.decision;
         this.publisher.publish(d.session, { decision: d });
         const level =
-          d.kind === 'session-aborted' || d.kind === 'event-rejected' ? 'warn' : d.kind === 'tree-released' ? 'debug' : 'info';
+          d.kind === 'session-aborted' || d.kind === 'event-rejected'
+            ? 'warn'
+            : d.kind === 'tree-released' || d.kind === 'bo-verified'
+              ? 'debug'
+              : 'info';
         log.log(level, d.kind, {
           session: d.session,
           tree: d.tree,
@@ -108,10 +122,33 @@ export class Coordinator {
           reason: d.reason || undefined,
           waitedMs: d.kind === 'gate-opened' ? d.waitedMs : undefined,
           trees: d.trees.length ? d.trees : undefined,
+          bo: d.bo || undefined,
+          mappers: d.detail || undefined,
         });
         return;
       }
     }
+  }
+
+  private async runCheck(e: Extract<Effect, { type: 'inspect-tree' | 'verify-tree' }>): Promise<void> {
+    const base = { session: e.session, attempt: e.attempt, tree: e.tree };
+    const started = wallMs();
+    if (e.type === 'inspect-tree') {
+      try {
+        const mappings = inspectTree(e.tree, e.imageDir);
+        this.results.next({ type: 'tree-images', ...base, mappings, error: '', at: wallMs() });
+      } catch (err) {
+        this.results.next({ type: 'tree-images', ...base, mappings: null, error: (err as Error).message, at: wallMs() });
+      }
+    } else {
+      try {
+        const observations = await observeMappings(e.initPid, e.mappings);
+        this.results.next({ type: 'tree-observed', ...base, observations, error: '', at: wallMs() });
+      } catch (err) {
+        this.results.next({ type: 'tree-observed', ...base, observations: null, error: (err as Error).message, at: wallMs() });
+      }
+    }
+    this.opts.logger.debug(e.type, { ...base, ms: wallMs() - started });
   }
 
   /** Resolves when the hook endpoint has closed. */

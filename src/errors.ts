@@ -29,6 +29,8 @@ export const ErrorCodes = {
   CRIU: 'E_CRIU',
   /** A ZeroMQ endpoint could not be bound or connected. */
   ENDPOINT: 'E_ENDPOINT',
+  /** A restored mapping does not match its images or the other mappers of its BO. */
+  VERIFY: 'E_VERIFY',
   /** A CRIU image is missing, truncated, corrupt or of another kind. */
   IMAGE: 'E_IMAGE',
   /** A native call failed (errno in `errno`). */

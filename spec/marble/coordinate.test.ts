@@ -19,7 +19,7 @@ describe('coordinate pipeline (marble, virtual time)', () => {
     const ts = scheduler();
     ts.run(({ hot, expectObservable }) => {
       const input = hot('a 99ms b', { a: ev('a', 'post-restore'), b: ev('b', 'post-restore') });
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 1000 }, ts), replies)).toBe('- 99ms (xy)', {
+      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 1000, defaultActivator: 'none' }, ts), replies)).toBe('- 99ms (xy)', {
         x: 'a:post-restore=P',
         y: 'b:post-restore=P',
       });
@@ -30,7 +30,7 @@ describe('coordinate pipeline (marble, virtual time)', () => {
     const ts = scheduler();
     ts.run(({ hot, expectObservable }) => {
       const input = hot('a', { a: ev('a', 'post-restore') });
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 300 }, ts), replies)).toBe('300ms x', {
+      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 300, defaultActivator: 'none' }, ts), replies)).toBe('300ms x', {
         x: 'a:post-restore=A:E_DEADLINE',
       });
     });
@@ -44,7 +44,7 @@ describe('coordinate pipeline (marble, virtual time)', () => {
         b: ev('b', 'post-restore'),
         c: ev('a', 'pre-resume'),
       });
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 300 }, ts), replies)).toBe('-(xy) 295ms z', {
+      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 300, defaultActivator: 'none' }, ts), replies)).toBe('-(xy) 295ms z', {
         x: 'a:post-restore=P',
         y: 'b:post-restore=P',
         z: 'a:pre-resume=A:E_DEADLINE',
@@ -61,7 +61,7 @@ describe('coordinate pipeline (marble, virtual time)', () => {
         c: ev('a', 'pre-resume'),
         d: ev('b', 'pre-resume'),
       });
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 40 }, ts), replies), '^ 100ms !').toBe('10ms (xy) 16ms (zw)', {
+      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 40, defaultActivator: 'none' }, ts), replies), '^ 100ms !').toBe('10ms (xy) 16ms (zw)', {
         x: 'a:post-restore=P',
         y: 'b:post-restore=P',
         z: 'a:pre-resume=P',

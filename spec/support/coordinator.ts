@@ -15,12 +15,12 @@ export interface TestCoordinator {
   close(): Promise<void>;
 }
 
-export async function startCoordinator(deadlineMs = 5000): Promise<TestCoordinator> {
+export async function startCoordinator(deadlineMs = 5000, activator: 'verify' | 'none' = 'none'): Promise<TestCoordinator> {
   const dir = mkdtempSync('/tmp/sg-test-');
   const endpoint = `ipc://${dir}/hooks.sock`;
   const events = `ipc://${dir}/events.sock`;
   const logger = winston.createLogger({ silent: true });
-  const coordinator = await Coordinator.start({ listen: [endpoint], events: [events], deadlineMs, logger });
+  const coordinator = await Coordinator.start({ listen: [endpoint], events: [events], deadlineMs, activator, logger });
   const sub = new Subscriber();
   sub.connect(events);
   sub.subscribe();

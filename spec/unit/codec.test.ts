@@ -26,7 +26,7 @@ describe('protocol codec', () => {
   it('round-trips verdicts and published decisions', () => {
     const v = { session: 's', tree: 't', action: 'pre-resume' as const, attempt: 3, proceed: false, code: 'E_DEADLINE', reason: 'late' };
     assert.deepEqual(decodeVerdict(encodeVerdict(v)), v);
-    const d = { kind: 'gate-opened' as const, session: 's', attempt: 1, tree: '', action: 'post-restore' as const, code: '', reason: '', at: 1_700_000_000_123.5, waitedMs: 2.25, trees: ['a', 'b'] };
+    const d = { kind: 'gate-opened' as const, session: 's', attempt: 1, tree: '', action: 'post-restore' as const, code: '', reason: '', at: 1_700_000_000_123.5, waitedMs: 2.25, trees: ['a', 'b'], bo: 'memfd:a:1', detail: 'a/1@0x1000+4096' };
     assert.deepEqual(decodePublished(encodePublished(7n, { decision: d })), { seq: 7n, decision: d });
   });
 

@@ -4,7 +4,7 @@ import { initialState, reduce, reduceInPlace } from '../../src/core/session-redu
 import type { CoordinatorState, Effect, Input } from '../../src/core/model';
 import { decisions, ev, replies } from './fixtures';
 
-const config = { defaultDeadlineMs: 1000 };
+const config = { defaultDeadlineMs: 1000, defaultActivator: 'none' as const };
 
 /** Feeds inputs in order; returns the final state and the effects of each input. */
 function feed(inputs: Input[], state: CoordinatorState = initialState(config)) {
@@ -172,7 +172,7 @@ describe('session reducer', () => {
   });
 
   it('opens sessions explicitly, idempotently, and refuses a contradicting re-open', () => {
-    const open = (trees: number, peer: string): Input => ({ type: 'open', session: 's1', expectedTrees: trees, attempt: 1, deadlineMs: 500, peer, at: 0 });
+    const open = (trees: number, peer: string): Input => ({ type: 'open', session: 's1', expectedTrees: trees, attempt: 1, deadlineMs: 500, manifest: [], activator: '', peer, at: 0 });
     const { state, effects } = feed([open(3, 'p1'), open(3, 'p2'), open(2, 'p3')]);
     assert.equal(state.sessions.s1!.expectedTrees, 3);
     assert.equal(state.sessions.s1!.deadlineMs, 500);

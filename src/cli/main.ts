@@ -33,6 +33,9 @@ commands:
   --events EP      PUB endpoint republishing every event and decision
                    (default ${defaultEventsEndpoint()})
   --timeout S      session deadline in seconds, from the session's first event (default 60)
+  --activator A    verify (default): check every BO mapping against the images and
+                   answer a tree's post-restore once all BOs it maps are verified;
+                   none: no BO checks, post-restore waits for every tree
   --log-level L    error|warn|info|debug (default info, or STAGEGATE_LOG_LEVEL)`,
   restore: `usage: stagegate restore --session S --tree T --trees N [--endpoint EP] [--attempt A]
                          [--timeout SECONDS] -- <criu restore arguments>
@@ -46,9 +49,15 @@ and exits with criu's exit code. If criu fails, the session is aborted at once.
   --endpoint EP  coordinator hook endpoint (default STAGEGATE_ENDPOINT or ${defaultHookEndpoint()})
   --attempt A    restore attempt, from 1; bump it to retry after an abort (default 1)
   --timeout S    how long a gated hook waits for a verdict before aborting (default 60)`,
-  open: `usage: stagegate open --session S --trees N [--attempt A] [--deadline SECONDS] [--endpoint EP]
+  open: `usage: stagegate open --session S --trees N [--attempt A] [--deadline SECONDS]
+                      [--activator verify|none] [--manifest FILE] [--endpoint EP]
 
-Opens a session before any tree starts; otherwise the first event opens it.`,
+Opens a session before any tree starts; otherwise the first event opens it.
+
+  --manifest FILE  JSON declaring BOs the images do not show (e.g. device memory):
+                   {"bos": [{"id": "gpu0", "mappers": [{"tree": "rank0", "pid": 1,
+                     "start": "0x7f0000000000", "size": 2097152, "prot": "rw-"}, ...]}]}
+                   pid is the task's pid in the checkpoint.`,
   images: `usage: stagegate images [--json] [--all-vmas] DIR...
 
 Reads CRIU checkpoint directories (one per tree; the tree is named after its
@@ -100,8 +109,10 @@ async function serve(argv: string[]): Promise<number> {
     events: { type: 'string', multiple: true },
     timeout: { type: 'string' },
     'log-level': { type: 'string' },
+    activator: { type: 'string' },
   });
   if (values.help) return help('serve');
+  const activator = activatorOf('serve', values.activator as string | undefined) || 'verify';
   const { createLogger } = await import('../log');
   const { Coordinator } = await import('../coordinator');
   const logger = createLogger(values['log-level'] as string | undefined);
@@ -109,6 +120,7 @@ async function serve(argv: string[]): Promise<number> {
     listen: (values.listen as string[] | undefined) ?? [defaultHookEndpoint()],
     events: (values.events as string[] | undefined) ?? [defaultEventsEndpoint()],
     deadlineMs: seconds('serve', 'timeout', values.timeout as string | undefined, 60) * 1000,
+    activator,
     logger,
   });
   const stop = (sig: string) => {
@@ -155,6 +167,8 @@ async function openCmd(argv: string[]): Promise<number> {
     attempt: { type: 'string' },
     deadline: { type: 'string' },
     endpoint: { type: 'string' },
+    activator: { type: 'string' },
+    manifest: { type: 'string' },
   });
   if (values.help) return help('open');
   const v = values as Record<string, string | undefined>;
@@ -165,6 +179,8 @@ async function openCmd(argv: string[]): Promise<number> {
     expectedTrees: int('open', 'trees', v.trees, 1, 1, 65536),
     attempt: int('open', 'attempt', v.attempt, 1, 1, 1_000_000),
     deadlineMs: v.deadline === undefined ? 0 : Math.round(seconds('open', 'deadline', v.deadline, 60) * 1000),
+    activator: activatorOf('open', v.activator) || undefined,
+    manifest: v.manifest === undefined ? [] : (await import('./manifest')).readManifest(v.manifest),
   });
   if (!verdict.proceed) {
     process.stderr.write(`stagegate open: refused [${verdict.code}] ${verdict.reason}\n`);
@@ -186,6 +202,12 @@ async function imagesCmd(argv: string[]): Promise<number> {
   const d = describeImages(parsed.positionals);
   process.stdout.write((parsed.values.json ? imagesJson(d) : imagesTable(d, !!parsed.values['all-vmas'])) + '\n');
   return 0;
+}
+
+function activatorOf(cmd: string, v: string | undefined): 'verify' | 'none' | '' {
+  if (v === undefined) return '';
+  if (v !== 'verify' && v !== 'none') throw new UsageError(`${cmd}: --activator must be verify or none, got '${v}'`);
+  return v;
 }
 
 function help(cmd: string): number {

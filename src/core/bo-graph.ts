@@ -13,6 +13,7 @@
  *   same object across trees restored on one host.
  */
 import type { Checkpoint, FileObject, MemfdInode } from './checkpoint-model';
+import type { MappingRef } from './model';
 
 // criu/include/image.h (VMA status bits, part of the image ABI)
 export const VMA_FILE_SHARED = 1 << 7;
@@ -42,12 +43,6 @@ export interface Bo {
   mappers: Mapper[];
 }
 
-interface Keyed extends Mapper {
-  key: string;
-  kind: BoKind;
-  label: string;
-}
-
 function objectOf(
   tree: string,
   status: number,
@@ -73,31 +68,38 @@ function objectOf(
   return null;
 }
 
-/** Every shared mapping of a tree's checkpoint, keyed by the object behind it. */
-export function sharedMappings(tree: string, cp: Checkpoint): Keyed[] {
-  const out: Keyed[] = [];
+/** Every shared mapping of a tree's checkpoint, keyed (`bo`) by the object behind it. */
+export function sharedMappings(tree: string, cp: Checkpoint): MappingRef[] {
+  const out: MappingRef[] = [];
   for (const t of cp.tasks) {
     for (const v of t.vmas) {
       const o = objectOf(tree, v.status, v.flags, v.shmid, cp.files, cp.memfdInodes);
-      if (o) out.push({ ...o, tree, pid: t.pid, start: v.start, size: v.end - v.start, prot: v.prot, pgoff: v.pgoff });
+      if (o) out.push({ bo: o.key, kind: o.kind, label: o.label, tree, pid: t.pid, start: v.start, size: v.end - v.start, prot: v.prot, pgoff: v.pgoff });
     }
   }
   return out;
 }
 
+/** Objects that can be shared across trees: only these make a tree wait for others' images. */
+export const crossTree = (kind: BoKind): boolean => kind === 'file' || kind === 'manifest';
+
+/** Groups mappings by object: the BOs are the groups with two or more mappers (manifest BOs always). */
+export function groupBos(mappings: Iterable<MappingRef>): Map<string, MappingRef[]> {
+  const groups = new Map<string, MappingRef[]>();
+  for (const m of mappings) {
+    const g = groups.get(m.bo);
+    if (g) g.push(m);
+    else groups.set(m.bo, [m]);
+  }
+  for (const [k, g] of groups) if (g.length < 2 && g[0]!.kind !== 'manifest') groups.delete(k);
+  return groups;
+}
+
 /** The BOs of a session: objects with two or more mappers, in a stable order. */
 export function boGraph(trees: { tree: string; checkpoint: Checkpoint }[]): Bo[] {
-  const groups = new Map<string, Keyed[]>();
-  for (const { tree, checkpoint } of trees) {
-    for (const m of sharedMappings(tree, checkpoint)) {
-      const g = groups.get(m.key);
-      if (g) g.push(m);
-      else groups.set(m.key, [m]);
-    }
-  }
+  const groups = groupBos(trees.flatMap(({ tree, checkpoint }) => sharedMappings(tree, checkpoint)));
   const bos: Bo[] = [];
   for (const [key, ms] of groups) {
-    if (ms.length < 2) continue;
     const sorted = ms.sort((a, b) => (a.tree < b.tree ? -1 : a.tree > b.tree ? 1 : a.pid - b.pid || Number(a.start - b.start)));
     bos.push({
       id: key,

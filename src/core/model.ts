@@ -5,6 +5,7 @@
  */
 import type { ActionName, GateName } from './actions';
 import type { ErrorCode } from '../errors';
+import type { BoKind } from './bo-graph';
 
 /** Opaque address of a waiting hook (a ZeroMQ routing id, hex). */
 export type Peer = string;
@@ -36,15 +37,25 @@ export type Input =
       expectedTrees: number;
       attempt: number;
       deadlineMs: number;
+      /** BOs the images do not show, declared by the user */
+      manifest: MappingRef[];
+      activator: Activator | '';
       peer: Peer | null;
       at: number;
     }
+  /** A tree's images were read (inspect-tree): its shared mappings, or why not. */
+  | { type: 'tree-images'; session: string; attempt: number; tree: string; mappings: MappingRef[] | null; error: string; at: number }
+  /** A restored tree's live mappings were observed (verify-tree), or why not. */
+  | { type: 'tree-observed'; session: string; attempt: number; tree: string; observations: Observation[] | null; error: string; at: number }
   /** The session deadline timer fired. */
   | { type: 'deadline'; session: string; attempt: number; at: number }
   /** A frame that could not be turned into an event (already answered by the codec). */
   | { type: 'rejected'; code: ErrorCode; reason: string; peer: Peer | null; at: number };
 
 export type DecisionKind =
+  | 'tree-inspected'
+  | 'bo-verified'
+  | 'bo-activated'
   | 'session-opened'
   | 'gate-opened'
   | 'tree-released'
@@ -65,6 +76,10 @@ export interface Decision {
   /** gate-opened: first arrival to release, ms. */
   waitedMs: number;
   trees: string[];
+  /** bo-verified, bo-activated: the BO */
+  bo: string;
+  /** bo-activated: its mappers, "tree/pid@0xaddr+size" */
+  detail: string;
 }
 
 export interface Verdict {
@@ -82,6 +97,10 @@ export type Effect =
   | { type: 'publish-event'; event: StageEvent }
   | { type: 'publish-decision'; decision: Decision }
   | { type: 'schedule-deadline'; session: string; attempt: number; inMs: number }
+  /** Read a tree's checkpoint and answer with a tree-images input. */
+  | { type: 'inspect-tree'; session: string; attempt: number; tree: string; imageDir: string }
+  /** Observe a restored tree's live mappings and answer with a tree-observed input. */
+  | { type: 'verify-tree'; session: string; attempt: number; tree: string; initPid: number; mappings: MappingRef[] }
   | { type: 'cancel-deadline'; session: string; attempt: number };
 
 export interface GateState {
@@ -89,7 +108,48 @@ export interface GateState {
   arrived: Map<string, number>;
   /** tree -> peer of the hook that waits for the verdict */
   waiting: Map<string, Peer>;
+  /** trees this gate has answered PROCEED */
+  released: Set<string>;
+  /** when the last tree was released */
   openedAt: number | null;
+}
+
+/**
+ * How a session decides that a tree's BOs are live (see docs/design.md):
+ * - verify: every mapping of every BO is checked against the images in the
+ *   restored tasks, and a tree's post-restore is answered once every BO it
+ *   maps is verified on all its mappers;
+ * - none: no BO knowledge; post-restore waits for every tree of the session.
+ */
+export type Activator = 'verify' | 'none';
+
+/** One task's mapping of a shared object, from the images or a manifest. */
+export interface MappingRef {
+  /** the object's key: mappings with the same key are one BO when there are two or more */
+  bo: string;
+  kind: BoKind;
+  label: string;
+  tree: string;
+  /** pid in the checkpoint */
+  pid: number;
+  start: bigint;
+  size: bigint;
+  prot: number;
+  pgoff: bigint;
+}
+
+/** What was found in a restored task for one MappingRef. */
+export interface Observation {
+  bo: string;
+  tree: string;
+  pid: number;
+  start: bigint;
+  /** why the live mapping does not match (empty when it does) */
+  problem: string;
+  /** the backing object as "dev:inode" (from /proc/PID/map_files) */
+  object: string;
+  /** hash of sampled pages, by offset in the object */
+  samples: Record<string, string>;
 }
 
 export type SessionStatus = 'open' | 'released' | 'completed' | 'aborted';
@@ -101,6 +161,12 @@ export interface TreeState {
   host: string;
   imageDir: string;
   resumed: boolean;
+  /** shared mappings from its images; null until read */
+  mappings: MappingRef[] | null;
+  inspecting: boolean;
+  verifying: boolean;
+  /** live observations at post-restore; null until observed */
+  observations: Observation[] | null;
 }
 
 export interface SessionState {
@@ -114,11 +180,17 @@ export interface SessionState {
   abort: { code: ErrorCode; reason: string } | null;
   trees: Map<string, TreeState>;
   gates: Record<GateName, GateState>;
+  activator: Activator;
+  manifest: MappingRef[];
+  /** BO id -> when it was activated */
+  activeBos: Map<string, number>;
 }
 
 export interface CoordinatorConfig {
   /** Session deadline when neither an explicit open nor the CLI sets one. */
   defaultDeadlineMs: number;
+  /** Activator of sessions that do not choose one. */
+  defaultActivator: Activator;
 }
 
 export interface CoordinatorState {

@@ -18,6 +18,9 @@
  */
 import { GATES, isGate, type GateName } from './actions';
 import type {
+  Activator,
+  MappingRef,
+  Observation,
   CoordinatorConfig,
   CoordinatorState,
   Decision,
@@ -31,6 +34,8 @@ import type {
 } from './model';
 import { ErrorCodes, type ErrorCode } from '../errors';
 import { validateEvent, validateOpen } from './validate';
+import { crossTree, groupBos } from './bo-graph';
+import { compareBo, mapperKey } from './verify';
 
 export function initialState(config: CoordinatorConfig): CoordinatorState {
   return { config, sessions: {} };
@@ -60,6 +65,9 @@ function step(state: CoordinatorState, input: Input, own: boolean): Result {
       return onOpen(state, input, own);
     case 'deadline':
       return onDeadline(state, input.session, input.attempt, input.at, own);
+    case 'tree-images':
+    case 'tree-observed':
+      return onTreeResult(state, input, own);
     case 'rejected':
       return [
         state,
@@ -94,6 +102,8 @@ function decision(
     at,
     waitedMs: 0,
     trees: [],
+    bo: '',
+    detail: '',
     ...extra,
   };
 }
@@ -114,7 +124,7 @@ function reply(peer: Peer | null, v: Verdict): Effect[] {
 }
 
 function emptyGate(): GateState {
-  return { arrived: new Map(), waiting: new Map(), openedAt: null };
+  return { arrived: new Map(), waiting: new Map(), released: new Set(), openedAt: null };
 }
 
 function newSession(
@@ -123,6 +133,8 @@ function newSession(
   expectedTrees: number,
   deadlineMs: number,
   at: number,
+  activator: Activator,
+  manifest: MappingRef[] = [],
 ): SessionState {
   return {
     session,
@@ -135,6 +147,9 @@ function newSession(
     abort: null,
     trees: new Map(),
     gates: { 'post-restore': emptyGate(), 'pre-resume': emptyGate() },
+    activator,
+    manifest,
+    activeBos: new Map(),
   };
 }
 
@@ -143,7 +158,8 @@ function draft(s: SessionState, own: boolean): SessionState {
   if (own) return s;
   return {
     ...s,
-    trees: new Map(s.trees),
+    trees: new Map([...s.trees].map(([k, t]) => [k, { ...t }])),
+    activeBos: new Map(s.activeBos),
     gates: {
       'post-restore': copyGate(s.gates['post-restore']),
       'pre-resume': copyGate(s.gates['pre-resume']),
@@ -152,7 +168,7 @@ function draft(s: SessionState, own: boolean): SessionState {
 }
 
 function copyGate(g: GateState): GateState {
-  return { arrived: new Map(g.arrived), waiting: new Map(g.waiting), openedAt: g.openedAt };
+  return { arrived: new Map(g.arrived), waiting: new Map(g.waiting), released: new Set(g.released), openedAt: g.openedAt };
 }
 
 function withSession(state: CoordinatorState, s: SessionState, own: boolean): CoordinatorState {
@@ -167,7 +183,7 @@ function opened(s: SessionState, at: number): Effect[] {
   return [
     publish(
       decision('session-opened', s, at, {
-        reason: `expecting ${s.expectedTrees} tree(s), deadline ${s.deadlineMs} ms`,
+        reason: `expecting ${s.expectedTrees} tree(s), deadline ${s.deadlineMs} ms, activator ${s.activator}${s.manifest.length ? `, ${new Set(s.manifest.map((m) => m.bo)).size} BO(s) from a manifest` : ''}`,
       }),
     ),
     { type: 'schedule-deadline', session: s.session, attempt: s.attempt, inMs: s.deadlineMs },
@@ -235,7 +251,8 @@ function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>
     effects = abortSession(old, ErrorCodes.SUPERSEDED, `superseded by attempt ${input.attempt}`, input.at);
   }
   const deadlineMs = input.deadlineMs > 0 ? input.deadlineMs : state.config.defaultDeadlineMs;
-  const s = newSession(input.session, input.attempt, input.expectedTrees, deadlineMs, input.at);
+  const activator = input.activator || state.config.defaultActivator;
+  const s = newSession(input.session, input.attempt, input.expectedTrees, deadlineMs, input.at, activator, input.manifest);
   next = withSession(next, s, own);
   return [next, [...effects, ...opened(s, input.at), ...reply(input.peer, verdict(ack, true))]];
 }
@@ -244,10 +261,12 @@ function onDeadline(state: CoordinatorState, session: string, attempt: number, a
   const current = state.sessions[session];
   if (!current || current.attempt !== attempt || current.status !== 'open') return [state, []];
   const s = draft(current, own);
-  const gate: GateName = s.gates['post-restore'].arrived.size < s.expectedTrees
-    ? 'post-restore'
-    : 'pre-resume';
-  const reason = `deadline of ${s.deadlineMs} ms passed at the ${gate} gate; still missing: ${missingAt(s, gate).join(', ')}`;
+  const gate: GateName = s.gates['post-restore'].released.size < s.expectedTrees ? 'post-restore' : 'pre-resume';
+  const missing = missingAt(s, gate);
+  const pendingBos = [...groupBos(allMappings(s)).keys()].filter((id) => !s.activeBos.has(id));
+  const reason =
+    `deadline of ${s.deadlineMs} ms passed at the ${gate} gate; ` +
+    (missing.length ? `still missing: ${missing.join(', ')}` : `BOs not yet active: ${pendingBos.sort().join(', ') || 'none'}`);
   return [withSession(state, s, own), abortSession(s, ErrorCodes.DEADLINE, reason, at)];
 }
 
@@ -284,7 +303,7 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
       const old = draft(current, own);
       effects.push(...abortSession(old, ErrorCodes.SUPERSEDED, `superseded by attempt ${ev.attempt}`, at));
     }
-    current = newSession(ev.session, ev.attempt, ev.expectedTrees, state.config.defaultDeadlineMs, at);
+    current = newSession(ev.session, ev.attempt, ev.expectedTrees, state.config.defaultDeadlineMs, at, state.config.defaultActivator);
     effects.push(...opened(current, at));
   }
   const s = draft(current, own);
@@ -311,6 +330,10 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     host: ev.host,
     imageDir: ev.imageDir || prev?.imageDir || '',
     resumed: (prev?.resumed ?? false) || ev.action === 'post-resume',
+    mappings: prev?.mappings ?? null,
+    inspecting: prev?.inspecting ?? false,
+    verifying: prev?.verifying ?? false,
+    observations: prev?.observations ?? null,
   });
 
   if (s.status === 'aborted') {
@@ -327,6 +350,7 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     return [next, effects];
   }
 
+  effects.push(...inspect(s, ev.tree));
   if (gated) {
     effects.push(...arriveAtGate(s, ev, peer, at));
     return [next, effects];
@@ -359,11 +383,11 @@ function reject(
 function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null, at: number): Effect[] {
   const gate = ev.action as GateName;
   const g = s.gates[gate];
-  if (g.openedAt !== null && g.arrived.has(ev.tree)) {
+  if (g.released.has(ev.tree)) {
     return reply(peer, verdict(ev, true)); // duplicate after release: same answer
   }
-  if (gate === 'pre-resume' && s.gates['post-restore'].openedAt === null) {
-    const reason = `tree ${ev.tree} reached pre-resume before the post-restore gate opened`;
+  if (gate === 'pre-resume' && !s.gates['post-restore'].released.has(ev.tree)) {
+    const reason = `tree ${ev.tree} reached pre-resume before its post-restore was answered`;
     return [
       ...abortSession(s, ErrorCodes.CONTRADICTION, reason, at),
       ...reply(peer, verdict(ev, false, ErrorCodes.CONTRADICTION, reason)),
@@ -371,33 +395,133 @@ function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null, at: nu
   }
   if (!g.arrived.has(ev.tree)) g.arrived.set(ev.tree, at);
   if (peer !== null) g.waiting.set(ev.tree, peer);
-  if (g.arrived.size < s.expectedTrees) return [];
+  return [...(gate === 'post-restore' ? verifyTree(s, ev.tree) : []), ...release(s, gate, at)];
+}
 
-  // Every expected tree is here: open the gate for all of them at once.
-  g.openedAt = at;
-  let first = at;
-  for (const t of g.arrived.values()) first = Math.min(first, t);
+/** Every mapping the session knows: from the trees' images and the manifest. */
+function allMappings(s: SessionState): MappingRef[] {
+  const out: MappingRef[] = [...s.manifest];
+  for (const t of s.trees.values()) if (t.mappings) out.push(...t.mappings);
+  return out;
+}
+
+/** Whether every expected tree's images have been read (the BO graph is complete). */
+function allInspected(s: SessionState): boolean {
+  if (s.trees.size < s.expectedTrees) return false;
+  for (const t of s.trees.values()) if (!t.mappings) return false;
+  return true;
+}
+
+/** Trees that may be released at `gate` now (see the rules at the top). */
+function releasableTrees(s: SessionState, gate: GateName): string[] {
+  const g = s.gates[gate];
+  const pending = [...g.arrived.keys()].filter((t) => !g.released.has(t));
+  if (gate === 'pre-resume' || s.activator === 'none') {
+    return g.arrived.size >= s.expectedTrees ? pending : [];
+  }
+  const mappings = allMappings(s);
+  const bos = groupBos(mappings);
+  const complete = allInspected(s);
+  return pending.filter((tree) => {
+    if (!s.trees.get(tree)?.observations) return false;
+    const mine = mappings.filter((m) => m.tree === tree);
+    if (!complete && mine.some((m) => crossTree(m.kind))) return false;
+    for (const [id, ms] of bos) if (!s.activeBos.has(id) && ms.some((m) => m.tree === tree)) return false;
+    return true;
+  });
+}
+
+/** Answers every tree that may pass `gate` now; opens the gate when the last one passes. */
+function release(s: SessionState, gate: GateName, at: number): Effect[] {
+  if (s.status !== 'open') return [];
+  const g = s.gates[gate];
+  const ready = releasableTrees(s, gate).sort();
+  if (ready.length === 0) return [];
   const effects: Effect[] = [];
-  const released = [...g.waiting].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const [tree, p] of released) {
+  for (const tree of ready) {
+    g.released.add(tree);
+    const p = g.waiting.get(tree) ?? null;
+    g.waiting.delete(tree);
     effects.push(...reply(p, verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, true)));
   }
-  g.waiting = new Map();
-  effects.push(
-    publish(
-      decision('gate-opened', s, at, {
-        action: gate,
-        waitedMs: at - first,
-        trees: [...g.arrived.keys()].sort(),
-      }),
-    ),
-  );
-  for (const [tree] of released) {
-    effects.push(publish(decision('tree-released', s, at, { tree, action: gate })));
+  if (g.released.size >= s.expectedTrees) {
+    g.openedAt = at;
+    let first = at;
+    for (const t of g.arrived.values()) first = Math.min(first, t);
+    effects.push(publish(decision('gate-opened', s, at, { action: gate, waitedMs: at - first, trees: [...g.arrived.keys()].sort() })));
   }
-  if (gate === 'pre-resume') {
+  for (const tree of ready) effects.push(publish(decision('tree-released', s, at, { tree, action: gate })));
+  if (gate === 'pre-resume' && g.openedAt !== null) {
     s.status = 'released';
     effects.push({ type: 'cancel-deadline', session: s.session, attempt: s.attempt });
   }
   return effects;
+}
+
+/** verify: asks for a tree's images the first time its image directory is known. */
+function inspect(s: SessionState, tree: string): Effect[] {
+  const t = s.trees.get(tree);
+  if (s.activator !== 'verify' || !t || t.mappings || t.inspecting || !t.imageDir || s.status !== 'open') return [];
+  t.inspecting = true;
+  return [{ type: 'inspect-tree', session: s.session, attempt: s.attempt, tree, imageDir: t.imageDir }];
+}
+
+/** verify: asks to observe a tree at post-restore once its images are known. */
+function verifyTree(s: SessionState, tree: string): Effect[] {
+  const t = s.trees.get(tree);
+  if (s.activator !== 'verify' || !t?.mappings || t.verifying || t.observations || s.status !== 'open') return [];
+  if (!s.gates['post-restore'].arrived.has(tree)) return [];
+  t.verifying = true;
+  const mappings = [...t.mappings, ...s.manifest.filter((m) => m.tree === tree)];
+  return [{ type: 'verify-tree', session: s.session, attempt: s.attempt, tree, initPid: t.initPid, mappings }];
+}
+
+/** Activates every BO whose mappers are all observed and consistent; aborts on the first inconsistency. */
+function activateBos(s: SessionState, at: number): Effect[] {
+  const effects: Effect[] = [];
+  const complete = allInspected(s);
+  const observations = new Map<string, Observation>();
+  for (const t of s.trees.values()) for (const o of t.observations ?? []) observations.set(mapperKey(o), o);
+  for (const [id, ms] of groupBos(allMappings(s))) {
+    if (s.activeBos.has(id)) continue;
+    if (crossTree(ms[0]!.kind) && !complete) continue;
+    if (!ms.every((m) => s.trees.get(m.tree)?.observations)) continue;
+    const problem = compareBo(id, ms, observations);
+    if (problem) return [...effects, ...abortSession(s, ErrorCodes.VERIFY, problem, at)];
+    s.activeBos.set(id, at);
+    const detail = ms.map((m) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`).join(', ');
+    effects.push(publish(decision('bo-activated', s, at, { bo: id, reason: ms[0]!.label, detail, trees: [...new Set(ms.map((m) => m.tree))].sort() })));
+  }
+  return effects;
+}
+
+function onTreeResult(state: CoordinatorState, input: Extract<Input, { type: 'tree-images' | 'tree-observed' }>, own: boolean): Result {
+  const current = state.sessions[input.session];
+  if (!current || current.attempt !== input.attempt || current.status !== 'open' || !current.trees.has(input.tree)) return [state, []];
+  const s = draft(current, own);
+  const next = withSession(state, s, own);
+  const t = s.trees.get(input.tree)!;
+  if (input.type === 'tree-images') {
+    t.inspecting = false;
+    if (!input.mappings) {
+      return [next, abortSession(s, ErrorCodes.IMAGE, `tree ${input.tree}: cannot read its images: ${input.error}`, input.at)];
+    }
+    t.mappings = input.mappings;
+    const bos = [...new Set(input.mappings.map((m) => m.bo))].sort();
+    const effects: Effect[] = [publish(decision('tree-inspected', s, input.at, { tree: input.tree, trees: bos, reason: `${input.mappings.length} shared mapping(s)` }))];
+    // a newly known tree may complete cross-tree BOs and let waiting trees go
+    effects.push(...verifyTree(s, input.tree), ...activateBos(s, input.at), ...release(s, 'post-restore', input.at));
+    return [next, effects];
+  }
+  t.verifying = false;
+  if (!input.observations) {
+    return [next, abortSession(s, ErrorCodes.VERIFY, `tree ${input.tree}: cannot observe its restored tasks: ${input.error}`, input.at)];
+  }
+  t.observations = input.observations;
+  const effects: Effect[] = [];
+  for (const bo of [...new Set(input.observations.map((o) => o.bo))].sort()) {
+    effects.push(publish(decision('bo-verified', s, input.at, { tree: input.tree, bo })));
+  }
+  effects.push(...activateBos(s, input.at), ...release(s, 'post-restore', input.at));
+  return [next, effects];
 }

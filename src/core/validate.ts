@@ -2,7 +2,7 @@
  * Field validation shared by every input path. Returns a reason string when
  * the input is invalid, null when it is fine. Pure.
  */
-import type { StageEvent } from './model';
+import type { MappingRef, StageEvent } from './model';
 
 /** Session and tree names: what the hook accepts too (hooks/stagegate-hook.c). */
 export const NAME_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -33,11 +33,31 @@ export function validateEvent(ev: StageEvent): string | null {
   );
 }
 
-export function validateOpen(o: { session: string; expectedTrees: number; attempt: number; deadlineMs: number }): string | null {
+export function validateOpen(o: { session: string; expectedTrees: number; attempt: number; deadlineMs: number; manifest: MappingRef[] }): string | null {
   return (
     validateName('session', o.session) ??
     inRange('expected_trees', o.expectedTrees, 1, MAX_TREES) ??
     inRange('attempt', o.attempt, 1, MAX_ATTEMPT) ??
-    inRange('deadline_ms', o.deadlineMs, 0, 7 * 24 * 3600 * 1000)
+    inRange('deadline_ms', o.deadlineMs, 0, 7 * 24 * 3600 * 1000) ??
+    validateManifest(o.manifest)
   );
+}
+
+const MAX_MANIFEST_MAPPINGS = 65536;
+const ADDRESS_LIMIT = 1n << 57n; // beyond any user address (5-level paging)
+
+function validateManifest(ms: MappingRef[]): string | null {
+  if (ms.length > MAX_MANIFEST_MAPPINGS) return `manifest has ${ms.length} mappings, more than ${MAX_MANIFEST_MAPPINGS}`;
+  for (const m of ms) {
+    const where = `manifest BO ${JSON.stringify(m.label.slice(0, 140))}`;
+    const bad =
+      validateName(`${where} id`, m.label) ??
+      validateName(`${where} tree`, m.tree) ??
+      inRange(`${where} pid`, m.pid, 1, MAX_PID) ??
+      (m.size <= 0n || m.start % 4096n !== 0n || m.size % 4096n !== 0n || m.start + m.size > ADDRESS_LIMIT
+        ? `${where}: mapping 0x${m.start.toString(16)}+${m.size} is not a page-aligned, non-empty user address range`
+        : null);
+    if (bad) return bad;
+  }
+  return null;
 }

@@ -6,7 +6,7 @@
 import Long from 'long';
 import { stagegate } from './generated/stagegate';
 import type { ActionName } from '../core/actions';
-import type { Decision, DecisionKind, StageEvent, Verdict } from '../core/model';
+import type { Activator, Decision, DecisionKind, MappingRef, StageEvent, Verdict } from '../core/model';
 import { ErrorCodes, ProtocolError } from '../errors';
 
 import pb = stagegate.v1;
@@ -48,9 +48,35 @@ function decodeEvent(e: pb.IStageEvent): StageEvent {
   };
 }
 
-export type DecodedRequest =
-  | { type: 'event'; event: StageEvent }
-  | { type: 'open'; session: string; expectedTrees: number; attempt: number; deadlineMs: number };
+export interface OpenRequest {
+  session: string;
+  expectedTrees: number;
+  attempt: number;
+  deadlineMs: number;
+  manifest: MappingRef[];
+  activator: Activator | '';
+}
+
+export type DecodedRequest = { type: 'event'; event: StageEvent } | ({ type: 'open' } & OpenRequest);
+
+/** A manifest BO's mappings as core data; its id is prefixed so it never collides with image BOs. */
+function manifestMappings(specs: pb.IBoSpec[]): MappingRef[] {
+  return specs.flatMap((b) =>
+    (b.mappers ?? []).map((m) => ({
+      bo: `manifest:${b.id ?? ''}`,
+      kind: 'manifest' as const,
+      label: b.id ?? '',
+      tree: m.tree ?? '',
+      pid: m.pid ?? 0,
+      start: toBig(m.start as Long),
+      size: toBig(m.size as Long),
+      prot: m.prot ?? 0,
+      pgoff: 0n,
+    })),
+  );
+}
+
+const ACTIVATORS = ['verify', 'none', ''] as const;
 
 /** What a hook's fields were, as far as they could be read (to address an error reply). */
 export interface PartialAddress {
@@ -101,12 +127,20 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
         { session: o.session ?? '', tree: '', action: 'unknown', attempt: o.attempt ?? 0 },
       );
     }
+    const activator = o.activator ?? '';
+    if (!(ACTIVATORS as readonly string[]).includes(activator)) {
+      throw new FrameError(ErrorCodes.BAD_FRAME, `unknown activator '${activator}' (known: verify, none)`, {
+        session: o.session ?? '', tree: '', action: 'unknown', attempt: o.attempt ?? 0,
+      });
+    }
     return {
       type: 'open',
       session: o.session ?? '',
       expectedTrees: o.expectedTrees ?? 0,
       attempt: o.attempt ?? 0,
       deadlineMs: o.deadlineMs ?? 0,
+      manifest: manifestMappings(o.manifest ?? []),
+      activator: activator as Activator | '',
     };
   }
   throw new FrameError(ErrorCodes.BAD_FRAME, 'request has no body', null);
@@ -136,8 +170,26 @@ export function encodeRequestEvent(ev: StageEvent): Uint8Array {
   return pb.Request.encode({ event: encodeEvent(ev) }).finish();
 }
 
-export function encodeOpen(o: { session: string; expectedTrees: number; attempt: number; deadlineMs: number }): Uint8Array {
-  return pb.Request.encode({ open: { protocolVersion: PROTOCOL_VERSION, ...o } }).finish();
+export interface ManifestBo {
+  id: string;
+  mappers: { tree: string; pid: number; start: bigint; size: bigint; prot: number }[];
+}
+
+export function encodeOpen(o: {
+  session: string;
+  expectedTrees: number;
+  attempt: number;
+  deadlineMs: number;
+  manifest?: ManifestBo[];
+  activator?: Activator;
+}): Uint8Array {
+  const manifest = (o.manifest ?? []).map((b) => ({
+    id: b.id,
+    mappers: b.mappers.map((m) => ({ tree: m.tree, pid: m.pid, start: toLong(m.start), size: toLong(m.size), prot: m.prot })),
+  }));
+  return pb.Request.encode({
+    open: { protocolVersion: PROTOCOL_VERSION, session: o.session, expectedTrees: o.expectedTrees, attempt: o.attempt, deadlineMs: o.deadlineMs, manifest, activator: o.activator ?? '' },
+  }).finish();
 }
 
 export function encodeVerdict(v: Verdict): Uint8Array {
@@ -173,6 +225,9 @@ const KIND: Record<DecisionKind, pb.GateDecision.Kind> = {
   'session-aborted': pb.GateDecision.Kind.SESSION_ABORTED,
   'session-completed': pb.GateDecision.Kind.SESSION_COMPLETED,
   'event-rejected': pb.GateDecision.Kind.EVENT_REJECTED,
+  'bo-verified': pb.GateDecision.Kind.BO_VERIFIED,
+  'bo-activated': pb.GateDecision.Kind.BO_ACTIVATED,
+  'tree-inspected': pb.GateDecision.Kind.TREE_INSPECTED,
 };
 const KIND_NAME = Object.fromEntries(Object.entries(KIND).map(([k, v]) => [v, k])) as Record<number, DecisionKind>;
 
@@ -194,6 +249,8 @@ export function encodePublished(seq: bigint, body: { event: StageEvent } | { dec
       wallNs: toLong(msToNs(d.at)),
       waitedNs: toLong(msToNs(d.waitedMs)),
       trees: d.trees,
+      bo: d.bo,
+      detail: d.detail,
     },
   }).finish();
 }
@@ -223,6 +280,8 @@ export function decodePublished(frame: Uint8Array): PublishedMessage {
       at: Number(toBig(d.wallNs as Long)) / 1e6,
       waitedMs: Number(toBig(d.waitedNs as Long)) / 1e6,
       trees: d.trees,
+      bo: d.bo,
+      detail: d.detail,
     },
   };
 }

@@ -1,0 +1,99 @@
+/**
+ * Observes a restored tree's mappings at post-restore, for the verify
+ * activator: is each recorded mapping live at exactly its address, size and
+ * protection, which object backs it (/proc/PID/map_files), and what do
+ * sampled pages contain (process_vm_readv through the native addon).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import type { MappingRef, Observation } from '../core/model';
+import { processVmRead } from '../native';
+import { innermostPid, treePids } from './tree';
+
+const PAGE = 4096n;
+/** Sampled object offsets are multiples of this, so every mapper samples the same offsets. */
+export const SAMPLE_STRIDE = 256n * 1024n;
+export const MAX_SAMPLES = 64;
+
+interface LiveVma {
+  start: bigint;
+  end: bigint;
+  perms: string;
+}
+
+function readMaps(pid: number): LiveVma[] {
+  return readFileSync(`/proc/${pid}/maps`, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [range, perms] = line.split(/\s+/);
+      const [s, e] = range!.split('-');
+      return { start: BigInt(`0x${s}`), end: BigInt(`0x${e}`), perms: perms! };
+    });
+}
+
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+const protString = (p: number) => `${p & 1 ? 'r' : '-'}${p & 2 ? 'w' : '-'}${p & 4 ? 'x' : '-'}`;
+
+/** Object offsets to sample for a mapping (the same for every mapper of an object). */
+export function sampleOffsets(pgoff: bigint, size: bigint): bigint[] {
+  const out: bigint[] = [];
+  let off = ((pgoff + SAMPLE_STRIDE - 1n) / SAMPLE_STRIDE) * SAMPLE_STRIDE;
+  for (; off + PAGE <= pgoff + size && out.length < MAX_SAMPLES; off += SAMPLE_STRIDE) out.push(off);
+  return out;
+}
+
+/** Host pid of each checkpoint pid in the restored tree rooted at `initPid`. */
+export function hostPids(initPid: number): Map<number, number> {
+  return new Map(treePids(initPid).map((p) => [innermostPid(p), p]));
+}
+
+export async function observeMappings(initPid: number, mappings: MappingRef[]): Promise<Observation[]> {
+  if (!initPid) throw new Error('no init pid for the restored tree');
+  const hosts = hostPids(initPid);
+  const maps = new Map<number, LiveVma[]>();
+  const out: Observation[] = [];
+  for (const m of mappings) {
+    const o: Observation = { bo: m.bo, tree: m.tree, pid: m.pid, start: m.start, problem: '', object: '', samples: {} };
+    out.push(o);
+    const host = hosts.get(m.pid);
+    if (host === undefined) {
+      o.problem = `task ${m.pid} is not in the restored tree rooted at host pid ${initPid}`;
+      continue;
+    }
+    if (!maps.has(host)) maps.set(host, readMaps(host));
+    const vmas = maps.get(host)!;
+    const end = m.start + m.size;
+    const vma = vmas.find((v) => v.start === m.start);
+    if (!vma) {
+      const around = vmas.find((v) => v.start <= m.start && m.start < v.end);
+      o.problem = `no mapping starts at ${hex(m.start)}${around ? ` (it lies inside ${hex(around.start)}-${hex(around.end)} ${around.perms})` : ''}`;
+      continue;
+    }
+    if (vma.end !== end) {
+      o.problem = `mapping is ${hex(vma.start)}-${hex(vma.end)}, expected ${hex(m.start)}-${hex(end)}`;
+      continue;
+    }
+    if (vma.perms.slice(0, 3) !== protString(m.prot)) {
+      o.problem = `protection is ${vma.perms.slice(0, 3)}, expected ${protString(m.prot)}`;
+      continue;
+    }
+    if (vma.perms[3] !== 's') {
+      o.problem = 'mapping is private, not shared';
+      continue;
+    }
+    try {
+      const st = statSync(`/proc/${host}/map_files/${m.start.toString(16)}-${end.toString(16)}`);
+      o.object = `${st.dev}:${st.ino}`;
+    } catch (err) {
+      o.problem = `cannot identify the object behind it: ${(err as Error).message}`;
+      continue;
+    }
+    if (!(m.prot & 1)) continue; // unreadable: identity only
+    for (const off of sampleOffsets(m.pgoff, m.size)) {
+      const page = await processVmRead(host, m.start + (off - m.pgoff), Number(PAGE));
+      o.samples[off.toString()] = createHash('sha1').update(page).digest('hex').slice(0, 16);
+    }
+  }
+  return out;
+}
