@@ -277,6 +277,8 @@ export { killTree, sleep };
 
 export interface Checkpoint {
   shm: string;
+  /** every status file of the trees (one, or one per tree when separate) */
+  shmFiles: string[];
   /** images dir per tree index */
   images: string[];
   /** the slots as they were when the trees were checkpointed */
@@ -285,12 +287,17 @@ export interface Checkpoint {
   hashes: Record<string, string>[];
 }
 
-/** Starts `trees` workload trees of `procs` processes, lets them run, and checkpoints each into dir/images-K. */
-export async function checkpointTrees(dir: string, trees: number, procs: number, shm: string): Promise<Checkpoint> {
-  createShm(shm);
+/**
+ * Starts `trees` workload trees of `procs` processes, lets them run, and
+ * checkpoints each into dir/images-K. With `separate`, each tree gets its own
+ * status file (shm-K), so the trees share nothing.
+ */
+export async function checkpointTrees(dir: string, trees: number, procs: number, shm: string, separate = false): Promise<Checkpoint> {
+  const shmOf = (k: number) => (separate ? `${shm}-${k}` : shm);
+  for (let k = 0; k < (separate ? trees : 1); k++) createShm(shmOf(k));
   const running: RunningTree[] = [];
-  for (let k = 0; k < trees; k++) running.push(await startTree(k, procs, shm));
-  await waitRunning(shm, [...Array(trees).keys()], procs);
+  for (let k = 0; k < trees; k++) running.push(await startTree(k, procs, shmOf(k)));
+  for (let k = 0; k < (separate ? trees : 1); k++) await waitRunning(shmOf(k), separate ? [k] : [...Array(trees).keys()], procs);
   const images: string[] = [];
   for (const t of running) {
     const d = join(dir, `images-${t.index}`);
@@ -298,5 +305,6 @@ export async function checkpointTrees(dir: string, trees: number, procs: number,
     await dumpTree(t, d, join(dir, `dump-${t.index}.log`));
     images.push(d);
   }
-  return { shm, images, slots: readSlots(shm), hashes: images.map(hashDir) };
+  const shmFiles = [...new Set([...Array(trees).keys()].map(shmOf))];
+  return { shm, shmFiles, images, slots: shmFiles.flatMap(readSlots), hashes: images.map(hashDir) };
 }

@@ -21,6 +21,7 @@ commands:
   restore       run 'criu restore' through the gate for one tree
   open          open a session explicitly (tree count, deadline)
   images        explain checkpoint directories: tasks, VMAs, shared buffer objects
+  verify        check a restored tree's shared mappings against its images now
   hook-path     print the absolute path of the action-script hook
   criu-path     print the absolute path of the criu used
   help          this text
@@ -66,6 +67,11 @@ buffer object (BO) mapped by two or more tasks with each mapper's address.
 
   --json       machine-readable output
   --all-vmas   list every VMA, not only the shared ones`,
+  verify: `usage: stagegate verify --images DIR --init-pid PID
+
+Checks, now, that every shared buffer object of the tree restored from DIR
+(rooted at host pid PID) is mapped in its restored tasks exactly as in the
+images, backed by one object, with the same bytes. Exits 1 on any mismatch.`,
   'hook-path': 'usage: stagegate hook-path\n\nPrints the absolute path of the hook to pass to criu --action-script.',
   'criu-path': 'usage: stagegate criu-path\n\nPrints the absolute path of the criu stagegate runs (STAGEGATE_CRIU overrides).',
 };
@@ -189,6 +195,19 @@ async function openCmd(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function verifyCmd(argv: string[]): Promise<number> {
+  const { values } = parse('verify', argv, { images: { type: 'string' }, 'init-pid': { type: 'string' } });
+  if (values.help) return help('verify');
+  const v = values as Record<string, string | undefined>;
+  if (!v.images) throw new UsageError('verify: --images is required');
+  const pid = int('verify', 'init-pid', v['init-pid'], 0, 1, 4_194_304);
+  if (!pid) throw new UsageError('verify: --init-pid is required');
+  const { verifyTree } = await import('./verify');
+  const r = await verifyTree(v.images, pid);
+  process.stdout.write(r.lines.join('\n') + (r.lines.length ? '\n' : 'no shared buffer objects\n'));
+  return r.ok ? 0 : 1;
+}
+
 async function imagesCmd(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -233,6 +252,8 @@ export async function main(argv: string[]): Promise<number> {
       return openCmd(rest);
     case 'images':
       return imagesCmd(rest);
+    case 'verify':
+      return verifyCmd(rest);
     case 'hook-path':
       return printPath(cmd, rest, hookPath);
     case 'criu-path':

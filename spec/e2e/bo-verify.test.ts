@@ -1,0 +1,156 @@
+/**
+ * The verify activator on real CRIU restores: per-BO gating, a BO manifest
+ * whose mappings are caught moved or diverging (every tree aborted, none ran,
+ * images unchanged), and the negative proof that the same check fails before
+ * the VMAs are final and passes at post-restore.
+ */
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  Daemon, STAGEGATE, checkpointTrees, hashDir, killTree, readPidfile, readSlots, restoreTree, sleep, type RestoreRun,
+} from '../../demo/harness';
+import { openSession } from '../../src/client';
+import type { ManifestBo } from '../../src/protocol/codec';
+
+const PROCS = 3;
+const STRIDE = 0x4000000n;
+const C = 0x580000000000n; // demo/workload.c: the memfd region
+const addrC = (tree: number, idx: number) => C + BigInt(tree * 16 + idx) * STRIDE;
+const cleanups: (() => Promise<void> | void)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+async function scenario(name: string, trees: number, separate = false) {
+  const dir = mkdtempSync(`/tmp/sg-bo-${name}-`);
+  const cp = await checkpointTrees(dir, trees, PROCS, `/dev/shm/sg-bo-${name}-${process.pid}`, separate);
+  const daemon = await Daemon.start(dir, 30);
+  const runs: RestoreRun[] = [];
+  cleanups.push(async () => {
+    for (const r of runs) {
+      const root = readPidfile(r.pidfile);
+      if (root) killTree(root);
+    }
+    await daemon.stop();
+    for (const f of cp.shmFiles) rmSync(f, { force: true });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const restore = (tree: number, criuArgs: string[] = []) => {
+    const r = restoreTree({ endpoint: daemon.endpoint, session: name, tree: `t${tree}`, trees, images: cp.images[tree]!, workDir: dir, criuArgs });
+    runs.push(r);
+    return r;
+  };
+  return { dir, cp, daemon, restore, runs };
+}
+
+const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
+const eventAt = (d: Daemon, tree: string, action: string) => {
+  const m = d.messages.find((x) => 'event' in x && x.event.tree === tree && x.event.action === action);
+  return m && 'event' in m ? Number(m.event.wallNs) / 1e6 : NaN;
+};
+
+describe('verify activator on real CRIU', () => {
+  it('answers a tree that shares nothing without waiting for the other tree\'s restore; the resume barrier still holds', async () => {
+    const { cp, daemon, restore } = await scenario('pertree', 2, true);
+    const a = restore(0);
+    await sleep(1500);
+    const b = restore(1);
+    for (const r of await Promise.all([a.done, b.done])) assert.equal(r.code, 0, r.output);
+    const released = decisions(daemon).filter((d) => d.kind === 'tree-released' && d.action === 'post-restore');
+    const t0 = released.find((d) => d.tree === 't0')!;
+    // t0 maps a regular file (its status file), so it waits until every tree's images are known
+    // (t1's pre-restore) -- but not for t1's memory to be restored and verified.
+    assert.ok(t0.at >= eventAt(daemon, 't1', 'pre-restore'), 'file BOs need every tree\'s images');
+    assert.ok(t0.at < eventAt(daemon, 't1', 'post-restore'), 'tree t0 passed post-restore before tree t1 reached it');
+    assert.ok(t0.at - eventAt(daemon, 't0', 'post-restore') > 1000, 'tree t0 did wait for t1\'s images');
+    const activated = decisions(daemon).filter((d) => d.kind === 'bo-activated' && d.trees.includes('t0'));
+    assert.deepEqual(activated.map((d) => d.reason).sort(), [cp.shmFiles[0]!, 'SysV shm 0', 'memfd /dev/zero', 'memfd stagegate-memfd'].sort());
+    assert.ok(activated.every((d) => d.at <= t0.at));
+    // ... but nobody resumed before the last tree reached pre-resume
+    await sleep(200);
+    const t1Ready = eventAt(daemon, 't1', 'pre-resume');
+    const slots = cp.shmFiles.flatMap(readSlots);
+    assert.equal(slots.length, 2 * PROCS);
+    for (const s of slots) assert.ok(s.resumedAtMs >= Math.floor(t1Ready), `tree ${s.tree} task ${s.idx} resumed before the barrier`);
+  });
+
+  for (const [kind, manifest, message] of [
+    [
+      'a mapping not where the manifest says',
+      (): ManifestBo[] => [{ id: 'gpu0', mappers: [
+        { tree: 't0', pid: 1, start: addrC(0, 0), size: 0x10000n, prot: 3 },
+        { tree: 't0', pid: 2, start: addrC(0, 1) + 0x1000n, size: 0x1000n, prot: 3 },
+      ] }],
+      /\[E_VERIFY\] BO gpu0 \(manifest:gpu0\): tree t0 task 2 at 0x580004001000: no mapping starts at 0x580004001000 \(it lies inside 0x580004000000-0x580004010000 rw-s\)/,
+    ],
+    [
+      'mappers backed by different objects with different bytes',
+      (): ManifestBo[] => [{ id: 'gpu1', mappers: [
+        { tree: 't0', pid: 1, start: addrC(0, 0), size: 0x10000n, prot: 3 },
+        { tree: 't1', pid: 1, start: addrC(1, 0), size: 0x10000n, prot: 3 },
+      ] }],
+      /\[E_VERIFY\] BO gpu1 \(manifest:gpu1\): tree t1 task 1 at 0x580040000000 is backed by object \d+:\d+, but tree t0 task 1 at 0x580000000000 by \d+:\d+/,
+    ],
+  ] as const) {
+    it(`catches ${kind} and aborts every tree before any task runs`, async () => {
+      const name = kind.startsWith('a mapping') ? 'moved' : 'diverge';
+      const { cp, daemon, restore, runs } = await scenario(name, 2);
+      const opened = await openSession(daemon.endpoint, { session: name, expectedTrees: 2, attempt: 1, deadlineMs: 20_000, manifest: manifest() });
+      assert.equal(opened.proceed, true, opened.reason);
+      const results = await Promise.all([restore(0).done, restore(1).done]);
+      for (const r of results) assert.notEqual(r.code, 0, 'every tree must be aborted');
+      assert.ok(results.some((r) => message.test(r.output)), results.map((r) => r.output).join('\n'));
+      const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
+      assert.equal(abort.code, 'E_VERIFY');
+      await sleep(200);
+      for (const r of runs) {
+        const root = readPidfile(r.pidfile);
+        if (root) assert.ok(!alive(root), `restored root ${root} still running`);
+      }
+      const now = readSlots(cp.shm);
+      for (const s of cp.slots) {
+        const n = now.find((x) => x.tree === s.tree && x.idx === s.idx)!;
+        assert.equal(n.counter, s.counter, `tree ${s.tree} task ${s.idx} ran`);
+      }
+      cp.images.forEach((d, i) => assert.deepEqual(hashDir(d), cp.hashes[i]));
+    });
+  }
+
+  it('negative proof: the same check fails at setup-namespaces (VMAs not final) and passes at post-restore', async () => {
+    const { dir, restore } = await scenario('negative', 1);
+    const script = join(dir, 'check.sh');
+    writeFileSync(
+      script,
+      `#!/bin/sh
+case "$CRTOOLS_SCRIPT_ACTION" in
+  setup-namespaces|post-restore)
+    ${STAGEGATE} verify --images "$CRTOOLS_IMAGE_DIR" --init-pid "$CRTOOLS_INIT_PID" > ${dir}/verify-$CRTOOLS_SCRIPT_ACTION.out 2>&1
+    echo "exit $?" >> ${dir}/verify-$CRTOOLS_SCRIPT_ACTION.out ;;
+esac
+exit 0
+`,
+    );
+    chmodSync(script, 0o755);
+    const r = await restore(0, ['--action-script', script]).done;
+    assert.equal(r.code, 0, r.output);
+    const early = readFileSync(join(dir, 'verify-setup-namespaces.out'), 'utf8');
+    const final = readFileSync(join(dir, 'verify-post-restore.out'), 'utf8');
+    assert.match(early, /FAIL BO /);
+    assert.match(early, /exit 1\n$/);
+    assert.match(final, /^ok   BO /m);
+    assert.doesNotMatch(final, /FAIL/);
+    assert.match(final, /exit 0\n$/);
+    // the tree's memfd, its shared anonymous memory (a memfd "/dev/zero"), its SysV segment, its status file
+    assert.equal((final.match(/^ok {3}BO /gm) ?? []).length, 4, final);
+  });
+});
+
+function alive(pid: number): boolean {
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
