@@ -6,6 +6,7 @@
  *   2. restore overhead: criu restore of N trees (3 processes each), no script / shell / stagegate
  *   3. gate latency: last tree's arrival to every waiting hook released, 1..1024 simulated trees
  *   4. throughput (events/s) and daemon memory with 1024 waiting trees
+ *   5. verification cost of the verify activator, per GiB and per mapping
  *
  * BENCH_QUICK=1 runs fewer repetitions.
  */
@@ -19,6 +20,10 @@ import { criuPath, hookPath, projectRoot } from '../src/paths';
 import { decodeVerdict, encodeRequestEvent } from '../src/protocol/codec';
 import type { StageEvent } from '../src/core/model';
 import type { ActionName } from '../src/core/actions';
+import type { MappingRef } from '../src/core/model';
+import { MAX_SAMPLES, SAMPLE_STRIDE, observeMappings } from '../src/proc/observe';
+import { compareBo, mapperKey } from '../src/core/verify';
+import { processVmRead } from '../src/native';
 
 const QUICK = !!process.env.BENCH_QUICK;
 const HOOK_RUNS = QUICK ? 50 : 300;
@@ -221,6 +226,38 @@ async function throughput(d: Daemon) {
   return { events: received, seconds: secs, perSecond: received / secs };
 }
 
+// ------------------------------------------------------------------ 5. verification cost
+async function verificationCost() {
+  const holderBin = join(BENCH, '..', 'build', 'bo-holder');
+  await run('cc', ['-O2', '-o', holderBin, join(BENCH, 'bo-holder.c')]);
+  const measure = async (sizeMiB: number, count: number) => {
+    const child = spawn(holderBin, [String(sizeMiB), String(count)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    await new Promise<void>((res) => child.stdout!.on('data', (d) => ((out += d), out.includes('ready') && res())));
+    const pid = child.pid!;
+    const mappings: MappingRef[] = out.trim().split('\n').filter((l) => l !== 'ready').map((a) => ({
+      bo: 'memfd:bench:1', kind: 'memfd', label: 'bench', tree: 'bench', pid, start: BigInt(`0x${a}`), size: BigInt(sizeMiB) << 20n, prot: 3, pgoff: 0n,
+    }));
+    const times: number[] = [];
+    for (let rep = 0; rep < RESTORE_REPS + 1; rep++) {
+      const t0 = performance.now();
+      const obs = await observeMappings(pid, mappings);
+      const problem = compareBo('memfd:bench:1', mappings, new Map(obs.map((o) => [mapperKey(o), o])));
+      times.push(performance.now() - t0);
+      if (problem) throw new Error(problem);
+    }
+    // full read, for comparison: what reading every byte of one mapping costs
+    const t1 = performance.now();
+    for (let off = 0n; off < BigInt(sizeMiB) << 20n; off += 64n << 20n) {
+      await processVmRead(pid, mappings[0]!.start + off, Math.min(64 << 20, (sizeMiB << 20) - Number(off)));
+    }
+    const fullMs = performance.now() - t1;
+    child.kill('SIGKILL');
+    return { sizeMiB, mappings: count, median: stats(times.slice(1)).median, fullReadMsPerMapping: fullMs };
+  };
+  return [await measure(1024, 2), await measure(64, 2), await measure(1, 256)];
+}
+
 // ------------------------------------------------------------------ main
 async function main() {
   const dir = mkdtempSync('/tmp/sg-bench-');
@@ -237,7 +274,9 @@ async function main() {
     const thr = want('throughput') ? await throughput(daemon) : { events: 0, seconds: 0, perSecond: 0 };
     console.error('bench: restore overhead…');
     const restore = want('restore') ? await restoreOverhead(dir, daemon) : [];
-    const result = { date: new Date().toISOString(), machine, quick: QUICK, hook, gate: gate.rows, daemonRssMiBAt1024Trees: gate.rssAt1024, throughput: thr, restore };
+    console.error('bench: verification cost…');
+    const verify = want('verify') ? await verificationCost() : [];
+    const result = { date: new Date().toISOString(), machine, quick: QUICK, hook, gate: gate.rows, daemonRssMiBAt1024Trees: gate.rssAt1024, throughput: thr, restore, verify };
     const md = report(result);
     mkdirSync(join(BENCH, 'results'), { recursive: true });
     if (!only) {
@@ -254,6 +293,7 @@ async function main() {
 function report(r: {
   date: string; machine: Record<string, unknown>; hook: ({ hook: string; action: string } & Stats)[]; gate: ({ trees: number; gate: string; firstMedian: number } & Stats)[];
   daemonRssMiBAt1024Trees: number; throughput: { events: number; perSecond: number }; restore: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[];
+  verify: { sizeMiB: number; mappings: number; median: number; fullReadMsPerMapping: number }[];
 }): string {
   const L: string[] = [];
   L.push(`# stagegate benchmark — ${r.date}`, '');
@@ -272,6 +312,13 @@ function report(r: {
   L.push('## 4. Throughput and memory', '');
   L.push(`- ungated events through one daemon: ${Math.round(r.throughput.perSecond).toLocaleString('en')} events/s (${r.throughput.events.toLocaleString('en')} events; target ≥ 20,000/s)`);
   L.push(`- daemon RSS with 1,024 trees waiting at the resume barrier: ${r.daemonRssMiBAt1024Trees.toFixed(1)} MiB (target ≤ 200 MiB)`, '');
+  L.push('## 5. Verification cost (verify activator: /proc maps + map_files + sampled pages, then the comparison)', '');
+  L.push('| mapping size | mappings | verify (ms) | per mapping (ms) | per GiB mapped (ms) | reading one mapping in full (ms) |', '|---:|---:|---:|---:|---:|---:|');
+  for (const v of r.verify) {
+    const gib = (v.sizeMiB * v.mappings) / 1024;
+    L.push(`| ${v.sizeMiB} MiB | ${v.mappings} | ${ms(v.median)} | ${ms(v.median / v.mappings)} | ${ms(v.median / gib)} | ${ms(v.fullReadMsPerMapping)} |`);
+  }
+  L.push('', `Samples: one page every ${Number(SAMPLE_STRIDE) / 1024} KiB of the object, at most ${MAX_SAMPLES} per mapping.`, '');
   return L.join('\n');
 }
 
