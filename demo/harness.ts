@@ -237,13 +237,13 @@ export class Daemon {
     return readFileSync(this.logFile, 'utf8').split('\n').filter(Boolean);
   }
 
-  static async start(dir: string, timeoutS = 30): Promise<Daemon> {
-    const endpoint = `ipc://${dir}/hooks.sock`;
-    const events = `ipc://${dir}/events.sock`;
+  static async start(dir: string, timeoutS = 30, activator: 'verify' | 'none' = 'verify', name = ''): Promise<Daemon> {
+    const endpoint = `ipc://${dir}/hooks${name}.sock`;
+    const events = `ipc://${dir}/events${name}.sock`;
     // A file, not a pipe: a pipe the parent is slow to drain would block the daemon's writes.
-    const logFile = join(dir, 'daemon.log');
+    const logFile = join(dir, `daemon${name}.log`);
     const fd = openSync(logFile, 'a');
-    const child = spawn(STAGEGATE, ['serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS)], {
+    const child = spawn(STAGEGATE, ['serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS), '--activator', activator], {
       stdio: ['ignore', 'ignore', fd],
     });
     closeSync(fd);

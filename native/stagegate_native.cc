@@ -3,6 +3,7 @@
 //   pidfdSendSignal(fd, signo)     -> undefined     (pidfd_send_signal(2))
 //   close(fd)                      -> undefined
 //   processVmRead(pid, addr, len)  -> Promise<Buffer> (process_vm_readv(2), off the JS thread)
+//   kfdCriuOp(device, op, pid)     -> Promise<void>   (AMDKFD_IOC_CRIU_OP on a KFD device, off the JS thread)
 // Failures throw/reject an Error with `errno` (number) and `syscall` set;
 // src/native/index.ts maps them to typed errors.
 #include <napi.h>
@@ -11,6 +12,8 @@
 #include <csignal>
 #include <cstring>
 #include <string>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -144,7 +147,80 @@ Napi::Value ProcessVmRead(const Napi::CallbackInfo &info) {
   return p;
 }
 
+// AMD KFD CRIU operation, following include/uapi/linux/kfd_ioctl.h.
+struct KfdCriuArgs {
+  uint64_t devices;
+  uint64_t bos;
+  uint64_t priv_data;
+  uint64_t priv_data_size;
+  uint32_t num_devices;
+  uint32_t num_bos;
+  uint32_t num_objects;
+  uint32_t pid;
+  uint32_t op;
+};
+static_assert(sizeof(KfdCriuArgs) == 56, "struct kfd_ioctl_criu_args is 56 bytes");
+// _IOWR('K', 0x22, struct kfd_ioctl_criu_args)
+constexpr unsigned long kAmdkfdIocCriuOp = _IOWR('K', 0x22, KfdCriuArgs);
+static_assert(kAmdkfdIocCriuOp == 0xC0384B22UL, "AMDKFD_IOC_CRIU_OP");
+
+class KfdWorker : public Napi::AsyncWorker {
+ public:
+  KfdWorker(Napi::Env env, std::string device, uint32_t op, uint32_t pid)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), device_(std::move(device)), op_(op), pid_(pid) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    int fd = open(device_.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      err_ = errno;
+      syscall_ = "open";
+      return;
+    }
+    KfdCriuArgs args;
+    std::memset(&args, 0, sizeof(args));
+    args.pid = pid_;
+    args.op = op_;
+    if (ioctl(fd, kAmdkfdIocCriuOp, &args) < 0) {
+      err_ = errno;
+      syscall_ = "ioctl";
+    }
+    close(fd);
+  }
+  void OnOK() override {
+    if (err_) {
+      deferred_.Reject(ErrnoError(Env(), err_, syscall_).Value());
+      return;
+    }
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string device_;
+  uint32_t op_, pid_;
+  int err_ = 0;
+  const char *syscall_ = "";
+};
+
+Napi::Value KfdCriuOp(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t op, pid;
+  if (info.Length() < 3 || !info[0].IsString() || !Int(info, 1, 0, 4, &op) || !Int(info, 2, 1, INT32_MAX, &pid)) {
+    Napi::TypeError::New(env, "kfdCriuOp(device: string, op: 0..4, pid)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto *w = new KfdWorker(env, info[0].As<Napi::String>().Utf8Value(), static_cast<uint32_t>(op), static_cast<uint32_t>(pid));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("kfdCriuOp", Napi::Function::New(env, KfdCriuOp));
+  exports.Set("KFD_IOC_CRIU_OP", Napi::Number::New(env, static_cast<double>(kAmdkfdIocCriuOp)));
+  exports.Set("KFD_CRIU_ARGS_SIZE", Napi::Number::New(env, sizeof(KfdCriuArgs)));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
   exports.Set("pidfdSendSignal", Napi::Function::New(env, PidfdSendSignal));
   exports.Set("close", Napi::Function::New(env, Close));

@@ -7,6 +7,7 @@ import { type Subscription, Subject, merge } from 'rxjs';
 import type { Activator, CoordinatorState, Effect, Input } from './core/model';
 import { inspectTree } from './images/inspect';
 import { observeMappings } from './proc/observe';
+import { activate } from './activators';
 import { coordinate, type OutputEffect } from './pipeline/coordinate';
 import { EventPublisher } from './transport/event-publisher';
 import { HookEndpoint } from './transport/hook-endpoint';
@@ -77,6 +78,9 @@ export class Coordinator {
       case 'verify-tree':
         // off the current pipeline step: results come back as new inputs
         setImmediate(() => void this.runCheck(e));
+        return;
+      case 'activate-bo':
+        setImmediate(() => void this.runActivator(e));
         return;
       case 'reply':
         this.hooks.reply(e.peer, e.verdict);
@@ -149,6 +153,16 @@ export class Coordinator {
       }
     }
     this.opts.logger.debug(e.type, { ...base, ms: wallMs() - started });
+  }
+
+  private async runActivator(e: Extract<Effect, { type: 'activate-bo' }>): Promise<void> {
+    let error = '';
+    try {
+      await activate(e.activator, e.session, e.bo, e.label, e.mappers);
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    this.results.next({ type: 'bo-activation', session: e.session, attempt: e.attempt, bo: e.bo, error, at: wallMs() });
   }
 
   /** Resolves when the hook endpoint has closed. */

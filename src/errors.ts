@@ -31,6 +31,8 @@ export const ErrorCodes = {
   ENDPOINT: 'E_ENDPOINT',
   /** A restored mapping does not match its images or the other mappers of its BO. */
   VERIFY: 'E_VERIFY',
+  /** The session's activator (exec, kfd) failed for a verified BO. */
+  ACTIVATOR: 'E_ACTIVATOR',
   /** A CRIU image is missing, truncated, corrupt or of another kind. */
   IMAGE: 'E_IMAGE',
   /** A native call failed (errno in `errno`). */

@@ -5,16 +5,14 @@
  * the VMAs are final and passes at post-restore.
  */
 import { after, describe, it } from 'node:test';
+import { PROCS, scenario as startScenario } from '../support/scenario';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  Daemon, STAGEGATE, checkpointTrees, hashDir, killTree, readPidfile, readSlots, restoreTree, sleep, type RestoreRun,
-} from '../../demo/harness';
+import { type Daemon, STAGEGATE, hashDir, readPidfile, readSlots, sleep } from '../../demo/harness';
 import { openSession } from '../../src/client';
 import type { ManifestBo } from '../../src/protocol/codec';
 
-const PROCS = 3;
 const STRIDE = 0x4000000n;
 const C = 0x580000000000n; // demo/workload.c: the memfd region
 const addrC = (tree: number, idx: number) => C + BigInt(tree * 16 + idx) * STRIDE;
@@ -23,26 +21,10 @@ after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-async function scenario(name: string, trees: number, separate = false) {
-  const dir = mkdtempSync(`/tmp/sg-bo-${name}-`);
-  const cp = await checkpointTrees(dir, trees, PROCS, `/dev/shm/sg-bo-${name}-${process.pid}`, separate);
-  const daemon = await Daemon.start(dir, 30);
-  const runs: RestoreRun[] = [];
-  cleanups.push(async () => {
-    for (const r of runs) {
-      const root = readPidfile(r.pidfile);
-      if (root) killTree(root);
-    }
-    await daemon.stop();
-    for (const f of cp.shmFiles) rmSync(f, { force: true });
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const restore = (tree: number, criuArgs: string[] = []) => {
-    const r = restoreTree({ endpoint: daemon.endpoint, session: name, tree: `t${tree}`, trees, images: cp.images[tree]!, workDir: dir, criuArgs });
-    runs.push(r);
-    return r;
-  };
-  return { dir, cp, daemon, restore, runs };
+async function scenario(name: string, trees: number, o: Parameters<typeof startScenario>[2] = {}) {
+  const sc = await startScenario(name, trees, o);
+  cleanups.push(sc.cleanup);
+  return sc;
 }
 
 const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
@@ -53,7 +35,7 @@ const eventAt = (d: Daemon, tree: string, action: string) => {
 
 describe('verify activator on real CRIU', () => {
   it('answers a tree that shares nothing without waiting for the other tree\'s restore; the resume barrier still holds', async () => {
-    const { cp, daemon, restore } = await scenario('pertree', 2, true);
+    const { cp, daemon, restore } = await scenario('pertree', 2, { separate: true });
     const a = restore(0);
     await sleep(1500);
     const b = restore(1);
@@ -133,7 +115,7 @@ exit 0
 `,
     );
     chmodSync(script, 0o755);
-    const r = await restore(0, ['--action-script', script]).done;
+    const r = await restore(0, { criuArgs: ['--action-script', script] }).done;
     assert.equal(r.code, 0, r.output);
     const early = readFileSync(join(dir, 'verify-setup-namespaces.out'), 'utf8');
     const final = readFileSync(join(dir, 'verify-post-restore.out'), 'utf8');

@@ -4,50 +4,21 @@
  * real coordinator daemon (`stagegate serve`) over ZeroMQ IPC.
  */
 import { after, describe, it } from 'node:test';
+import { PROCS, scenario as startScenario } from '../support/scenario';
 import assert from 'node:assert/strict';
-import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  Daemon, checkpointTrees, hashDir, killTree, readPidfile, readSlots, restoreTree, sleep, type Checkpoint, type RestoreRun, type Slot,
-} from '../../demo/harness';
+import { type Checkpoint, type Daemon, type RestoreRun, type Slot, hashDir, readPidfile, readSlots, sleep } from '../../demo/harness';
 
-const PROCS = 3;
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-async function scenario(name: string, trees: number, deadlineS = 30) {
-  const dir = mkdtempSync(`/tmp/sg-e2e-${name}-`);
-  const shm = `/dev/shm/sg-e2e-${name}-${process.pid}`;
-  const cp = await checkpointTrees(dir, trees, PROCS, shm);
-  const daemon = await Daemon.start(dir, deadlineS);
-  const runs: RestoreRun[] = [];
-  cleanups.push(async () => {
-    for (const r of runs) {
-      const root = readPidfile(r.pidfile);
-      if (root) killTree(root);
-    }
-    await daemon.stop();
-    rmSync(shm, { force: true });
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const restore = (tree: number, o: { attempt?: number; timeoutS?: number; images?: string; criuArgs?: string[]; endpoint?: string } = {}) => {
-    const r = restoreTree({
-      endpoint: o.endpoint ?? daemon.endpoint,
-      session: name,
-      tree: `t${tree}`,
-      trees,
-      images: o.images ?? cp.images[tree]!,
-      workDir: dir,
-      attempt: o.attempt,
-      timeoutS: o.timeoutS,
-      criuArgs: o.criuArgs,
-    });
-    runs.push(r);
-    return r;
-  };
-  return { dir, cp, daemon, restore };
+async function scenario(name: string, trees: number, o: Parameters<typeof startScenario>[2] = {}) {
+  const sc = await startScenario(name, trees, o);
+  cleanups.push(sc.cleanup);
+  return sc;
 }
 
 const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
@@ -168,7 +139,7 @@ describe('coordinated restore on real CRIU', () => {
   });
 
   it('a tree late at pre-resume past the deadline: the waiting tree is killed before it runs; a retry succeeds', async () => {
-    const { dir, cp, daemon, restore } = await scenario('preresume', 2, 3);
+    const { dir, cp, daemon, restore } = await scenario('preresume', 2, { deadlineS: 3 });
     // A user action script of tree 1 that is slow at pre-resume (it runs before the stagegate hook).
     const slow = join(dir, 'slow-pre-resume.sh');
     writeFileSync(slow, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep 5\nexit 0\n');

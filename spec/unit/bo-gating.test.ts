@@ -1,22 +1,13 @@
 /** The verify activator's rules in the pure reducer: per-BO gating, activation, mismatches. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { initialState, reduce } from '../../src/core/session-reducer';
 import type { CoordinatorState, Effect, Input, MappingRef, Observation } from '../../src/core/model';
 import type { BoKind } from '../../src/core/bo-graph';
-import { decisions, ev, replies } from './fixtures';
+import { decisions, ev, feed as feedWith, replies } from './fixtures';
 
 const config = { defaultDeadlineMs: 1000, defaultActivator: 'verify' as const };
 
-function feed(inputs: Input[], state: CoordinatorState = initialState(config)) {
-  const effects: Effect[][] = [];
-  for (const i of inputs) {
-    const [next, e] = reduce(state, i);
-    state = next;
-    effects.push(e);
-  }
-  return { state, effects, all: effects.flat() };
-}
+const feed = (inputs: Input[], state?: CoordinatorState) => feedWith(config, inputs, state);
 
 const map = (tree: string, pid: number, bo: string, kind: BoKind, start: bigint, size = 0x10000n): MappingRef => ({
   bo, kind, label: bo, tree, pid, start, size, prot: 3, pgoff: 0n,
@@ -25,7 +16,7 @@ const images = (tree: string, mappings: MappingRef[] | null, error = ''): Input 
   type: 'tree-images', session: 's1', attempt: 1, tree, mappings, error, at: 1,
 });
 const ok = (m: MappingRef, object = `0:${m.bo}`, samples: Record<string, string> = { '0': 'aa' }): Observation => ({
-  bo: m.bo, tree: m.tree, pid: m.pid, start: m.start, problem: '', object, samples,
+  bo: m.bo, tree: m.tree, pid: m.pid, start: m.start, hostPid: 1000 + m.pid, problem: '', object, samples,
 });
 const observed = (tree: string, observations: Observation[], at = 5): Input => ({
   type: 'tree-observed', session: 's1', attempt: 1, tree, observations, error: '', at,

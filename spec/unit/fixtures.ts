@@ -1,6 +1,18 @@
 /** Builders for core inputs used by the unit and marble tests. */
 import type { ActionName } from '../../src/core/actions';
-import type { Effect, Input, StageEvent } from '../../src/core/model';
+import type { CoordinatorConfig, CoordinatorState, Effect, Input, StageEvent } from '../../src/core/model';
+import { initialState, reduce } from '../../src/core/session-reducer';
+
+/** Feeds inputs in order through the pure reducer; returns the final state and the effects of each input. */
+export function feed(config: CoordinatorConfig, inputs: Input[], state: CoordinatorState = initialState(config)) {
+  const effects: Effect[][] = [];
+  for (const i of inputs) {
+    const [next, e] = reduce(state, i);
+    state = next;
+    effects.push(e);
+  }
+  return { state, effects, all: effects.flat() };
+}
 
 export function stageEvent(tree: string, action: ActionName, over: Partial<StageEvent> = {}): StageEvent {
   return {

@@ -2,20 +2,11 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { initialState, reduce, reduceInPlace } from '../../src/core/session-reducer';
 import type { CoordinatorState, Effect, Input } from '../../src/core/model';
-import { decisions, ev, replies } from './fixtures';
+import { decisions, ev, feed as feedWith, replies } from './fixtures';
 
 const config = { defaultDeadlineMs: 1000, defaultActivator: 'none' as const };
 
-/** Feeds inputs in order; returns the final state and the effects of each input. */
-function feed(inputs: Input[], state: CoordinatorState = initialState(config)) {
-  const effects: Effect[][] = [];
-  for (const i of inputs) {
-    const [next, e] = reduce(state, i);
-    state = next;
-    effects.push(e);
-  }
-  return { state, effects, all: effects.flat() };
-}
+const feed = (inputs: Input[], state?: CoordinatorState) => feedWith(config, inputs, state);
 
 describe('session reducer', () => {
   it('opens a session implicitly from the first event, with its tree count and a deadline', () => {

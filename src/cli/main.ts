@@ -9,6 +9,8 @@ import { criuPath, hookPath } from '../paths';
 import { defaultEventsEndpoint, defaultHookEndpoint } from '../transport/endpoints';
 import { StagegateError, UsageError } from '../errors';
 import { validateName } from '../core/validate';
+import { parseActivator } from '../core/validate';
+import type { Activator } from '../core/model';
 
 const HELP: Record<string, string> = {
   main: `usage: stagegate <command> [options]
@@ -36,6 +38,10 @@ commands:
   --timeout S      session deadline in seconds, from the session's first event (default 60)
   --activator A    verify (default): check every BO mapping against the images and
                    answer a tree's post-restore once all BOs it maps are verified;
+                   exec:CMD: verify, then run CMD per mapping (STAGEGATE_PID,
+                   STAGEGATE_ADDRESS, STAGEGATE_SIZE, STAGEGATE_BO, ... in its
+                   environment); exit 0 activates the BO;
+                   kfd: verify, then AMD KFD CRIU RESUME per task (/dev/kfd);
                    none: no BO checks, post-restore waits for every tree
   --log-level L    error|warn|info|debug (default info, or STAGEGATE_LOG_LEVEL)`,
   restore: `usage: stagegate restore --session S --tree T --trees N [--endpoint EP] [--attempt A]
@@ -51,7 +57,7 @@ and exits with criu's exit code. If criu fails, the session is aborted at once.
   --attempt A    restore attempt, from 1; bump it to retry after an abort (default 1)
   --timeout S    how long a gated hook waits for a verdict before aborting (default 60)`,
   open: `usage: stagegate open --session S --trees N [--attempt A] [--deadline SECONDS]
-                      [--activator verify|none] [--manifest FILE] [--endpoint EP]
+                      [--activator verify|none|kfd|exec:CMD] [--manifest FILE] [--endpoint EP]
 
 Opens a session before any tree starts; otherwise the first event opens it.
 
@@ -223,10 +229,11 @@ async function imagesCmd(argv: string[]): Promise<number> {
   return 0;
 }
 
-function activatorOf(cmd: string, v: string | undefined): 'verify' | 'none' | '' {
+function activatorOf(cmd: string, v: string | undefined): Activator | '' {
   if (v === undefined) return '';
-  if (v !== 'verify' && v !== 'none') throw new UsageError(`${cmd}: --activator must be verify or none, got '${v}'`);
-  return v;
+  const a = parseActivator(v);
+  if (!a) throw new UsageError(`${cmd}: --activator must be verify, none, kfd or exec:<command>, got '${v}'`);
+  return a;
 }
 
 function help(cmd: string): number {

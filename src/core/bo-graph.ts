@@ -24,15 +24,8 @@ const MAP_SHARED = 0x01;
 
 export type BoKind = 'anon-shared' | 'memfd' | 'file' | 'sysv-shm' | 'manifest';
 
-export interface Mapper {
-  tree: string;
-  /** pid in the checkpoint (inside the tree's pid namespace) */
-  pid: number;
-  start: bigint;
-  size: bigint;
-  prot: number;
-  pgoff: bigint;
-}
+/** One task's mapping of a BO: (tree, task, address, size, protection). */
+export type Mapper = Pick<MappingRef, 'tree' | 'pid' | 'start' | 'size' | 'prot' | 'pgoff'>;
 
 export interface Bo {
   /** stable within a session: derived from the object, not from enumeration order */

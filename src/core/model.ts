@@ -45,6 +45,8 @@ export type Input =
     }
   /** A tree's images were read (inspect-tree): its shared mappings, or why not. */
   | { type: 'tree-images'; session: string; attempt: number; tree: string; mappings: MappingRef[] | null; error: string; at: number }
+  /** The activator ran for a verified BO (activate-bo): ok when error is empty. */
+  | { type: 'bo-activation'; session: string; attempt: number; bo: string; error: string; at: number }
   /** A restored tree's live mappings were observed (verify-tree), or why not. */
   | { type: 'tree-observed'; session: string; attempt: number; tree: string; observations: Observation[] | null; error: string; at: number }
   /** The session deadline timer fired. */
@@ -99,6 +101,8 @@ export type Effect =
   | { type: 'schedule-deadline'; session: string; attempt: number; inMs: number }
   /** Read a tree's checkpoint and answer with a tree-images input. */
   | { type: 'inspect-tree'; session: string; attempt: number; tree: string; imageDir: string }
+  /** Run the session's activator on a verified BO and answer with a bo-activation input. */
+  | { type: 'activate-bo'; session: string; attempt: number; bo: string; label: string; activator: Activator; mappers: ActiveMapper[] }
   /** Observe a restored tree's live mappings and answer with a tree-observed input. */
   | { type: 'verify-tree'; session: string; attempt: number; tree: string; initPid: number; mappings: MappingRef[] }
   | { type: 'cancel-deadline'; session: string; attempt: number };
@@ -117,11 +121,14 @@ export interface GateState {
 /**
  * How a session decides that a tree's BOs are live (see docs/design.md):
  * - verify: every mapping of every BO is checked against the images in the
- *   restored tasks, and a tree's post-restore is answered once every BO it
- *   maps is verified on all its mappers;
+ *   restored tasks; a verified BO is active, and a tree's post-restore is
+ *   answered once every BO it maps is active;
+ * - exec:<command>: verify, then run the command once per mapping (its exit
+ *   status decides whether the BO is active);
+ * - kfd: verify, then the AMD KFD CRIU RESUME operation for each task;
  * - none: no BO knowledge; post-restore waits for every tree of the session.
  */
-export type Activator = 'verify' | 'none';
+export type Activator = 'verify' | 'none' | 'kfd' | `exec:${string}`;
 
 /** One task's mapping of a shared object, from the images or a manifest. */
 export interface MappingRef {
@@ -138,6 +145,16 @@ export interface MappingRef {
   pgoff: bigint;
 }
 
+/** A verified mapping handed to an activator: where it is in the checkpoint and on the host. */
+export interface ActiveMapper {
+  tree: string;
+  pid: number;
+  hostPid: number;
+  start: bigint;
+  size: bigint;
+  prot: number;
+}
+
 /** What was found in a restored task for one MappingRef. */
 export interface Observation {
   bo: string;
@@ -146,6 +163,8 @@ export interface Observation {
   start: bigint;
   /** why the live mapping does not match (empty when it does) */
   problem: string;
+  /** the task's host pid (0 when it was not found) */
+  hostPid: number;
   /** the backing object as "dev:inode" (from /proc/PID/map_files) */
   object: string;
   /** hash of sampled pages, by offset in the object */
@@ -184,6 +203,8 @@ export interface SessionState {
   manifest: MappingRef[];
   /** BO id -> when it was activated */
   activeBos: Map<string, number>;
+  /** BOs verified and handed to the activator, not yet answered */
+  activating: Set<string>;
 }
 
 export interface CoordinatorConfig {

@@ -68,6 +68,8 @@ function step(state: CoordinatorState, input: Input, own: boolean): Result {
     case 'tree-images':
     case 'tree-observed':
       return onTreeResult(state, input, own);
+    case 'bo-activation':
+      return onActivation(state, input, own);
     case 'rejected':
       return [
         state,
@@ -150,6 +152,7 @@ function newSession(
     activator,
     manifest,
     activeBos: new Map(),
+    activating: new Set(),
   };
 }
 
@@ -160,6 +163,7 @@ function draft(s: SessionState, own: boolean): SessionState {
     ...s,
     trees: new Map([...s.trees].map(([k, t]) => [k, { ...t }])),
     activeBos: new Map(s.activeBos),
+    activating: new Set(s.activating),
     gates: {
       'post-restore': copyGate(s.gates['post-restore']),
       'pre-resume': copyGate(s.gates['pre-resume']),
@@ -461,7 +465,7 @@ function release(s: SessionState, gate: GateName, at: number): Effect[] {
 /** verify: asks for a tree's images the first time its image directory is known. */
 function inspect(s: SessionState, tree: string): Effect[] {
   const t = s.trees.get(tree);
-  if (s.activator !== 'verify' || !t || t.mappings || t.inspecting || !t.imageDir || s.status !== 'open') return [];
+  if (s.activator === 'none' || !t || t.mappings || t.inspecting || !t.imageDir || s.status !== 'open') return [];
   t.inspecting = true;
   return [{ type: 'inspect-tree', session: s.session, attempt: s.attempt, tree, imageDir: t.imageDir }];
 }
@@ -469,7 +473,7 @@ function inspect(s: SessionState, tree: string): Effect[] {
 /** verify: asks to observe a tree at post-restore once its images are known. */
 function verifyTree(s: SessionState, tree: string): Effect[] {
   const t = s.trees.get(tree);
-  if (s.activator !== 'verify' || !t?.mappings || t.verifying || t.observations || s.status !== 'open') return [];
+  if (s.activator === 'none' || !t?.mappings || t.verifying || t.observations || s.status !== 'open') return [];
   if (!s.gates['post-restore'].arrived.has(tree)) return [];
   t.verifying = true;
   const mappings = [...t.mappings, ...s.manifest.filter((m) => m.tree === tree)];
@@ -483,16 +487,40 @@ function activateBos(s: SessionState, at: number): Effect[] {
   const observations = new Map<string, Observation>();
   for (const t of s.trees.values()) for (const o of t.observations ?? []) observations.set(mapperKey(o), o);
   for (const [id, ms] of groupBos(allMappings(s))) {
-    if (s.activeBos.has(id)) continue;
+    if (s.activeBos.has(id) || s.activating.has(id)) continue;
     if (crossTree(ms[0]!.kind) && !complete) continue;
     if (!ms.every((m) => s.trees.get(m.tree)?.observations)) continue;
     const problem = compareBo(id, ms, observations);
     if (problem) return [...effects, ...abortSession(s, ErrorCodes.VERIFY, problem, at)];
-    s.activeBos.set(id, at);
-    const detail = ms.map((m) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`).join(', ');
-    effects.push(publish(decision('bo-activated', s, at, { bo: id, reason: ms[0]!.label, detail, trees: [...new Set(ms.map((m) => m.tree))].sort() })));
+    if (s.activator === 'verify') {
+      effects.push(...activated(s, id, at));
+      continue;
+    }
+    // verified: hand it to the activator (exec, kfd); the BO is active once it succeeds
+    s.activating.add(id);
+    const mappers = ms.map((m) => ({ tree: m.tree, pid: m.pid, hostPid: observations.get(mapperKey(m))!.hostPid, start: m.start, size: m.size, prot: m.prot }));
+    effects.push({ type: 'activate-bo', session: s.session, attempt: s.attempt, bo: id, label: ms[0]!.label, activator: s.activator, mappers });
   }
   return effects;
+}
+
+function activated(s: SessionState, id: string, at: number): Effect[] {
+  s.activeBos.set(id, at);
+  const ms = groupBos(allMappings(s)).get(id) ?? [];
+  const detail = ms.map((m) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`).join(', ');
+  return [publish(decision('bo-activated', s, at, { bo: id, reason: ms[0]?.label ?? id, detail, trees: [...new Set(ms.map((m) => m.tree))].sort() }))];
+}
+
+function onActivation(state: CoordinatorState, input: Extract<Input, { type: 'bo-activation' }>, own: boolean): Result {
+  const current = state.sessions[input.session];
+  if (!current || current.attempt !== input.attempt || current.status !== 'open' || !current.activating.has(input.bo)) return [state, []];
+  const s = draft(current, own);
+  const next = withSession(state, s, own);
+  s.activating.delete(input.bo);
+  if (input.error) {
+    return [next, abortSession(s, ErrorCodes.ACTIVATOR, `activator ${s.activator} failed for BO ${input.bo}: ${input.error}`, input.at)];
+  }
+  return [next, [...activated(s, input.bo, input.at), ...release(s, 'post-restore', input.at)]];
 }
 
 function onTreeResult(state: CoordinatorState, input: Extract<Input, { type: 'tree-images' | 'tree-observed' }>, own: boolean): Result {

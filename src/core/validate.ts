@@ -2,7 +2,7 @@
  * Field validation shared by every input path. Returns a reason string when
  * the input is invalid, null when it is fine. Pure.
  */
-import type { MappingRef, StageEvent } from './model';
+import type { Activator, MappingRef, StageEvent } from './model';
 
 /** Session and tree names: what the hook accepts too (hooks/stagegate-hook.c). */
 export const NAME_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -59,5 +59,12 @@ function validateManifest(ms: MappingRef[]): string | null {
         : null);
     if (bad) return bad;
   }
+  return null;
+}
+
+/** Parses an activator name; null when unknown. */
+export function parseActivator(v: string): Activator | null {
+  if (v === 'verify' || v === 'none' || v === 'kfd') return v;
+  if (v.startsWith('exec:') && v.trim().length > 'exec:'.length && v.length <= 4096) return v as Activator;
   return null;
 }

@@ -12,6 +12,9 @@ interface Addon {
   pidfdSendSignal(fd: number, signo: number): void;
   close(fd: number): void;
   processVmRead(pid: number, addr: bigint, len: number): Promise<Buffer>;
+  kfdCriuOp(device: string, op: number, pid: number): Promise<void>;
+  KFD_IOC_CRIU_OP: number;
+  KFD_CRIU_ARGS_SIZE: number;
 }
 
 const ERRNO_NAMES = Object.fromEntries(Object.entries(constants.errno).map(([k, v]) => [v, k])) as Record<number, string>;
@@ -90,5 +93,22 @@ export async function processVmRead(pid: number, addr: bigint, len: number): Pro
     return await load().processVmRead(pid, addr, len);
   } catch (err) {
     return wrap(err, `process_vm_readv(${pid}, 0x${addr.toString(16)}, ${len})`);
+  }
+}
+
+/** enum kfd_criu_op (include/uapi/linux/kfd_ioctl.h) */
+export const KfdCriuOp = { PROCESS_INFO: 0, CHECKPOINT: 1, UNPAUSE: 2, RESTORE: 3, RESUME: 4 } as const;
+
+/** AMDKFD_IOC_CRIU_OP and the size of its argument, as compiled into the addon. */
+export function kfdAbi(): { ioctl: number; argsSize: number } {
+  return { ioctl: load().KFD_IOC_CRIU_OP, argsSize: load().KFD_CRIU_ARGS_SIZE };
+}
+
+/** Runs a KFD CRIU operation for `pid` on `device` (normally /dev/kfd), off the JS thread. */
+export async function kfdCriuOp(device: string, op: number, pid: number): Promise<void> {
+  try {
+    await load().kfdCriuOp(device, op, pid);
+  } catch (err) {
+    wrap(err, `AMDKFD_IOC_CRIU_OP(op ${op}, pid ${pid}) on ${device}`);
   }
 }

@@ -54,9 +54,9 @@ export async function observeMappings(initPid: number, mappings: MappingRef[]): 
   const maps = new Map<number, LiveVma[]>();
   const out: Observation[] = [];
   for (const m of mappings) {
-    const o: Observation = { bo: m.bo, tree: m.tree, pid: m.pid, start: m.start, problem: '', object: '', samples: {} };
-    out.push(o);
     const host = hosts.get(m.pid);
+    const o: Observation = { bo: m.bo, tree: m.tree, pid: m.pid, start: m.start, hostPid: host ?? 0, problem: '', object: '', samples: {} };
+    out.push(o);
     if (host === undefined) {
       o.problem = `task ${m.pid} is not in the restored tree rooted at host pid ${initPid}`;
       continue;

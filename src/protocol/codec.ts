@@ -8,6 +8,7 @@ import { stagegate } from './generated/stagegate';
 import type { ActionName } from '../core/actions';
 import type { Activator, Decision, DecisionKind, MappingRef, StageEvent, Verdict } from '../core/model';
 import { ErrorCodes, ProtocolError } from '../errors';
+import { parseActivator } from '../core/validate';
 
 import pb = stagegate.v1;
 
@@ -76,7 +77,7 @@ function manifestMappings(specs: pb.IBoSpec[]): MappingRef[] {
   );
 }
 
-const ACTIVATORS = ['verify', 'none', ''] as const;
+
 
 /** What a hook's fields were, as far as they could be read (to address an error reply). */
 export interface PartialAddress {
@@ -128,8 +129,8 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
       );
     }
     const activator = o.activator ?? '';
-    if (!(ACTIVATORS as readonly string[]).includes(activator)) {
-      throw new FrameError(ErrorCodes.BAD_FRAME, `unknown activator '${activator}' (known: verify, none)`, {
+    if (activator !== '' && !parseActivator(activator)) {
+      throw new FrameError(ErrorCodes.BAD_FRAME, `unknown activator '${activator.slice(0, 100)}' (known: verify, none, kfd, exec:<command>)`, {
         session: o.session ?? '', tree: '', action: 'unknown', attempt: o.attempt ?? 0,
       });
     }
