@@ -100,6 +100,35 @@ describe('verify activator on real CRIU', () => {
     });
   }
 
+  it('exec activator: runs once per verified mapping, in the frozen restored task, before anything resumes', async () => {
+    const { dir, cp, daemon, restore } = await scenario('exec', 2);
+    const calls = join(dir, 'calls');
+    // the command checks that the mapping is live in that task, then records when it ran
+    const command = `grep -q "^\${STAGEGATE_ADDRESS#0x}-" /proc/$STAGEGATE_PID/maps && echo "$(date +%s%3N) $STAGEGATE_TREE $STAGEGATE_IMAGE_PID $STAGEGATE_ADDRESS" >> ${calls}`;
+    const opened = await openSession(daemon.endpoint, { session: 'exec', expectedTrees: 2, attempt: 1, deadlineMs: 20_000, activator: `exec:${command}` });
+    assert.equal(opened.proceed, true, opened.reason);
+    for (const r of await Promise.all([restore(0).done, restore(1).done])) assert.equal(r.code, 0, r.output);
+    await sleep(200);
+    const lines = readFileSync(calls, 'utf8').trim().split('\n');
+    // per tree: its memfd, its shared anonymous memory, its SysV segment (3 mappers each); the status file (6 mappers)
+    assert.equal(lines.length, 2 * 3 * 3 + 6);
+    const lastCall = Math.max(...lines.map((l) => Number(l.split(' ')[0])));
+    for (const s of readSlots(cp.shm)) assert.ok(s.resumedAtMs >= lastCall, `task ${s.tree}/${s.idx} ran before its BOs were activated`);
+    assert.equal(decisions(daemon).filter((d) => d.kind === 'bo-activated').length, 7);
+  });
+
+  it('exec activator: a failing command aborts every tree before any task runs', async () => {
+    const { cp, daemon, restore } = await scenario('execfail', 2);
+    const opened = await openSession(daemon.endpoint, { session: 'execfail', expectedTrees: 2, attempt: 1, deadlineMs: 20_000, activator: 'exec:echo "device busy" >&2; exit 7' });
+    assert.equal(opened.proceed, true, opened.reason);
+    const results = await Promise.all([restore(0).done, restore(1).done]);
+    for (const r of results) assert.notEqual(r.code, 0);
+    assert.ok(results.some((r) => /\[E_ACTIVATOR\] activator exec:.* failed for BO .*: exit 7: device busy/.test(r.output)), results.map((r) => r.output).join('\n'));
+    await sleep(200);
+    const now = readSlots(cp.shm);
+    for (const s of cp.slots) assert.equal(now.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter, s.counter, `tree ${s.tree} task ${s.idx} ran`);
+  });
+
   it('negative proof: the same check fails at setup-namespaces (VMAs not final) and passes at post-restore', async () => {
     const { dir, restore } = await scenario('negative', 1);
     const script = join(dir, 'check.sh');

@@ -112,3 +112,32 @@ describe('verify activator (pure reducer)', () => {
     assert.match(decisions(effects[7]!).find((d) => d.kind === 'session-aborted')!.reason, /post-restore gate; BOs not yet active: file:-1:\/dev\/shm\/x/);
   });
 });
+
+describe('exec and kfd activators (pure reducer)', () => {
+  const execConfig = { defaultDeadlineMs: 1000, defaultActivator: 'exec:true' as const };
+  const run = (inputs: Input[]) => feedWith(execConfig, inputs);
+  const verified = [ev('a', 'pre-restore'), images('a', [a1, a2]), ev('a', 'post-restore'), observed('a', [ok(a1), ok(a2)])];
+
+  it('hands a verified BO to the activator with every mapper\'s host pid, and waits for it', () => {
+    const { effects } = run(verified);
+    const act = effects[3]!.find((e) => e.type === 'activate-bo');
+    assert.ok(act && act.type === 'activate-bo');
+    assert.equal(act.activator, 'exec:true');
+    assert.deepEqual(act.mappers.map((m) => [m.tree, m.pid, m.hostPid, m.start, m.size]), [
+      ['a', 1, 1001, 0x500000000000n, 0x10000n],
+      ['a', 2, 1002, 0x500004000000n, 0x10000n],
+    ]);
+    assert.deepEqual(replies(effects[3]!), [], 'not released before the activator answers');
+  });
+
+  it('activates the BO and releases the tree when the activator succeeds', () => {
+    const { effects } = run([...verified, { type: 'bo-activation', session: 's1', attempt: 1, bo: 'memfd:a:1', error: '', at: 9 }]);
+    assert.deepEqual(kinds(effects[4]!), ['bo-activated', 'reply', 'tree-released']);
+  });
+
+  it('aborts every waiting tree when the activator fails', () => {
+    const { effects } = run([...verified, { type: 'bo-activation', session: 's1', attempt: 1, bo: 'memfd:a:1', error: 'exit 3: no GPU', at: 9 }]);
+    assert.deepEqual(replies(effects[4]!), [{ peer: 'a:post-restore', proceed: false, code: 'E_ACTIVATOR' }]);
+    assert.match(decisions(effects[4]!).find((d) => d.kind === 'session-aborted')!.reason, /activator exec:true failed for BO memfd:a:1: exit 3: no GPU/);
+  });
+});
