@@ -12,12 +12,13 @@
  */
 import { spawn } from 'node:child_process';
 import { cpus, hostname, release, totalmem } from 'node:os';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Context, Dealer, Subscriber } from 'zeromq';
 import { Daemon, checkpointTrees, exited, killTree, readPidfile, run, sleep } from '../demo/harness';
 import { criuPath, hookPath, projectRoot } from '../src/paths';
-import { decodeVerdict, encodeRequestEvent } from '../src/protocol/codec';
+import { decodeVerdict, encodeRequestEvent, type ManifestBo } from '../src/protocol/codec';
+import { openSession } from '../src/client';
 import type { StageEvent } from '../src/core/model';
 import type { ActionName } from '../src/core/actions';
 import type { MappingRef } from '../src/core/model';
@@ -193,6 +194,44 @@ function daemonRss(d: Daemon): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
 }
 
+// ------------------------------------------------------------------ 4b. memory with BOs
+/**
+ * Daemon RSS with 1,024 trees of one session and 8 BOs each: every tree reads a
+ * real checkpoint (3 BOs of its own and a /dev/shm file all trees map), and a
+ * manifest adds 4 BOs per tree, each shared with the next tree.
+ */
+async function memoryWithBos(d: Daemon, imageDir: string) {
+  const n = 1024;
+  const manifest: ManifestBo[] = [];
+  for (let k = 0; k < n; k++) {
+    for (let j = 0; j < 4; j++) {
+      const at = (base: bigint) => base + BigInt(j) * 0x200000n;
+      manifest.push({ id: `gpu-${k}-${j}`, mappers: [
+        { tree: `t${k}`, pid: 1, start: at(0x7f0000000000n), size: 0x200000n, prot: 3 },
+        { tree: `t${(k + 1) % n}`, pid: 1, start: at(0x7f4000000000n), size: 0x200000n, prot: 3 },
+      ] });
+    }
+  }
+  const before = daemonRss(d);
+  const opened = await openSession(d.endpoint, { session: 'mem', expectedTrees: n, attempt: 1, deadlineMs: 600_000, manifest }, 30_000);
+  if (!opened.proceed) throw new Error(`open refused: ${opened.reason}`);
+  const context = new Context({ maxSockets: n + 64 });
+  const socks = [...Array(n).keys()].map(() => {
+    const s = new Dealer({ context, linger: 1000 });
+    s.connect(d.endpoint);
+    return s;
+  });
+  const t0 = performance.now();
+  await Promise.all(socks.map((s, k) => s.send(encodeRequestEvent({ ...event('mem', `t${k}`, 'pre-restore', n), imageDir }))));
+  const inspected = () => d.messages.filter((m) => 'decision' in m && m.decision.session === 'mem' && m.decision.kind === 'tree-inspected').length;
+  while (inspected() < n && performance.now() - t0 < 120_000) await sleep(100);
+  const secs = (performance.now() - t0) / 1000;
+  const rss = daemonRss(d);
+  for (const s of socks) s.close();
+  const bosPerTree = 8;
+  return { trees: n, bosPerTree, inspected: inspected(), seconds: secs, rssMiB: rss, rssBeforeMiB: before };
+}
+
 // ------------------------------------------------------------------ 4. throughput
 async function throughput(d: Daemon) {
   const senders = 4;
@@ -276,9 +315,12 @@ async function main() {
     const thr = want('throughput') ? await throughput(daemon) : { events: 0, seconds: 0, perSecond: 0 };
     console.error('bench: restore overhead…');
     const restore = want('restore') ? await restoreOverhead(dir, verifying) : [];
+    console.error('bench: memory with BOs…');
+    if (want('memory') && !existsSync(join(dir, 'images-0'))) await checkpointTrees(dir, 1, 3, `/dev/shm/sg-bench-mem-${process.pid}`);
+    const memory = want('memory') ? await memoryWithBos(verifying, join(dir, 'images-0')) : null;
     console.error('bench: verification cost…');
     const verify = want('verify') ? await verificationCost() : [];
-    const result = { date: new Date().toISOString(), machine, quick: QUICK, hook, gate: gate.rows, daemonRssMiBAt1024Trees: gate.rssAt1024, throughput: thr, restore, verify };
+    const result = { date: new Date().toISOString(), machine, quick: QUICK, hook, gate: gate.rows, daemonRssMiBAt1024Trees: gate.rssAt1024, throughput: thr, restore, verify, memory };
     const md = report(result);
     mkdirSync(join(BENCH, 'results'), { recursive: true });
     if (!only) {
@@ -289,6 +331,7 @@ async function main() {
   } finally {
     await daemon.stop();
     await verifying.stop();
+    rmSync(`/dev/shm/sg-bench-mem-${process.pid}`, { force: true });
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -297,6 +340,7 @@ function report(r: {
   date: string; machine: Record<string, unknown>; hook: ({ hook: string; action: string } & Stats)[]; gate: ({ trees: number; gate: string; firstMedian: number } & Stats)[];
   daemonRssMiBAt1024Trees: number; throughput: { events: number; perSecond: number }; restore: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[];
   verify: { sizeMiB: number; mappings: number; median: number; fullReadMsPerMapping: number }[];
+  memory: { trees: number; bosPerTree: number; inspected: number; seconds: number; rssMiB: number; rssBeforeMiB: number } | null;
 }): string {
   const L: string[] = [];
   L.push(`# stagegate benchmark — ${r.date}`, '');
@@ -314,7 +358,12 @@ function report(r: {
   L.push('', 'Targets: ≤ 2 ms at 64 trees, ≤ 20 ms at 1,024.', '');
   L.push('## 4. Throughput and memory', '');
   L.push(`- ungated events through one daemon: ${Math.round(r.throughput.perSecond).toLocaleString('en')} events/s (${r.throughput.events.toLocaleString('en')} events; target ≥ 20,000/s)`);
-  L.push(`- daemon RSS with 1,024 trees waiting at the resume barrier: ${r.daemonRssMiBAt1024Trees.toFixed(1)} MiB (target ≤ 200 MiB)`, '');
+  L.push(`- daemon RSS with 1,024 trees waiting at the resume barrier: ${r.daemonRssMiBAt1024Trees.toFixed(1)} MiB (target ≤ 200 MiB)`);
+  if (r.memory) {
+    const m = r.memory;
+    L.push(`- daemon RSS with ${m.trees.toLocaleString('en')} trees of one session and ${m.bosPerTree} BOs each (images read for ${m.inspected} trees in ${m.seconds.toFixed(1)} s, 4 BOs from the images + 4 from a manifest per tree): ${m.rssMiB.toFixed(1)} MiB (${m.rssBeforeMiB.toFixed(1)} MiB before; target ≤ 200 MiB)`);
+  }
+  L.push('');
   L.push('## 5. Verification cost (verify activator: /proc maps + map_files + sampled pages, then the comparison)', '');
   L.push('| mapping size | mappings | verify (ms) | per mapping (ms) | per GiB mapped (ms) | reading one mapping in full (ms) |', '|---:|---:|---:|---:|---:|---:|');
   for (const v of r.verify) {

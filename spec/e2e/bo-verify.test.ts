@@ -73,7 +73,7 @@ describe('verify activator on real CRIU', () => {
         { tree: 't0', pid: 1, start: addrC(0, 0), size: 0x10000n, prot: 3 },
         { tree: 't1', pid: 1, start: addrC(1, 0), size: 0x10000n, prot: 3 },
       ] }],
-      /\[E_VERIFY\] BO gpu1 \(manifest:gpu1\): tree t1 task 1 at 0x580040000000 is backed by object \d+:\d+, but tree t0 task 1 at 0x580000000000 by \d+:\d+/,
+      /\[E_VERIFY\] BO gpu1 \(manifest:gpu1\): tree t1 task 1 at 0x580040000000 is backed by object \d+:\d+, but tree t0 task 1 at 0x580000000000 by \d+:\d+; content differs at object offset 0x0 between tree t0 task 1 at 0x580000000000 and tree t1 task 1 at 0x580040000000/,
     ],
   ] as const) {
     it(`catches ${kind} and aborts every tree before any task runs`, async () => {

@@ -423,6 +423,7 @@ function releasableTrees(s: SessionState, gate: GateName): string[] {
   if (gate === 'pre-resume' || s.activator === 'none') {
     return g.arrived.size >= s.expectedTrees ? pending : [];
   }
+  if (pending.length === 0) return [];
   const mappings = allMappings(s);
   const bos = groupBos(mappings);
   const complete = allInspected(s);

@@ -18,19 +18,19 @@ export function compareBo(bo: string, mappers: MappingRef[], observations: Map<s
     if (o.problem) return `BO ${label} (${bo}): ${where(m)}: ${o.problem}`;
     obs.push(o);
   }
+  // Report what differs: the backing object and the bytes, both when both do.
   const first = obs[0]!;
-  for (const o of obs.slice(1)) {
-    if (o.object !== first.object) {
-      return `BO ${label} (${bo}): ${where(o)} is backed by object ${o.object}, but ${where(first)} by ${first.object}`;
-    }
-  }
-  for (const o of obs.slice(1)) {
+  const problems: string[] = [];
+  const other = obs.slice(1).find((o) => o.object !== first.object);
+  if (other) problems.push(`${where(other)} is backed by object ${other.object}, but ${where(first)} by ${first.object}`);
+  content: for (const o of obs.slice(1)) {
     for (const [offset, hash] of Object.entries(o.samples)) {
       const h = first.samples[offset];
       if (h !== undefined && h !== hash) {
-        return `BO ${label} (${bo}): content differs at object offset 0x${Number(offset).toString(16)} between ${where(first)} and ${where(o)}`;
+        problems.push(`content differs at object offset 0x${Number(offset).toString(16)} between ${where(first)} and ${where(o)}`);
+        break content;
       }
     }
   }
-  return null;
+  return problems.length ? `BO ${label} (${bo}): ${problems.join('; ')}` : null;
 }

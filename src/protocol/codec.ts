@@ -13,8 +13,11 @@ import { parseActivator } from '../core/validate';
 import pb = stagegate.v1;
 
 export const PROTOCOL_VERSION = 1;
-/** Largest frame accepted from a hook (an event is a few hundred bytes). */
-export const MAX_FRAME_BYTES = 64 * 1024;
+/**
+ * Largest frame accepted (an event is a few hundred bytes; an explicit open
+ * with a BO manifest of thousands of mappings is the largest request).
+ */
+export const MAX_FRAME_BYTES = 1024 * 1024;
 
 export function actionName(a: pb.Action): ActionName {
   if (a === pb.Action.ACTION_UNSPECIFIED || pb.Action[a] === undefined) return 'unknown';
