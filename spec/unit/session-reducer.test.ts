@@ -197,4 +197,16 @@ describe('session reducer', () => {
       owned = o;
     }
   });
+
+  it('forgets sessions closed longer than the retention period when a new one opens, never open ones', () => {
+    const cfg = { ...config, retentionMs: 100 };
+    const { state } = feedWith(cfg, [
+      ev('a', 'post-restore', 0, { session: 'old', expectedTrees: 1 }),
+      ev('a', 'pre-resume', 1, { session: 'old', expectedTrees: 1 }), // released at 1
+      ev('a', 'post-restore', 2, { session: 'waiting', expectedTrees: 2 }), // stays open
+      ev('a', 'pre-restore', 50, { session: 'mid', expectedTrees: 1 }),
+      ev('a', 'pre-restore', 500, { session: 'new', expectedTrees: 1 }),
+    ]);
+    assert.deepEqual(Object.keys(state.sessions).sort(), ['mid', 'new', 'waiting']);
+  });
 });

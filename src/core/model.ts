@@ -212,6 +212,8 @@ export interface CoordinatorConfig {
   defaultDeadlineMs: number;
   /** Activator of sessions that do not choose one. */
   defaultActivator: Activator;
+  /** How long a closed session is remembered (duplicates, retries); default 10 min. */
+  retentionMs?: number;
 }
 
 export interface CoordinatorState {

@@ -175,6 +175,19 @@ function copyGate(g: GateState): GateState {
   return { arrived: new Map(g.arrived), waiting: new Map(g.waiting), released: new Set(g.released), openedAt: g.openedAt };
 }
 
+/** Sessions closed this long ago are forgotten (a daemon runs for months). */
+export const DEFAULT_RETENTION_MS = 10 * 60 * 1000;
+
+/** Drops sessions that ended more than the retention period before `at`. */
+function prune(state: CoordinatorState, at: number, own: boolean): CoordinatorState {
+  const limit = at - (state.config.retentionMs ?? DEFAULT_RETENTION_MS);
+  const old = Object.values(state.sessions).filter((s) => s.status !== 'open' && s.closedAt !== null && s.closedAt < limit);
+  if (old.length === 0) return state;
+  const sessions = own ? state.sessions : { ...state.sessions };
+  for (const s of old) delete sessions[s.session];
+  return own ? state : { ...state, sessions };
+}
+
 function withSession(state: CoordinatorState, s: SessionState, own: boolean): CoordinatorState {
   if (own) {
     state.sessions[s.session] = s;
@@ -257,7 +270,7 @@ function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>
   const deadlineMs = input.deadlineMs > 0 ? input.deadlineMs : state.config.defaultDeadlineMs;
   const activator = input.activator || state.config.defaultActivator;
   const s = newSession(input.session, input.attempt, input.expectedTrees, deadlineMs, input.at, activator, input.manifest);
-  next = withSession(next, s, own);
+  next = withSession(prune(next, input.at, own), s, own);
   return [next, [...effects, ...opened(s, input.at), ...reply(input.peer, verdict(ack, true))]];
 }
 
@@ -309,6 +322,7 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     }
     current = newSession(ev.session, ev.attempt, ev.expectedTrees, state.config.defaultDeadlineMs, at, state.config.defaultActivator);
     effects.push(...opened(current, at));
+    next = prune(next, at, own);
   }
   const s = draft(current, own);
   next = withSession(next, s, own);
@@ -458,6 +472,7 @@ function release(s: SessionState, gate: GateName, at: number): Effect[] {
   for (const tree of ready) effects.push(publish(decision('tree-released', s, at, { tree, action: gate })));
   if (gate === 'pre-resume' && g.openedAt !== null) {
     s.status = 'released';
+    s.closedAt = at;
     effects.push({ type: 'cancel-deadline', session: s.session, attempt: s.attempt });
   }
   return effects;
