@@ -4,8 +4,8 @@
  * images unchanged), and the negative proof that the same check fails before
  * the VMAs are final and passes at post-restore.
  */
-import { after, describe, it } from 'node:test';
-import { PROCS, scenario as startScenario } from '../support/scenario';
+import { describe, it } from 'node:test';
+import { PROCS, scenario } from '../support/scenario';
 import assert from 'node:assert/strict';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,16 +16,6 @@ import type { ManifestBo } from '../../src/protocol/codec';
 const STRIDE = 0x4000000n;
 const C = 0x580000000000n; // demo/workload.c: the memfd region
 const addrC = (tree: number, idx: number) => C + BigInt(tree * 16 + idx) * STRIDE;
-const cleanups: (() => Promise<void> | void)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-async function scenario(name: string, trees: number, o: Parameters<typeof startScenario>[2] = {}) {
-  const sc = await startScenario(name, trees, o);
-  cleanups.push(sc.cleanup);
-  return sc;
-}
 
 const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
 const eventAt = (d: Daemon, tree: string, action: string) => {

@@ -3,23 +3,13 @@
  * checkpointed and restored concurrently through `stagegate restore` and a
  * real coordinator daemon (`stagegate serve`) over ZeroMQ IPC.
  */
-import { after, describe, it } from 'node:test';
-import { PROCS, scenario as startScenario } from '../support/scenario';
+import { describe, it } from 'node:test';
+import { PROCS, scenario } from '../support/scenario';
 import assert from 'node:assert/strict';
 import { chmodSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Checkpoint, type Daemon, type RestoreRun, type Slot, hashDir, readPidfile, readSlots, sleep } from '../../demo/harness';
 
-const cleanups: (() => Promise<void> | void)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-async function scenario(name: string, trees: number, o: Parameters<typeof startScenario>[2] = {}) {
-  const sc = await startScenario(name, trees, o);
-  cleanups.push(sc.cleanup);
-  return sc;
-}
 
 const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
 const eventsOf = (d: Daemon) => d.messages.flatMap((m) => ('event' in m ? [m.event] : []));

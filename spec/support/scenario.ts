@@ -3,10 +3,17 @@
  * directory, a coordinator daemon, and `stagegate restore` runs of the trees.
  * `cleanup()` kills whatever was restored, stops the daemon and removes files.
  */
+import { after } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Daemon, checkpointTrees, killTree, readPidfile, restoreTree, type RestoreRun } from '../../demo/harness';
 
 export const PROCS = 3;
+
+// Every scenario of a test file is cleaned up when the file's tests are done.
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
 
 export interface RestoreOptions {
   attempt?: number;
@@ -45,5 +52,6 @@ export async function scenario(name: string, trees: number, o: { deadlineS?: num
     for (const f of cp.shmFiles) rmSync(f, { force: true });
     rmSync(dir, { recursive: true, force: true });
   };
-  return { dir, cp, daemon, restore, runs, cleanup };
+  cleanups.push(cleanup);
+  return { dir, cp, daemon, restore, runs };
 }

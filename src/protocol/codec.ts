@@ -6,7 +6,7 @@
 import Long from 'long';
 import { stagegate } from './generated/stagegate';
 import type { ActionName } from '../core/actions';
-import type { Activator, Decision, DecisionKind, MappingRef, StageEvent, Verdict } from '../core/model';
+import type { Activator, Decision, DecisionKind, Input, MappingRef, StageEvent, Verdict } from '../core/model';
 import { ErrorCodes, ProtocolError } from '../errors';
 import { parseActivator } from '../core/validate';
 
@@ -52,14 +52,8 @@ function decodeEvent(e: pb.IStageEvent): StageEvent {
   };
 }
 
-export interface OpenRequest {
-  session: string;
-  expectedTrees: number;
-  attempt: number;
-  deadlineMs: number;
-  manifest: MappingRef[];
-  activator: Activator | '';
-}
+/** An explicit session opening, as the core takes it (less where and when it came from). */
+export type OpenRequest = Omit<Extract<Input, { type: 'open' }>, 'type' | 'peer' | 'at'>;
 
 export type DecodedRequest = { type: 'event'; event: StageEvent } | ({ type: 'open' } & OpenRequest);
 
