@@ -4,7 +4,7 @@
  */
 import { Dealer } from 'zeromq';
 import type { StageEvent, Verdict } from './core/model';
-import { decodeVerdict, encodeOpen, encodeRequestEvent } from './protocol/codec';
+import { decodeStatusReply, decodeVerdict, encodeOpen, encodeRequestEvent, encodeStatusRequest } from './protocol/codec';
 import { EndpointError } from './errors';
 
 /** Sends one event without waiting for an answer; gives delivery `lingerMs`. */
@@ -18,14 +18,14 @@ export async function sendEvent(endpoint: string, ev: StageEvent, lingerMs = 500
   }
 }
 
-/** Sends a request and waits for one Verdict, at most `timeoutMs`. */
-async function request(endpoint: string, frame: Uint8Array, timeoutMs: number): Promise<Verdict> {
+/** Sends a request and waits for one reply frame, at most `timeoutMs`. */
+async function exchange(endpoint: string, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
   const d = new Dealer({ linger: 0, sendTimeout: timeoutMs, receiveTimeout: timeoutMs });
   try {
     d.connect(endpoint);
     await d.send(frame);
     const [reply] = await d.receive();
-    return decodeVerdict(reply!);
+    return reply!;
   } catch (err) {
     throw new EndpointError(`no answer from the coordinator at ${endpoint} within ${timeoutMs} ms`, { cause: err });
   } finally {
@@ -33,10 +33,15 @@ async function request(endpoint: string, frame: Uint8Array, timeoutMs: number): 
   }
 }
 
-export function openSession(endpoint: string, o: Parameters<typeof encodeOpen>[0], timeoutMs = 5000): Promise<Verdict> {
-  return request(endpoint, encodeOpen(o), timeoutMs);
+export async function openSession(endpoint: string, o: Parameters<typeof encodeOpen>[0], timeoutMs = 5000): Promise<Verdict> {
+  return decodeVerdict(await exchange(endpoint, encodeOpen(o), timeoutMs));
 }
 
-export function requestEvent(endpoint: string, ev: StageEvent, timeoutMs: number): Promise<Verdict> {
-  return request(endpoint, encodeRequestEvent(ev), timeoutMs);
+export async function requestEvent(endpoint: string, ev: StageEvent, timeoutMs: number): Promise<Verdict> {
+  return decodeVerdict(await exchange(endpoint, encodeRequestEvent(ev), timeoutMs));
+}
+
+/** A snapshot of the daemon's sessions (all, or one). */
+export async function requestStatus(endpoint: string, session = '', timeoutMs = 5000) {
+  return decodeStatusReply(await exchange(endpoint, encodeStatusRequest(session), timeoutMs));
 }

@@ -8,6 +8,8 @@ import type { Activator, CoordinatorState, Effect, Input } from './core/model';
 import { inspectTree } from './images/inspect';
 import { observeMappings } from './proc/observe';
 import { activate } from './activators';
+import { encodeStatusReply } from './protocol/codec';
+import { statusView } from './core/status';
 import { coordinate, type OutputEffect } from './pipeline/coordinate';
 import { EventPublisher } from './transport/event-publisher';
 import { HookEndpoint } from './transport/hook-endpoint';
@@ -52,6 +54,7 @@ export class Coordinator {
     }
     const c = new Coordinator(hooks, publisher, opts);
     hooks.onSendError = (err) => opts.logger.error('verdict not sent', { error: String(err) });
+    hooks.onStatus = (peer, session) => hooks.replyFrame(peer, encodeStatusReply(statusView(c.state, session), wallMs()));
     c.sub = merge(hooks.inputs(wallMs), c.results)
       .pipe(coordinate({ defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify' }, undefined, (s) => (c.state = s)))
       .subscribe({

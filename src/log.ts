@@ -7,11 +7,17 @@ import winston from 'winston';
 
 export type Logger = winston.Logger;
 
-export function createLogger(level = process.env.STAGEGATE_LOG_LEVEL ?? 'info'): Logger {
+/** JSON lines, or on a terminal one readable line per entry. */
+export function createLogger(level = process.env.STAGEGATE_LOG_LEVEL ?? 'info', human = !!process.stderr.isTTY): Logger {
+  const readable = winston.format.printf(({ timestamp, level: lvl, message, session, tree, ...rest }) => {
+    const where = session ? ` [${session}${tree ? `/${tree}` : ''}]` : '';
+    const more = Object.entries(rest).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+    return `${timestamp} ${lvl.padEnd(5)}${where} ${message}${more.length ? ` ${more.join(' ')}` : ''}`;
+  });
   return winston.createLogger({
     level,
     defaultMeta: { session: '', tree: '' },
-    format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
+    format: winston.format.combine(winston.format.timestamp(), human ? readable : winston.format.json()),
     transports: [new winston.transports.Console({ stderrLevels: Object.keys(winston.config.npm.levels) })],
   });
 }

@@ -24,6 +24,8 @@ commands:
   open          open a session explicitly (tree count, deadline)
   images        explain checkpoint directories: tasks, VMAs, shared buffer objects
   verify        check a restored tree's shared mappings against its images now
+  status        one-shot snapshot of the daemon's sessions (who waits for whom, since when)
+  watch         follow events and decisions live
   hook-path     print the absolute path of the action-script hook
   criu-path     print the absolute path of the criu used
   help          this text
@@ -78,6 +80,15 @@ buffer object (BO) mapped by two or more tasks with each mapper's address.
 Checks, now, that every shared buffer object of the tree restored from DIR
 (rooted at host pid PID) is mapped in its restored tasks exactly as in the
 images, backed by one object, with the same bytes. Exits 1 on any mismatch.`,
+  status: `usage: stagegate status [--json] [--session S] [--endpoint EP]
+
+Asks the running daemon for its sessions: each tree's last stage, the gate it
+waits at and since when, its BOs, and what each session still waits for.`,
+  watch: `usage: stagegate watch [--session S] [--events EP] [--endpoint EP]
+
+Follows the daemon's events and decisions. On a terminal: a live view (status
+every 250 ms above the latest events); otherwise one line per message, and a
+line for every gap in a session's sequence numbers (missed messages).`,
   'hook-path': 'usage: stagegate hook-path\n\nPrints the absolute path of the hook to pass to criu --action-script.',
   'criu-path': 'usage: stagegate criu-path\n\nPrints the absolute path of the criu stagegate runs (STAGEGATE_CRIU overrides).',
 };
@@ -201,6 +212,28 @@ async function openCmd(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function statusCmd(argv: string[]): Promise<number> {
+  const { values } = parse('status', argv, { json: { type: 'boolean' }, session: { type: 'string' }, endpoint: { type: 'string' } });
+  if (values.help) return help('status');
+  const { status } = await import('./status');
+  return status((values.endpoint as string | undefined) ?? process.env.STAGEGATE_ENDPOINT ?? defaultHookEndpoint(), (values.session as string | undefined) ?? '', !!values.json);
+}
+
+async function watchCmd(argv: string[]): Promise<number> {
+  const { values } = parse('watch', argv, { session: { type: 'string' }, events: { type: 'string' }, endpoint: { type: 'string' } });
+  if (values.help) return help('watch');
+  const { watch } = await import('./status');
+  const stop = new AbortController();
+  process.once('SIGINT', () => stop.abort());
+  process.once('SIGTERM', () => stop.abort());
+  return watch(
+    (values.events as string | undefined) ?? defaultEventsEndpoint(),
+    (values.endpoint as string | undefined) ?? process.env.STAGEGATE_ENDPOINT ?? defaultHookEndpoint(),
+    (values.session as string | undefined) ?? '',
+    stop.signal,
+  );
+}
+
 async function verifyCmd(argv: string[]): Promise<number> {
   const { values } = parse('verify', argv, { images: { type: 'string' }, 'init-pid': { type: 'string' } });
   if (values.help) return help('verify');
@@ -261,6 +294,10 @@ export async function main(argv: string[]): Promise<number> {
       return imagesCmd(rest);
     case 'verify':
       return verifyCmd(rest);
+    case 'status':
+      return statusCmd(rest);
+    case 'watch':
+      return watchCmd(rest);
     case 'hook-path':
       return printPath(cmd, rest, hookPath);
     case 'criu-path':

@@ -9,6 +9,7 @@ import type { ActionName } from '../core/actions';
 import type { Activator, Decision, DecisionKind, Input, MappingRef, StageEvent, Verdict } from '../core/model';
 import { ErrorCodes, ProtocolError } from '../errors';
 import { parseActivator } from '../core/validate';
+import type { SessionView } from '../core/status';
 
 import pb = stagegate.v1;
 
@@ -55,7 +56,10 @@ function decodeEvent(e: pb.IStageEvent): StageEvent {
 /** An explicit session opening, as the core takes it (less where and when it came from). */
 export type OpenRequest = Omit<Extract<Input, { type: 'open' }>, 'type' | 'peer' | 'at'>;
 
-export type DecodedRequest = { type: 'event'; event: StageEvent } | ({ type: 'open' } & OpenRequest);
+export type DecodedRequest =
+  | { type: 'event'; event: StageEvent }
+  | ({ type: 'open' } & OpenRequest)
+  | { type: 'status'; session: string };
 
 /** A manifest BO's mappings as core data; its id is prefixed so it never collides with image BOs. */
 function manifestMappings(specs: pb.IBoSpec[]): MappingRef[] {
@@ -140,6 +144,12 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
       manifest: manifestMappings(o.manifest ?? []),
       activator: activator as Activator | '',
     };
+  }
+  if (req.body === 'status' && req.status) {
+    if (req.status.protocolVersion !== PROTOCOL_VERSION) {
+      throw new FrameError(ErrorCodes.PROTOCOL_VERSION, `client speaks protocol version ${req.status.protocolVersion}, this daemon ${PROTOCOL_VERSION}`, null);
+    }
+    return { type: 'status', session: req.status.session ?? '' };
   }
   throw new FrameError(ErrorCodes.BAD_FRAME, 'request has no body', null);
 }
@@ -281,5 +291,56 @@ export function decodePublished(frame: Uint8Array): PublishedMessage {
       bo: d.bo,
       detail: d.detail,
     },
+  };
+}
+
+export function encodeStatusRequest(session = ''): Uint8Array {
+  return pb.Request.encode({ status: { protocolVersion: PROTOCOL_VERSION, session } }).finish();
+}
+
+export function encodeStatusReply(views: SessionView[], nowMs: number): Uint8Array {
+  return pb.StatusReply.encode({
+    protocolVersion: PROTOCOL_VERSION,
+    nowNs: toLong(msToNs(nowMs)),
+    sessions: views.map((v) => ({
+      session: v.session,
+      attempt: v.attempt,
+      expectedTrees: v.expectedTrees,
+      status: v.status,
+      activator: v.activator,
+      openedNs: toLong(msToNs(v.openedAt)),
+      deadlineMs: v.deadlineMs,
+      abortCode: v.abortCode,
+      abortReason: v.abortReason,
+      trees: v.trees.map((t) => ({ ...t, waitingSinceNs: toLong(msToNs(t.waitingSince)) })),
+      bos: v.bos,
+      waitingFor: v.waitingFor,
+    })),
+  }).finish();
+}
+
+export function decodeStatusReply(frame: Uint8Array): { now: number; sessions: SessionView[] } {
+  const r = pb.StatusReply.decode(frame);
+  const ms = (v: unknown) => Number(toBig(v as Long)) / 1e6;
+  return {
+    now: ms(r.nowNs),
+    sessions: (r.sessions as pb.SessionStatus[]).map((v) => ({
+      session: v.session,
+      attempt: v.attempt,
+      expectedTrees: v.expectedTrees,
+      status: v.status,
+      activator: v.activator,
+      openedAt: ms(v.openedNs),
+      deadlineMs: v.deadlineMs,
+      abortCode: v.abortCode,
+      abortReason: v.abortReason,
+      trees: (v.trees as pb.TreeStatus[]).map((t) => ({
+        tree: t.tree, lastAction: t.lastAction, initPid: t.initPid, host: t.host, waitingAt: t.waitingAt,
+        waitingSince: ms(t.waitingSinceNs), postRestoreReleased: t.postRestoreReleased, preResumeReleased: t.preResumeReleased,
+        inspected: t.inspected, observed: t.observed,
+      })),
+      bos: (v.bos as pb.BoStatus[]).map((b) => ({ id: b.id, label: b.label, kind: b.kind, active: b.active, mappers: b.mappers })),
+      waitingFor: v.waitingFor,
+    })),
   };
 }

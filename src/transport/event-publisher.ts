@@ -1,6 +1,6 @@
 /**
  * ZeroMQ PUB adapter: republishes every event and decision as a Published
- * message, topic = session name, with a gap-free sequence number.
+ * message, topic = session name, with a gap-free sequence number per session.
  */
 import { Publisher } from 'zeromq';
 import type { Decision, StageEvent } from '../core/model';
@@ -14,7 +14,8 @@ export class EventPublisher {
 
   private readonly pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000 });
   private readonly sender = new SerialSender<[string, Uint8Array]>((m) => this.pub.send(m));
-  private seq = 0n;
+  /** per session (topic): a subscriber of one session sees no gap unless it missed something */
+  private readonly seqs = new Map<string, bigint>();
 
   static async bind(endpoints: string[]): Promise<EventPublisher> {
     const p = new EventPublisher(endpoints);
@@ -31,9 +32,10 @@ export class EventPublisher {
   }
 
   publish(session: string, body: { event: StageEvent } | { decision: Decision }): bigint {
-    this.seq += 1n;
-    this.sender.push([session, encodePublished(this.seq, body)]);
-    return this.seq;
+    const seq = (this.seqs.get(session) ?? 0n) + 1n;
+    this.seqs.set(session, seq);
+    this.sender.push([session, encodePublished(seq, body)]);
+    return seq;
   }
 
   close(): void {

@@ -19,6 +19,14 @@ export class HookEndpoint {
     (m) => this.router.send(m),
     (err) => this.onSendError(err),
   );
+  /** Answers a status request (a query: it does not go through the pipeline). */
+  onStatus: (peer: string, session: string) => void = () => {};
+
+  /** Sends a raw reply frame (status replies). */
+  replyFrame(peer: string, frame: Uint8Array): void {
+    this.sender.push([Buffer.from(peer, 'hex'), frame]);
+  }
+
   /** Told about replies that could not be sent (the hook then times out and aborts). */
   onSendError: (err: unknown) => void = () => {};
 
@@ -46,7 +54,8 @@ export class HookEndpoint {
           const peer = id.toString('hex');
           try {
             const req = decodeRequest(frame);
-            sub.next(req.type === 'event' ? { ...req, peer, at: now() } : { ...req, peer, at: now() });
+            if (req.type === 'status') this.onStatus(peer, req.session);
+            else sub.next({ ...req, peer, at: now() });
           } catch (err) {
             const e = err as FrameError;
             if (e.address) {
