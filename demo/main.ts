@@ -9,6 +9,9 @@
  * that the shared data is consistent after resume.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { projectRoot } from '../src/paths';
+import { writeTrace } from '../src/trace/write';
 import { innermostPid, treePids } from '../src/proc/tree';
 import { processVmRead } from '../src/native';
 import { readCheckpoint } from '../src/images/checkpoint';
@@ -140,10 +143,16 @@ async function main(): Promise<number> {
     const unchanged = TREES.every((t) => JSON.stringify(hashDir(images[t.name]!)) === JSON.stringify(cp.hashes[t.index]));
     check('checkpoint images unchanged by the restore', unchanged);
 
+    // the whole restore as trace files
+    const traceDir = resolve(projectRoot, 'build/demo');
+    for (const ext of ['html', 'json', 'jsonl']) writeTrace(join(traceDir, `trace.${ext}`), daemon.messages);
+
     console.log('\nchecks');
     for (const [what, ok] of checks) console.log(`  ${ok ? 'ok  ' : 'FAIL'}  ${what}`);
     const failed = checks.filter(([, ok]) => !ok).length;
     console.log(failed ? `\n${failed} check(s) failed` : '\nall checks passed');
+    console.log(`\ntrace of this restore: ${join(traceDir, 'trace.html')} (open it in a browser)`);
+    console.log(`  also ${join(traceDir, 'trace.json')} for https://ui.perfetto.dev and ${join(traceDir, 'trace.jsonl')}`);
     return failed ? 1 : 0;
   } finally {
     for (const r of restoredRoots.values()) killTree(r);

@@ -26,6 +26,7 @@ commands:
   verify        check a restored tree's shared mappings against its images now
   status        one-shot snapshot of the daemon's sessions (who waits for whom, since when)
   watch         follow events and decisions live
+  trace         record events and decisions to .jsonl, .json (Perfetto) or .html
   hook-path     print the absolute path of the action-script hook
   criu-path     print the absolute path of the criu used
   help          this text
@@ -89,6 +90,15 @@ waits at and since when, its BOs, and what each session still waits for.`,
 Follows the daemon's events and decisions. On a terminal: a live view (status
 every 250 ms above the latest events); otherwise one line per message, and a
 line for every gap in a session's sequence numbers (missed messages).`,
+  trace: `usage: stagegate trace --out FILE [--session S] [--duration SECONDS] [--events EP]
+       stagegate trace --from FILE.jsonl --out FILE
+
+Records the daemon's events and decisions until interrupted, until SECONDS
+passed, or, with --session, until that session completes or aborts; or converts
+an earlier .jsonl recording. The format follows the extension of FILE:
+  .jsonl  one message per line, lossless (convert it later with --from)
+  .json   Chrome trace-event format: open it in https://ui.perfetto.dev or chrome://tracing
+  .html   one self-contained page: timeline, per-tree table, BO map`,
   'hook-path': 'usage: stagegate hook-path\n\nPrints the absolute path of the hook to pass to criu --action-script.',
   'criu-path': 'usage: stagegate criu-path\n\nPrints the absolute path of the criu stagegate runs (STAGEGATE_CRIU overrides).',
 };
@@ -234,6 +244,25 @@ async function watchCmd(argv: string[]): Promise<number> {
   );
 }
 
+async function traceCmd(argv: string[]): Promise<number> {
+  const { values } = parse('trace', argv, { out: { type: 'string' }, from: { type: 'string' }, session: { type: 'string' }, duration: { type: 'string' }, events: { type: 'string' } });
+  if (values.help) return help('trace');
+  const v = values as Record<string, string | undefined>;
+  if (!v.out) throw new UsageError('trace: --out FILE is required');
+  const { trace } = await import('./trace');
+  const stop = new AbortController();
+  process.once('SIGINT', () => stop.abort());
+  process.once('SIGTERM', () => stop.abort());
+  return trace({
+    out: v.out,
+    from: v.from,
+    events: v.events ?? defaultEventsEndpoint(),
+    session: v.session ?? '',
+    durationS: v.duration === undefined ? undefined : seconds('trace', 'duration', v.duration, 0),
+    signal: stop.signal,
+  });
+}
+
 async function verifyCmd(argv: string[]): Promise<number> {
   const { values } = parse('verify', argv, { images: { type: 'string' }, 'init-pid': { type: 'string' } });
   if (values.help) return help('verify');
@@ -298,6 +327,8 @@ export async function main(argv: string[]): Promise<number> {
       return statusCmd(rest);
     case 'watch':
       return watchCmd(rest);
+    case 'trace':
+      return traceCmd(rest);
     case 'hook-path':
       return printPath(cmd, rest, hookPath);
     case 'criu-path':

@@ -7,7 +7,10 @@ import { readFileSync, statSync } from 'node:fs';
 import { ImageError } from '../errors';
 
 export const COMMON_MAGIC = 0x54564319;
+/** First magic of CRIU's service images (inventory, stats, ...). */
+export const SERVICE_MAGIC = 0x55105940;
 export const MAGIC = {
+  stats: 0x57093306,
   pstree: 0x50273030,
   mm: 0x57492820,
   files: 0x56303138,
@@ -20,7 +23,7 @@ const MAX_IMAGE_BYTES = 256 * 1024 * 1024;
 const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
 
 /** Decodes every entry of `path`; `decode` turns one entry's bytes into a message. */
-export function readEntries<T>(path: string, magic: number, decode: (bytes: Uint8Array) => T): T[] {
+export function readEntries<T>(path: string, magic: number, decode: (bytes: Uint8Array) => T, first = COMMON_MAGIC): T[] {
   let buf: Buffer;
   try {
     const size = statSync(path).size;
@@ -30,14 +33,14 @@ export function readEntries<T>(path: string, magic: number, decode: (bytes: Uint
     if (err instanceof ImageError) throw err;
     throw new ImageError(path, 0, `cannot read: ${(err as Error).message}`, { cause: err });
   }
-  return decodeEntries(path, buf, magic, decode);
+  return decodeEntries(path, buf, magic, decode, first);
 }
 
-export function decodeEntries<T>(path: string, buf: Buffer, magic: number, decode: (bytes: Uint8Array) => T): T[] {
+export function decodeEntries<T>(path: string, buf: Buffer, magic: number, decode: (bytes: Uint8Array) => T, first = COMMON_MAGIC): T[] {
   if (buf.length < 8) throw new ImageError(path, 0, `truncated: ${buf.length} bytes, a CRIU image starts with an 8-byte magic header`);
   const common = buf.readUInt32LE(0);
-  if (common !== COMMON_MAGIC) {
-    throw new ImageError(path, 0, `not a CRIU image: magic ${hex(common)} at offset 0, expected ${hex(COMMON_MAGIC)}`);
+  if (common !== first) {
+    throw new ImageError(path, 0, `not a CRIU image: magic ${hex(common)} at offset 0, expected ${hex(first)}`);
   }
   const kind = buf.readUInt32LE(4);
   if (kind !== magic) {
