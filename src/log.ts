@@ -1,6 +1,7 @@
 /**
  * Structured logging: JSON lines on stderr (winston). Every line of the
- * coordinator carries `session` and `tree` (empty when not about one).
+ * coordinator carries `session`, `tree`, `action` and `pid` (empty or 0 when
+ * not about one).
  * STAGEGATE_LOG_LEVEL or --log-level sets the level.
  */
 import winston from 'winston';
@@ -9,14 +10,14 @@ export type Logger = winston.Logger;
 
 /** JSON lines, or on a terminal one readable line per entry. */
 export function createLogger(level = process.env.STAGEGATE_LOG_LEVEL ?? 'info', human = !!process.stderr.isTTY): Logger {
-  const readable = winston.format.printf(({ timestamp, level: lvl, message, session, tree, ...rest }) => {
-    const where = session ? ` [${session}${tree ? `/${tree}` : ''}]` : '';
+  const readable = winston.format.printf(({ timestamp, level: lvl, message, session, tree, action, pid, ...rest }) => {
+    const where = session ? ` [${session}${tree ? `/${tree}` : ''}${action && action !== 'unknown' ? ` ${action}` : ''}${pid ? ` pid ${pid}` : ''}]` : '';
     const more = Object.entries(rest).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
     return `${timestamp} ${lvl.padEnd(5)}${where} ${message}${more.length ? ` ${more.join(' ')}` : ''}`;
   });
   return winston.createLogger({
     level,
-    defaultMeta: { session: '', tree: '' },
+    defaultMeta: { session: '', tree: '', action: '', pid: 0 },
     format: winston.format.combine(winston.format.timestamp(), human ? readable : winston.format.json()),
     transports: [new winston.transports.Console({ stderrLevels: Object.keys(winston.config.npm.levels) })],
   });
