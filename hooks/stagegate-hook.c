@@ -213,6 +213,48 @@ static void watch_criu(pid_t criu) {
 	_exit(0);
 }
 
+/* Reads a 40-character Z85 CURVE key from a file into key (41 bytes). */
+static int read_key(const char *path, char key[41]) {
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		die_line("cannot read CURVE key %s: %s", path, strerror(errno));
+		return -1;
+	}
+	size_t n = fread(key, 1, 40, f);
+	fclose(f);
+	key[40] = '\0';
+	if (n != 40) {
+		die_line("%s does not hold a CURVE key (40 Z85 characters)", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* TCP endpoints: CURVE client keys from STAGEGATE_CURVE_SERVER_PUBLIC (the
+ * daemon's public key file) and STAGEGATE_CURVE_CLIENT (PREFIX of this
+ * client's PREFIX.public and PREFIX.secret). */
+static int setup_curve(void *sock, const char *endpoint) {
+	const char *server = getenv("STAGEGATE_CURVE_SERVER_PUBLIC");
+	const char *client = getenv("STAGEGATE_CURVE_CLIENT");
+	if (strncmp(endpoint, "tcp://", 6) != 0 || !server || !client || !*server || !*client)
+		return 0;
+	char skey[41], pkey[41], sec[41], path[PATH_MAX];
+	if (read_key(server, skey))
+		return -1;
+	snprintf(path, sizeof(path), "%s.public", client);
+	if (read_key(path, pkey))
+		return -1;
+	snprintf(path, sizeof(path), "%s.secret", client);
+	if (read_key(path, sec))
+		return -1;
+	if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, skey, 41) || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, pkey, 41) ||
+	    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, sec, 41)) {
+		die_line("cannot set CURVE keys: %s", zmq_strerror(zmq_errno()));
+		return -1;
+	}
+	return 0;
+}
+
 typedef struct {
 	const char *endpoint, *session, *tree;
 	unsigned long trees, attempt;
@@ -343,6 +385,8 @@ int main(void) {
 
 	int rc = 1;
 	Stagegate__V1__Verdict *v = NULL;
+	if (setup_curve(sock, cfg.endpoint))
+		goto out_abort;
 	if (zmq_connect(sock, cfg.endpoint) != 0) {
 		die_line("cannot connect to '%s': %s", cfg.endpoint, zmq_strerror(zmq_errno()));
 		goto out_abort;

@@ -13,6 +13,7 @@ import { statusView } from './core/status';
 import { coordinate, type OutputEffect } from './pipeline/coordinate';
 import { EventPublisher } from './transport/event-publisher';
 import { HookEndpoint } from './transport/hook-endpoint';
+import { type CurveServer, ZapHandler } from './transport/curve';
 import type { Logger } from './log';
 
 export interface CoordinatorOptions {
@@ -21,6 +22,8 @@ export interface CoordinatorOptions {
   deadlineMs: number;
   /** activator of sessions that do not choose one (default verify) */
   activator?: Activator;
+  /** CURVE for TCP endpoints: the server's secret key and the allowed client keys */
+  curve?: CurveServer | null;
   logger: Logger;
 }
 
@@ -29,6 +32,7 @@ export const wallMs = (): number => performance.timeOrigin + performance.now();
 
 export class Coordinator {
   private state: CoordinatorState | null = null;
+  private zap: ZapHandler | null = null;
   /** Inputs produced by the I/O of inspect and verify effects. */
   private readonly results = new Subject<Input>();
   private sub: Subscription | null = null;
@@ -44,15 +48,29 @@ export class Coordinator {
   }
 
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
-    const hooks = await HookEndpoint.bind(opts.listen);
+    const curve = opts.curve ?? null;
+    const zap = curve
+      ? await ZapHandler.start(curve.allow, (key, ok, address) =>
+          opts.logger.log(ok ? 'info' : 'warn', ok ? 'client allowed' : 'client refused: key not in the allow-list', { key, address }),
+        )
+      : null;
+    let hooks: HookEndpoint;
     let publisher: EventPublisher;
     try {
-      publisher = await EventPublisher.bind(opts.events);
+      hooks = await HookEndpoint.bind(opts.listen, curve);
+    } catch (err) {
+      zap?.close();
+      throw err;
+    }
+    try {
+      publisher = await EventPublisher.bind(opts.events, curve);
     } catch (err) {
       hooks.close();
+      zap?.close();
       throw err;
     }
     const c = new Coordinator(hooks, publisher, opts);
+    c.zap = zap;
     hooks.onSendError = (err) => opts.logger.error('verdict not sent', { error: String(err) });
     hooks.onStatus = (peer, session) => hooks.replyFrame(peer, encodeStatusReply(statusView(c.state, session), wallMs()));
     c.sub = merge(hooks.inputs(wallMs), c.results)
@@ -176,6 +194,7 @@ export class Coordinator {
   close(): void {
     this.hooks.close();
     this.publisher.close();
+    this.zap?.close();
     this.sub?.unsubscribe();
     this.resolveClosed();
   }

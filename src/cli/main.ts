@@ -29,6 +29,7 @@ commands:
   trace         record events and decisions to .jsonl, .json (Perfetto) or .html
   hook-path     print the absolute path of the action-script hook
   criu-path     print the absolute path of the criu used
+  keygen        make a CURVE key pair (for TCP endpoints)
   help          this text
 
 'stagegate <command> --help' describes each command.`,
@@ -46,7 +47,18 @@ commands:
                    environment); exit 0 activates the BO;
                    kfd: verify, then AMD KFD CRIU RESUME per task (/dev/kfd);
                    none: no BO checks, post-restore waits for every tree
-  --log-level L    error|warn|info|debug (default info, or STAGEGATE_LOG_LEVEL)`,
+  --log-level L    error|warn|info|debug (default info, or STAGEGATE_LOG_LEVEL)
+  --curve-secret F the daemon's CURVE secret key file (stagegate keygen); TCP
+                   endpoints then require CURVE from every client
+  --allow F        allowed client public keys, one per line (with --curve-secret)
+  --insecure-tcp   allow TCP endpoints without CURVE (anyone who can connect can
+                   steer restores: only on a network you trust completely)`,
+  keygen: `usage: stagegate keygen --out PREFIX
+
+Writes a CURVE key pair: PREFIX.secret (mode 0600) and PREFIX.public, and
+prints the public key. The daemon uses its secret (serve --curve-secret) and
+lists the clients' public keys (serve --allow); hooks and CLI clients on TCP
+use STAGEGATE_CURVE_SERVER_PUBLIC=daemon.public and STAGEGATE_CURVE_CLIENT=PREFIX.`,
   restore: `usage: stagegate restore --session S --tree T --trees N [--endpoint EP] [--attempt A]
                          [--timeout SECONDS] -- <criu restore arguments>
 
@@ -143,15 +155,30 @@ async function serve(argv: string[]): Promise<number> {
     timeout: { type: 'string' },
     'log-level': { type: 'string' },
     activator: { type: 'string' },
+    'curve-secret': { type: 'string' },
+    allow: { type: 'string' },
+    'insecure-tcp': { type: 'boolean' },
   });
   if (values.help) return help('serve');
+  const listen = (values.listen as string[] | undefined) ?? [defaultHookEndpoint()];
+  const events = (values.events as string[] | undefined) ?? [defaultEventsEndpoint()];
+  const { readAllowList, readKey } = await import('../transport/curve');
+  const secretFile = values['curve-secret'] as string | undefined;
+  const allowFile = values.allow as string | undefined;
+  if (!!secretFile !== !!allowFile) throw new UsageError('serve: --curve-secret and --allow go together');
+  const curve = secretFile && allowFile ? { secretKey: readKey(secretFile), allow: readAllowList(allowFile) } : null;
+  const tcp = [...listen, ...events].filter((ep) => ep.startsWith('tcp://'));
+  if (tcp.length && !curve && !values['insecure-tcp']) {
+    throw new UsageError(`serve: refusing plain TCP endpoint ${tcp[0]}: give --curve-secret and --allow (see stagegate keygen), or --insecure-tcp`);
+  }
   const activator = activatorOf('serve', values.activator as string | undefined) || 'verify';
   const { createLogger } = await import('../log');
   const { Coordinator } = await import('../coordinator');
   const logger = createLogger(values['log-level'] as string | undefined);
   const c = await Coordinator.start({
-    listen: (values.listen as string[] | undefined) ?? [defaultHookEndpoint()],
-    events: (values.events as string[] | undefined) ?? [defaultEventsEndpoint()],
+    listen,
+    events,
+    curve,
     deadlineMs: seconds('serve', 'timeout', values.timeout as string | undefined, 60) * 1000,
     activator,
     logger,
@@ -263,6 +290,15 @@ async function traceCmd(argv: string[]): Promise<number> {
   });
 }
 
+async function keygenCmd(argv: string[]): Promise<number> {
+  const { values } = parse('keygen', argv, { out: { type: 'string' } });
+  if (values.help) return help('keygen');
+  if (!values.out) throw new UsageError('keygen: --out PREFIX is required');
+  const { keygen } = await import('../transport/curve');
+  process.stdout.write(keygen(values.out as string) + '\n');
+  return 0;
+}
+
 async function verifyCmd(argv: string[]): Promise<number> {
   const { values } = parse('verify', argv, { images: { type: 'string' }, 'init-pid': { type: 'string' } });
   if (values.help) return help('verify');
@@ -329,6 +365,8 @@ export async function main(argv: string[]): Promise<number> {
       return watchCmd(rest);
     case 'trace':
       return traceCmd(rest);
+    case 'keygen':
+      return keygenCmd(rest);
     case 'hook-path':
       return printPath(cmd, rest, hookPath);
     case 'criu-path':

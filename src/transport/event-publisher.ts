@@ -8,24 +8,34 @@ import { encodePublished } from '../protocol/codec';
 import { EndpointError } from '../errors';
 import { prepareEndpoint, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
+import { type CurveServer, serverOptions } from './curve';
 
 export class EventPublisher {
   private constructor(private readonly endpoints: string[]) {}
 
-  private readonly pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000 });
-  private readonly sender = new SerialSender<[string, Uint8Array]>((m) => this.pub.send(m));
+  private readonly sockets: { pub: Publisher; sender: SerialSender<[string, Uint8Array]> }[] = [];
   /** per session (topic): a subscriber of one session sees no gap unless it missed something */
   private readonly seqs = new Map<string, bigint>();
 
-  static async bind(endpoints: string[]): Promise<EventPublisher> {
+  /** IPC endpoints share a plain socket; each TCP endpoint gets its own (a CURVE server when keys are given). */
+  static async bind(endpoints: string[], curve: CurveServer | null = null): Promise<EventPublisher> {
     const p = new EventPublisher(endpoints);
-    for (const ep of endpoints) {
-      prepareEndpoint(ep);
-      try {
-        await p.pub.bind(ep);
-      } catch (err) {
-        p.pub.close();
-        throw new EndpointError(`cannot bind events endpoint ${ep}: ${(err as Error).message}`, { cause: err });
+    const ipc = endpoints.filter((ep) => ep.startsWith('ipc://'));
+    const groups: [string[], CurveServer | null][] = [
+      ...(ipc.length ? [[ipc, null] as [string[], null]] : []),
+      ...endpoints.filter((ep) => !ep.startsWith('ipc://')).map((ep) => [[ep], curve] as [string[], CurveServer | null]),
+    ];
+    for (const [eps, security] of groups) {
+      const pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000, ...serverOptions(security) });
+      p.sockets.push({ pub, sender: new SerialSender((m) => pub.send(m)) });
+      for (const ep of eps) {
+        prepareEndpoint(ep);
+        try {
+          await pub.bind(ep);
+        } catch (err) {
+          for (const s of p.sockets) s.pub.close();
+          throw new EndpointError(`cannot bind events endpoint ${ep}: ${(err as Error).message}`, { cause: err });
+        }
       }
     }
     return p;
@@ -34,12 +44,13 @@ export class EventPublisher {
   publish(session: string, body: { event: StageEvent } | { decision: Decision }): bigint {
     const seq = (this.seqs.get(session) ?? 0n) + 1n;
     this.seqs.set(session, seq);
-    this.sender.push([session, encodePublished(seq, body)]);
+    const frame = encodePublished(seq, body);
+    for (const s of this.sockets) s.sender.push([session, frame]);
     return seq;
   }
 
   close(): void {
-    this.pub.close();
+    for (const s of this.sockets) s.pub.close();
     removeIpcSockets(this.endpoints);
   }
 }

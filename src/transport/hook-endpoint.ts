@@ -1,44 +1,54 @@
 /**
  * ZeroMQ ROUTER adapter for hooks: decodes each frame into a core Input and
- * sends verdicts back to the hook's routing id. Sends are serialised because
- * a zeromq.js socket allows one send in flight.
+ * sends verdicts back to the hook's routing id. IPC endpoints share one plain
+ * socket; TCP endpoints get their own socket, a CURVE server when keys are
+ * given (security is per socket in ZeroMQ). A peer is "socket:routing-id".
+ * Sends are serialised per socket: zeromq.js allows one send in flight.
  */
 import { Router } from 'zeromq';
-import { Observable } from 'rxjs';
+import { Observable, merge } from 'rxjs';
 import type { Input, Verdict } from '../core/model';
 import { FrameError, MAX_FRAME_BYTES, decodeRequest, encodeVerdict } from '../protocol/codec';
 import { EndpointError, ErrorCodes } from '../errors';
 import { prepareEndpoint, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
+import { type CurveServer, serverOptions } from './curve';
+
+interface Bound {
+  router: Router;
+  sender: SerialSender<[Buffer, Uint8Array]>;
+}
 
 export class HookEndpoint {
+  private readonly sockets: Bound[] = [];
+
   private constructor(private readonly endpoints: string[]) {}
 
-  private readonly router = new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0 });
-  private readonly sender = new SerialSender<[Buffer, Uint8Array]>(
-    (m) => this.router.send(m),
-    (err) => this.onSendError(err),
-  );
   /** Answers a status request (a query: it does not go through the pipeline). */
   onStatus: (peer: string, session: string) => void = () => {};
-
-  /** Sends a raw reply frame (status replies). */
-  replyFrame(peer: string, frame: Uint8Array): void {
-    this.sender.push([Buffer.from(peer, 'hex'), frame]);
-  }
 
   /** Told about replies that could not be sent (the hook then times out and aborts). */
   onSendError: (err: unknown) => void = () => {};
 
-  static async bind(endpoints: string[]): Promise<HookEndpoint> {
+  static async bind(endpoints: string[], curve: CurveServer | null = null): Promise<HookEndpoint> {
     const h = new HookEndpoint(endpoints);
-    for (const ep of endpoints) {
-      prepareEndpoint(ep);
-      try {
-        await h.router.bind(ep);
-      } catch (err) {
-        h.router.close();
-        throw new EndpointError(`cannot bind hook endpoint ${ep}: ${(err as Error).message}`, { cause: err });
+    const ipc = endpoints.filter((ep) => ep.startsWith('ipc://'));
+    const groups: [string[], CurveServer | null][] = [
+      ...(ipc.length ? [[ipc, null] as [string[], null]] : []),
+      ...endpoints.filter((ep) => !ep.startsWith('ipc://')).map((ep) => [[ep], curve] as [string[], CurveServer | null]),
+    ];
+    for (const [eps, security] of groups) {
+      const router = new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0, ...serverOptions(security) });
+      const sender = new SerialSender<[Buffer, Uint8Array]>((m) => router.send(m), (err) => h.onSendError(err));
+      h.sockets.push({ router, sender });
+      for (const ep of eps) {
+        prepareEndpoint(ep);
+        try {
+          await router.bind(ep);
+        } catch (err) {
+          for (const s of h.sockets) s.router.close();
+          throw new EndpointError(`cannot bind hook endpoint ${ep}: ${(err as Error).message}`, { cause: err });
+        }
       }
     }
     return h;
@@ -46,12 +56,16 @@ export class HookEndpoint {
 
   /** Inputs from hooks, until close(). */
   inputs(now: () => number = Date.now): Observable<Input> {
+    return merge(...this.sockets.map((s, i) => this.inputsOf(s.router, i, now)));
+  }
+
+  private inputsOf(router: Router, index: number, now: () => number): Observable<Input> {
     return new Observable<Input>((sub) => {
       (async () => {
-        for await (const frames of this.router) {
+        for await (const frames of router) {
           const [id, frame] = frames;
           if (!id || !frame || frames.length !== 2) continue; // a hook sends exactly one frame
-          const peer = id.toString('hex');
+          const peer = `${index}:${id.toString('hex')}`;
           try {
             const req = decodeRequest(frame);
             if (req.type === 'status') this.onStatus(peer, req.session);
@@ -70,11 +84,17 @@ export class HookEndpoint {
   }
 
   reply(peer: string, verdict: Verdict): void {
-    this.sender.push([Buffer.from(peer, 'hex'), encodeVerdict(verdict)]);
+    this.replyFrame(peer, encodeVerdict(verdict));
+  }
+
+  /** Sends a raw reply frame to a peer. */
+  replyFrame(peer: string, frame: Uint8Array): void {
+    const [index, id] = peer.split(':');
+    this.sockets[Number(index)]?.sender.push([Buffer.from(id ?? '', 'hex'), frame]);
   }
 
   close(): void {
-    this.router.close();
+    for (const s of this.sockets) s.router.close();
     removeIpcSockets(this.endpoints);
   }
 }
