@@ -4,6 +4,7 @@
 //   close(fd)                      -> undefined
 //   processVmRead(pid, addr, len)  -> Promise<Buffer> (process_vm_readv(2), off the JS thread)
 //   kfdCriuOp(device, op, pid)     -> Promise<void>   (AMDKFD_IOC_CRIU_OP on a KFD device, off the JS thread)
+//   lockFile(path)                 -> fd            (open + flock(LOCK_EX|LOCK_NB); close(fd) releases)
 // Failures throw/reject an Error with `errno` (number) and `syscall` set;
 // src/native/index.ts maps them to typed errors.
 #include <napi.h>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <string>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -79,6 +81,27 @@ Napi::Value Close(const Napi::CallbackInfo &info) {
   }
   if (close(static_cast<int>(fd)) < 0) ErrnoError(env, errno, "close").ThrowAsJavaScriptException();
   return env.Undefined();
+}
+
+Napi::Value LockFile(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "lockFile(path: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    ErrnoError(env, errno, "open").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int err = errno;
+    close(fd);
+    ErrnoError(env, err, "flock").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
 }
 
 // Reads another process's memory on a worker thread: the call may fault in
@@ -219,6 +242,7 @@ Napi::Value KfdCriuOp(const Napi::CallbackInfo &info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kfdCriuOp", Napi::Function::New(env, KfdCriuOp));
+  exports.Set("lockFile", Napi::Function::New(env, LockFile));
   exports.Set("KFD_IOC_CRIU_OP", Napi::Number::New(env, static_cast<double>(kAmdkfdIocCriuOp)));
   exports.Set("KFD_CRIU_ARGS_SIZE", Napi::Number::New(env, sizeof(KfdCriuArgs)));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));

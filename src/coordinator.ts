@@ -14,6 +14,8 @@ import { coordinate, type OutputEffect } from './pipeline/coordinate';
 import { EventPublisher } from './transport/event-publisher';
 import { HookEndpoint } from './transport/hook-endpoint';
 import { type CurveServer, ZapHandler } from './transport/curve';
+import { lockEndpoint, prepareEndpoint } from './transport/endpoints';
+import type { FileLock } from './native';
 import type { Logger } from './log';
 
 export interface CoordinatorOptions {
@@ -33,6 +35,7 @@ export const wallMs = (): number => performance.timeOrigin + performance.now();
 export class Coordinator {
   private state: CoordinatorState | null = null;
   private zap: ZapHandler | null = null;
+  private locks: FileLock[] = [];
   /** Inputs produced by the I/O of inspect and verify effects. */
   private readonly results = new Subject<Input>();
   private sub: Subscription | null = null;
@@ -48,6 +51,29 @@ export class Coordinator {
   }
 
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
+    // one daemon per IPC endpoint: lock them all before binding any
+    const locks: FileLock[] = [];
+    try {
+      for (const ep of [...opts.listen, ...opts.events]) {
+        prepareEndpoint(ep);
+        const l = lockEndpoint(ep);
+        if (l) locks.push(l);
+      }
+    } catch (err) {
+      for (const l of locks) l.release();
+      throw err;
+    }
+    try {
+      const c = await Coordinator.bindAll(opts);
+      c.locks = locks;
+      return c;
+    } catch (err) {
+      for (const l of locks) l.release();
+      throw err;
+    }
+  }
+
+  private static async bindAll(opts: CoordinatorOptions): Promise<Coordinator> {
     const curve = opts.curve ?? null;
     const zap = curve
       ? await ZapHandler.start(curve.allow, (key, ok, address) =>
@@ -195,6 +221,7 @@ export class Coordinator {
     this.hooks.close();
     this.publisher.close();
     this.zap?.close();
+    for (const l of this.locks) l.release();
     this.sub?.unsubscribe();
     this.resolveClosed();
   }

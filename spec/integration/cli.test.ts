@@ -1,9 +1,9 @@
 /** The `stagegate` command line as a user runs it (bin/stagegate). */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import { run, STAGEGATE } from '../../demo/harness';
+import { Daemon, run, STAGEGATE } from '../../demo/harness';
 
 const sg = (...args: string[]) => run(STAGEGATE, args);
 
@@ -46,5 +46,20 @@ describe('stagegate CLI', () => {
     const r = await sg('serve', '--listen', 'ipc://relative/path.sock');
     assert.equal(r.code, 1);
     assert.match(r.output, /\[E_ENDPOINT\] IPC endpoint 'ipc:\/\/relative\/path.sock' must be an absolute path/);
+  });
+
+  it('lets one daemon own an IPC endpoint: a second one is refused; the socket is removed on shutdown', async () => {
+    const dir = mkdtempSync('/tmp/sg-lock-');
+    try {
+      const d = await Daemon.start(dir, 30, 'none');
+      const second = await sg('serve', '--listen', d.endpoint, '--events', `ipc://${dir}/other.sock`);
+      assert.equal(second.code, 1);
+      assert.match(second.output, /\[E_ENDPOINT\] ipc:\/\/.*hooks.sock is in use by another stagegate daemon/);
+      assert.ok(existsSync(`${dir}/hooks.sock`));
+      await d.stop();
+      assert.ok(!existsSync(`${dir}/hooks.sock`) && !existsSync(`${dir}/events.sock`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

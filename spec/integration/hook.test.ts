@@ -207,3 +207,25 @@ function alive(pid: string): boolean {
     return false;
   }
 }
+
+describe('coordinator under a flood of malformed frames', () => {
+  it('keeps serving hooks while thousands of garbage frames arrive', async () => {
+    const c2 = await startCoordinator(5000);
+    try {
+      const d = new Dealer({ linger: 0, sendHighWaterMark: 0 });
+      d.connect(c2.endpoint);
+      let seed = 7;
+      const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 256);
+      const flood = (async () => {
+        for (let i = 0; i < 20_000; i++) await d.send(Buffer.from(Array.from({ length: 1 + (i % 64) }, rnd)));
+      })();
+      const r = await runHook(hookEnv(c2.endpoint, 'post-restore', { STAGEGATE_SESSION: 'flooded', CRTOOLS_INIT_PID: '999' }));
+      await flood;
+      d.close();
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(await until(() => c2.messages.filter((m) => 'decision' in m && m.decision.kind === 'event-rejected').length > 1000, 10_000));
+    } finally {
+      await c2.close();
+    }
+  });
+});

@@ -13,6 +13,7 @@ interface Addon {
   close(fd: number): void;
   processVmRead(pid: number, addr: bigint, len: number): Promise<Buffer>;
   kfdCriuOp(device: string, op: number, pid: number): Promise<void>;
+  lockFile(path: string): number;
   KFD_IOC_CRIU_OP: number;
   KFD_CRIU_ARGS_SIZE: number;
 }
@@ -110,5 +111,27 @@ export async function kfdCriuOp(device: string, op: number, pid: number): Promis
     await load().kfdCriuOp(device, op, pid);
   } catch (err) {
     wrap(err, `AMDKFD_IOC_CRIU_OP(op ${op}, pid ${pid}) on ${device}`);
+  }
+}
+
+/** An exclusive, non-blocking flock on `path`, held until release() (or the process ends). */
+export class FileLock {
+  private constructor(
+    readonly path: string,
+    private fd: number,
+  ) {}
+
+  /** Throws NativeError EWOULDBLOCK when another process holds the lock. */
+  static acquire(path: string): FileLock {
+    try {
+      return new FileLock(path, load().lockFile(path));
+    } catch (err) {
+      return wrap(err, `lock ${path}`);
+    }
+  }
+
+  release(): void {
+    if (this.fd >= 0) load().close(this.fd);
+    this.fd = -1;
   }
 }

@@ -4,7 +4,9 @@
  */
 import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { constants } from 'node:os';
 import { EndpointError } from '../errors';
+import { FileLock, NativeError } from '../native';
 
 export function runtimeDir(): string {
   if (process.env.STAGEGATE_RUNTIME_DIR) return process.env.STAGEGATE_RUNTIME_DIR;
@@ -27,6 +29,23 @@ export function removeIpcSockets(endpoints: string[]): void {
   for (const ep of endpoints) {
     const p = ipcPath(ep);
     if (p) rmSync(p, { force: true });
+  }
+}
+
+/**
+ * Locks an IPC endpoint for this daemon (PATH.lock, flock): a second daemon
+ * would otherwise silently take the socket over. Null for other transports.
+ */
+export function lockEndpoint(ep: string): FileLock | null {
+  const path = ipcPath(ep);
+  if (!path) return null;
+  try {
+    return FileLock.acquire(`${path}.lock`);
+  } catch (err) {
+    if (err instanceof NativeError && err.errno === constants.errno.EWOULDBLOCK) {
+      throw new EndpointError(`${ep} is in use by another stagegate daemon (${path}.lock is locked)`);
+    }
+    throw new EndpointError(`cannot lock ${ep}: ${(err as Error).message}`, { cause: err });
   }
 }
 
