@@ -178,6 +178,8 @@ export function restoreTree(o: {
   timeoutS?: number;
   extraEnv?: NodeJS.ProcessEnv;
   criuArgs?: string[];
+  /** a command that runs `stagegate restore`, e.g. ['ip', 'netns', 'exec', 'host1'] */
+  via?: string[];
 }): RestoreRun {
   const workDir = join(o.workDir, `restore-${o.tree}.a${o.attempt ?? 1}`);
   mkdirSync(workDir, { recursive: true });
@@ -197,7 +199,8 @@ export function restoreTree(o: {
     '-D', o.images, '-W', workDir, '-d', '--pidfile', pidfile, '-o', log, '-v4',
     ...(o.criuArgs ?? []),
   ];
-  const child = spawn(STAGEGATE, args, { env: { ...process.env, ...o.extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, ...pre] = [...(o.via ?? []), STAGEGATE];
+  const child = spawn(cmd!, [...pre, ...args], { env: { ...process.env, ...o.extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
@@ -237,13 +240,13 @@ export class Daemon {
     return readFileSync(this.logFile, 'utf8').split('\n').filter(Boolean);
   }
 
-  static async start(dir: string, timeoutS = 30, activator: 'verify' | 'none' = 'verify', name = ''): Promise<Daemon> {
+  static async start(dir: string, timeoutS = 30, activator: 'verify' | 'none' = 'verify', name = '', extra: string[] = []): Promise<Daemon> {
     const endpoint = `ipc://${dir}/hooks${name}.sock`;
     const events = `ipc://${dir}/events${name}.sock`;
     // A file, not a pipe: a pipe the parent is slow to drain would block the daemon's writes.
     const logFile = join(dir, `daemon${name}.log`);
     const fd = openSync(logFile, 'a');
-    const child = spawn(STAGEGATE, ['serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS), '--activator', activator], {
+    const child = spawn(STAGEGATE, ['serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS), '--activator', activator, ...extra], {
       stdio: ['ignore', 'ignore', fd],
     });
     closeSync(fd);
