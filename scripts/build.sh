@@ -48,6 +48,12 @@ if newer native/build/Release/stagegate_native.node native/stagegate_native.cc n
   (cd native && ../node_modules/.bin/node-gyp rebuild "${nodedir[@]}" --loglevel=error >/dev/null)
 fi
 
+if command -v mpicc >/dev/null && newer build/mpi-job demo/mpi-job.c; then
+  say "building the MPI workload"
+  mkdir -p build
+  mpicc -O2 -Wall -o build/mpi-job demo/mpi-job.c
+fi
+
 if newer build/workload demo/workload.c; then
   say "building the demo workload"
   mkdir -p build

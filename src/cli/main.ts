@@ -67,7 +67,8 @@ and exits with criu's exit code. If criu fails, the session is aborted at once.
 
   --session S    restore session (all trees of one job); [A-Za-z0-9._:-]{1,128}
   --tree T       this tree's name, unique within the session
-  --trees N      number of trees in the session
+                 (default under a launcher: rank$PMI_RANK or rank$SLURM_PROCID)
+  --trees N      number of trees in the session (default: $PMI_SIZE or $SLURM_NTASKS)
   --endpoint EP  coordinator hook endpoint (default STAGEGATE_ENDPOINT or ${defaultHookEndpoint()})
   --attempt A    restore attempt, from 1; bump it to retry after an abort (default 1)
   --timeout S    how long a gated hook waits for a verdict before aborting (default 60)`,
@@ -207,7 +208,12 @@ async function restoreCmd(argv: string[]): Promise<number> {
   });
   if (values.help) return help('restore');
   const v = values as Record<string, string | undefined>;
-  if (v.trees === undefined) throw new UsageError('restore: --trees is required');
+  // Under a launcher, one restore per rank: tree and tree count from its environment.
+  const env = process.env;
+  const rank = env.PMI_RANK ?? env.SLURM_PROCID;
+  v.tree ??= rank === undefined ? undefined : `rank${rank}`;
+  v.trees ??= env.PMI_SIZE ?? env.SLURM_NTASKS;
+  if (v.trees === undefined) throw new UsageError('restore: --trees is required (or PMI_SIZE / SLURM_NTASKS from a launcher)');
   const { restore } = await import('../criu/restore');
   return restore({
     session: name('restore', 'session', v.session),
