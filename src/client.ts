@@ -50,10 +50,6 @@ export async function openSession(endpoint: string, o: Parameters<typeof encodeO
   return decodeVerdict(await exchange(endpoint, encodeOpen(o), timeoutMs));
 }
 
-export async function requestEvent(endpoint: string, ev: StageEvent, timeoutMs: number): Promise<Verdict> {
-  return decodeVerdict(await exchange(endpoint, encodeRequestEvent(ev), timeoutMs));
-}
-
 /** A snapshot of the daemon's sessions (all, or one). */
 export async function requestStatus(endpoint: string, session = '', timeoutMs = 5000) {
   return decodeStatusReply(await exchange(endpoint, encodeStatusRequest(session), timeoutMs));

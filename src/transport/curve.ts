@@ -64,6 +64,19 @@ export function serverOptions(c: CurveServer | null): Record<string, unknown> {
   return c ? { curveServer: true, curveSecretKey: c.secretKey, zapDomain: ZAP_DOMAIN } : {};
 }
 
+/**
+ * Which endpoints share a socket: all IPC endpoints one plain socket (local,
+ * protected by the 0700 directory), each TCP endpoint its own, a CURVE server
+ * when keys are given (security is a property of the socket in ZeroMQ).
+ */
+export function socketGroups(endpoints: string[], curve: CurveServer | null): [string[], CurveServer | null][] {
+  const ipc = endpoints.filter((ep) => ep.startsWith('ipc://'));
+  return [
+    ...(ipc.length ? [[ipc, null] as [string[], null]] : []),
+    ...endpoints.filter((ep) => !ep.startsWith('ipc://')).map((ep): [string[], CurveServer | null] => [[ep], curve]),
+  ];
+}
+
 /** Answers ZAP requests: CURVE clients whose public key is allowed get 200, everyone else 400. */
 export class ZapHandler {
   private readonly router = new Router();

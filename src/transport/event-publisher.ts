@@ -8,7 +8,7 @@ import { encodePublished } from '../protocol/codec';
 import { EndpointError } from '../errors';
 import { prepareEndpoint, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
-import { type CurveServer, serverOptions } from './curve';
+import { type CurveServer, serverOptions, socketGroups } from './curve';
 
 export class EventPublisher {
   private constructor(private readonly endpoints: string[]) {}
@@ -20,12 +20,7 @@ export class EventPublisher {
   /** IPC endpoints share a plain socket; each TCP endpoint gets its own (a CURVE server when keys are given). */
   static async bind(endpoints: string[], curve: CurveServer | null = null): Promise<EventPublisher> {
     const p = new EventPublisher(endpoints);
-    const ipc = endpoints.filter((ep) => ep.startsWith('ipc://'));
-    const groups: [string[], CurveServer | null][] = [
-      ...(ipc.length ? [[ipc, null] as [string[], null]] : []),
-      ...endpoints.filter((ep) => !ep.startsWith('ipc://')).map((ep) => [[ep], curve] as [string[], CurveServer | null]),
-    ];
-    for (const [eps, security] of groups) {
+    for (const [eps, security] of socketGroups(endpoints, curve)) {
       const pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000, ...serverOptions(security) });
       p.sockets.push({ pub, sender: new SerialSender((m) => pub.send(m)) });
       for (const ep of eps) {

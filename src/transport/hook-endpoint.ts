@@ -12,7 +12,7 @@ import { FrameError, MAX_FRAME_BYTES, decodeRequest, encodeVerdict } from '../pr
 import { EndpointError, ErrorCodes } from '../errors';
 import { prepareEndpoint, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
-import { type CurveServer, serverOptions } from './curve';
+import { type CurveServer, serverOptions, socketGroups } from './curve';
 
 interface Bound {
   router: Router;
@@ -32,12 +32,7 @@ export class HookEndpoint {
 
   static async bind(endpoints: string[], curve: CurveServer | null = null): Promise<HookEndpoint> {
     const h = new HookEndpoint(endpoints);
-    const ipc = endpoints.filter((ep) => ep.startsWith('ipc://'));
-    const groups: [string[], CurveServer | null][] = [
-      ...(ipc.length ? [[ipc, null] as [string[], null]] : []),
-      ...endpoints.filter((ep) => !ep.startsWith('ipc://')).map((ep) => [[ep], curve] as [string[], CurveServer | null]),
-    ];
-    for (const [eps, security] of groups) {
+    for (const [eps, security] of socketGroups(endpoints, curve)) {
       const router = new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0, ...serverOptions(security) });
       const sender = new SerialSender<[Buffer, Uint8Array]>((m) => router.send(m), (err) => h.onSendError(err));
       h.sockets.push({ router, sender });
