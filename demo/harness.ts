@@ -244,7 +244,9 @@ export class Daemon {
     const endpoint = `ipc://${dir}/hooks${name}.sock`;
     const events = `ipc://${dir}/events${name}.sock`;
     // A file, not a pipe: a pipe the parent is slow to drain would block the daemon's writes.
-    const logFile = join(dir, `daemon${name}.log`);
+    // a restarted daemon on the same endpoints gets a log of its own
+    let logFile = join(dir, `daemon${name}.log`);
+    for (let n = 2; existsSync(logFile); n++) logFile = join(dir, `daemon${name}-${n}.log`);
     const fd = openSync(logFile, 'a');
     const child = spawn(STAGEGATE, ['serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS), '--activator', activator, ...extra], {
       stdio: ['ignore', 'ignore', fd],

@@ -53,6 +53,11 @@
  * waits for the tracer to reap them). Kill criu itself if it has not exited
  * within this grace period; the tree is already dead by then. */
 #define CRIU_GRACE_MS 1000
+/* A gated hook re-sends its event this often while it waits, so that a
+ * restarted coordinator (which recovers its sessions from its journal) learns
+ * that the hook still waits. Duplicates are harmless: the coordinator treats
+ * them idempotently. */
+#define RESEND_MS 1000
 
 static const char *g_action = "?";
 
@@ -402,6 +407,14 @@ int main(void) {
 
 	zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
 	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t resend = clock_ns(CLOCK_MONOTONIC) + RESEND_MS * 1000000ull;
+	uint8_t again[MAX_FRAME];
+	ev.resent = 1;
+	size_t again_len = stagegate__v1__request__get_packed_size(&req);
+	if (again_len > sizeof(again))
+		again_len = 0;
+	else
+		stagegate__v1__request__pack(&req, again);
 	for (;;) {
 		uint64_t now = clock_ns(CLOCK_MONOTONIC);
 		if (now >= deadline) {
@@ -409,7 +422,13 @@ int main(void) {
 				 cfg.endpoint, cfg.timeout_s, cfg.session, cfg.tree);
 			goto out_abort;
 		}
-		int r = zmq_poll(&item, 1, (long)((deadline - now) / 1000000ull) + 1);
+		if (now >= resend) {
+			if (again_len)
+				zmq_send(sock, again, again_len, ZMQ_DONTWAIT);
+			resend = now + RESEND_MS * 1000000ull;
+		}
+		uint64_t until = deadline < resend ? deadline : resend;
+		int r = zmq_poll(&item, 1, (long)((until - now) / 1000000ull) + 1);
 		if (r < 0 && zmq_errno() == EINTR)
 			continue;
 		if (r < 0) {

@@ -3,7 +3,7 @@
  * RxJS pipeline between them. Explicit lifecycle: start() then close().
  */
 import { performance } from 'node:perf_hooks';
-import { type Subscription, Subject, merge } from 'rxjs';
+import { type Subscription, Subject, merge, tap } from 'rxjs';
 import type { Activator, CoordinatorState, Effect, Input } from './core/model';
 import { inspectTree } from './images/inspect';
 import { observeMappings } from './proc/observe';
@@ -16,6 +16,9 @@ import { HookEndpoint } from './transport/hook-endpoint';
 import { type CurveServer, ZapHandler } from './transport/curve';
 import { lockEndpoint, prepareEndpoint } from './transport/endpoints';
 import type { FileLock } from './native';
+import { Journal, journaled } from './state/journal';
+import { recover } from './core/session-reducer';
+import { ErrorCodes, StagegateError } from './errors';
 import type { Logger } from './log';
 
 export interface CoordinatorOptions {
@@ -26,6 +29,8 @@ export interface CoordinatorOptions {
   activator?: Activator;
   /** CURVE for TCP endpoints: the server's secret key and the allowed client keys */
   curve?: CurveServer | null;
+  /** where the journal lives; without it a restart forgets every session */
+  stateDir?: string;
   logger: Logger;
 }
 
@@ -36,6 +41,20 @@ export class Coordinator {
   private state: CoordinatorState | null = null;
   private zap: ZapHandler | null = null;
   private locks: FileLock[] = [];
+  private journal: Journal | null = null;
+
+  /** Journals an input before the pipeline acts on it. */
+  private record(i: Input): void {
+    if (!this.journal || !journaled(i)) return;
+    try {
+      this.journal.append(i);
+    } catch (err) {
+      // e.g. disk full: go on without a journal (a restart would then forget sessions), and say so
+      this.opts.logger.error('journal write failed: continuing without a journal', { error: (err as Error).message });
+      this.journal.close();
+      this.journal = null;
+    }
+  }
   /** Inputs produced by the I/O of inspect and verify effects. */
   private readonly results = new Subject<Input>();
   private sub: Subscription | null = null;
@@ -97,10 +116,31 @@ export class Coordinator {
     }
     const c = new Coordinator(hooks, publisher, opts);
     c.zap = zap;
+    const config = { defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify' } as const;
+    let recovered: { state: CoordinatorState; effects: Effect[] } | undefined;
+    if (opts.stateDir) {
+      try {
+        const j = Journal.open(opts.stateDir, config, wallMs());
+        c.journal = j.journal;
+        const [state, effects] = recover(j.state, wallMs());
+        recovered = { state, effects };
+        c.state = state;
+        const open = Object.values(state.sessions).filter((s) => s.status === 'open').map((s) => s.session);
+        opts.logger.info('journal replayed', { inputs: j.replayed, sessions: Object.keys(state.sessions).length, open });
+      } catch (err) {
+        hooks.close();
+        publisher.close();
+        zap?.close();
+        throw new StagegateError(ErrorCodes.USAGE, `cannot use state directory ${opts.stateDir}: ${(err as Error).message}`, { cause: err });
+      }
+    }
     hooks.onSendError = (err) => opts.logger.error('verdict not sent', { error: String(err) });
     hooks.onStatus = (peer, session) => hooks.replyFrame(peer, encodeStatusReply(statusView(c.state, session), wallMs()));
     c.sub = merge(hooks.inputs(wallMs), c.results)
-      .pipe(coordinate({ defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify' }, undefined, (s) => (c.state = s)))
+      .pipe(
+        tap((i) => c.record(i)),
+        coordinate(config, undefined, (s) => (c.state = s), recovered),
+      )
       .subscribe({
         next: (e) => c.apply(e),
         error: (err) => {
@@ -221,6 +261,7 @@ export class Coordinator {
     this.hooks.close();
     this.publisher.close();
     this.zap?.close();
+    this.journal?.close();
     for (const l of this.locks) l.release();
     this.sub?.unsubscribe();
     this.resolveClosed();

@@ -51,6 +51,9 @@ commands:
   --curve-secret F the daemon's CURVE secret key file (stagegate keygen); TCP
                    endpoints then require CURVE from every client
   --allow F        allowed client public keys, one per line (with --curve-secret)
+  --state-dir D    journal every session change there (fsync'd); a daemon
+                   restarted with the same directory resumes open sessions,
+                   and waiting hooks re-send their events to it
   --insecure-tcp   allow TCP endpoints without CURVE (anyone who can connect can
                    steer restores: only on a network you trust completely)`,
   keygen: `usage: stagegate keygen --out PREFIX
@@ -159,6 +162,7 @@ async function serve(argv: string[]): Promise<number> {
     'curve-secret': { type: 'string' },
     allow: { type: 'string' },
     'insecure-tcp': { type: 'boolean' },
+    'state-dir': { type: 'string' },
   });
   if (values.help) return help('serve');
   const listen = (values.listen as string[] | undefined) ?? [defaultHookEndpoint()];
@@ -180,6 +184,7 @@ async function serve(argv: string[]): Promise<number> {
     listen,
     events,
     curve,
+    stateDir: values['state-dir'] as string | undefined,
     deadlineMs: seconds('serve', 'timeout', values.timeout as string | undefined, 60) * 1000,
     activator,
     logger,

@@ -25,6 +25,8 @@ export interface StageEvent {
   attempt: number;
   expectedTrees: number;
   reason: string;
+  /** a gated hook re-sending while it waits: not published again */
+  resent?: boolean;
 }
 
 export type Input =

@@ -179,7 +179,7 @@ function copyGate(g: GateState): GateState {
 export const DEFAULT_RETENTION_MS = 10 * 60 * 1000;
 
 /** Drops sessions that ended more than the retention period before `at`. */
-function prune(state: CoordinatorState, at: number, own: boolean): CoordinatorState {
+export function prune(state: CoordinatorState, at: number, own: boolean): CoordinatorState {
   const limit = at - (state.config.retentionMs ?? DEFAULT_RETENTION_MS);
   const old = Object.values(state.sessions).filter((s) => s.status !== 'open' && s.closedAt !== null && s.closedAt < limit);
   if (old.length === 0) return state;
@@ -307,7 +307,7 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     ];
   }
 
-  const effects: Effect[] = [{ type: 'publish-event', event: ev }];
+  const effects: Effect[] = ev.resent ? [] : [{ type: 'publish-event', event: ev }];
   let current = state.sessions[ev.session];
   let next = state;
 
@@ -568,4 +568,25 @@ function onTreeResult(state: CoordinatorState, input: Extract<Input, { type: 'tr
   }
   effects.push(...activateBos(s, input.at), ...release(s, 'post-restore', input.at));
   return [next, effects];
+}
+
+/**
+ * After a restart from the journal: in-flight image reads, observations and
+ * activations were lost with the old process, so they are asked for again
+ * when their trees' hooks re-send; every open session's deadline is re-armed
+ * with the time it has left (wall clock).
+ */
+export function recover(state: CoordinatorState, now: number): [CoordinatorState, Effect[]] {
+  const effects: Effect[] = [];
+  for (const s of Object.values(state.sessions)) {
+    for (const t of s.trees.values()) {
+      t.inspecting &&= t.mappings !== null;
+      t.verifying &&= t.observations !== null;
+    }
+    s.activating.clear();
+    if (s.status === 'open') {
+      effects.push({ type: 'schedule-deadline', session: s.session, attempt: s.attempt, inMs: Math.max(0, s.openedAt + s.deadlineMs - now) });
+    }
+  }
+  return [state, effects];
 }

@@ -26,14 +26,17 @@ export function coordinate(
   config: CoordinatorConfig,
   scheduler: SchedulerLike = asyncScheduler,
   onState?: (s: CoordinatorState) => void,
+  /** a recovered state and the effects that resume it (deadline timers) */
+  recovered?: { state: CoordinatorState; effects: Effect[] },
 ): OperatorFunction<Input, OutputEffect> {
   return (input$) =>
     defer(() => {
       const feedback = new Subject<Input>();
       const timerEffects = new Subject<Effect>();
       const timers = timerEffects.pipe(deadlineTimers(scheduler)).subscribe(feedback);
+      for (const e of recovered?.effects ?? []) timerEffects.next(e);
       return merge(input$, feedback).pipe(
-        reduceSessions(config, onState),
+        reduceSessions(config, onState, recovered?.state),
         tap((e) => timerEffects.next(e)),
         filter(isOutput),
         finalize(() => timers.unsubscribe()),

@@ -10,6 +10,7 @@ import { initialState, reduceInPlace } from '../core/session-reducer';
 export function reduceSessions(
   config: CoordinatorConfig,
   onState?: (s: CoordinatorState) => void,
+  initial: CoordinatorState = initialState(config),
 ): OperatorFunction<Input, Effect> {
   return (input$) =>
     input$.pipe(
@@ -19,7 +20,7 @@ export function reduceSessions(
           onState?.(state);
           return { state, effects };
         },
-        { state: initialState(config), effects: [] as Effect[] },
+        { state: initial, effects: [] as Effect[] },
       ),
       concatMap(({ effects }) => from(effects)),
     );

@@ -50,6 +50,7 @@ function decodeEvent(e: pb.IStageEvent): StageEvent {
     attempt: e.attempt ?? 0,
     expectedTrees: e.expectedTrees ?? 0,
     reason: e.reason ?? '',
+    ...(e.resent ? { resent: true } : {}),
   };
 }
 
