@@ -132,9 +132,10 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 static int pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 static int pidfd_kill(int fd) { return (int)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0); }
 
-/* Kills the restored tree rooted at `root`. Every task is pinned with a pidfd
- * before any signal is sent, so a pid recycled meanwhile is never hit. */
-static int kill_tree(pid_t root) {
+/* Sends `sig` to every task of the restored tree rooted at `root`. Every task
+ * is pinned with a pidfd before any signal is sent, so a pid recycled
+ * meanwhile is never hit. Returns how many tasks were signalled. */
+static int signal_tree(pid_t root, int sig) {
 	static pid_t pids[MAX_TREE_TASKS];
 	static int fds[MAX_TREE_TASKS];
 	size_t n = 0, head = 0;
@@ -176,7 +177,7 @@ static int kill_tree(pid_t root) {
 		head++;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (pidfd_kill(fds[i]) == 0)
+		if (syscall(SYS_pidfd_send_signal, fds[i], sig, NULL, 0) == 0)
 			killed++;
 		close(fds[i]);
 	}
@@ -405,6 +406,13 @@ int main(void) {
 		goto out;
 	}
 
+	/* Safety net at pre-resume: a pending SIGSTOP keeps the tree from running
+	 * user code if this hook dies while waiting (criu would only log the failed
+	 * script and resume the tree). PROCEED sends SIGCONT, which discards it. */
+	int held = 0;
+	if (action == STAGEGATE__V1__ACTION__PRE_RESUME && is_child_of((pid_t)init_pid, getppid()))
+		held = signal_tree((pid_t)init_pid, SIGSTOP) > 0;
+
 	zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
 	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
 	uint64_t resend = clock_ns(CLOCK_MONOTONIC) + RESEND_MS * 1000000ull;
@@ -464,6 +472,8 @@ int main(void) {
 		break;
 	}
 	if (v->decision == STAGEGATE__V1__DECISION__PROCEED) {
+		if (held)
+			signal_tree((pid_t)init_pid, SIGCONT);
 		rc = 0;
 		goto out;
 	}
@@ -477,7 +487,7 @@ out_abort:
 			die_line("restored root %lu is not a child of criu %d: not killing it", init_pid, getppid());
 			goto out;
 		}
-		int k = kill_tree((pid_t)init_pid);
+		int k = signal_tree((pid_t)init_pid, SIGKILL);
 		if (k >= 0) {
 			die_line("killed %d task(s) of the restored tree rooted at %lu before they ran", k, init_pid);
 			watch_criu(getppid());

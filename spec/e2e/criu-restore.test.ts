@@ -153,4 +153,31 @@ describe('coordinated restore on real CRIU', () => {
     await sleep(200);
     assert.ok(readSlots(cp.shm).every((s) => s.gaps === 1 && s.patternOk));
   });
+
+  it('a hook killed while it waits at pre-resume: its tree stays stopped and never runs', async () => {
+    const { dir, cp, daemon, restore } = await scenario('hookkill', 2, { deadlineS: 30 });
+    const slow = join(dir, 'slow-pre-resume.sh');
+    writeFileSync(slow, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep 4\nexit 0\n');
+    chmodSync(slow, 0o755);
+    const a = restore(0);
+    const b = restore(1, { criuArgs: ['--action-script', slow] });
+    // tree t0's hook is waiting at the resume barrier (t1 is slow there): kill it
+    const waiting = () => daemon.messages.some((m) => 'event' in m && m.event.tree === 't0' && m.event.action === 'pre-resume');
+    for (let i = 0; i < 100 && !waiting(); i++) await sleep(50);
+    assert.ok(waiting());
+    const hookPid = daemon.messages.flatMap((m) => ('event' in m && m.event.tree === 't0' && m.event.action === 'pre-resume' ? [m.event.hookPid] : []))[0]!;
+    process.kill(hookPid, 'SIGKILL');
+    const ra = await a.done;
+    await sleep(500);
+    const root = readPidfile(a.pidfile);
+    // criu carried on (a failed pre-resume script is only logged) or gave up; either way no task of t0 ran
+    for (const s of cp.slots.filter((x) => x.tree === 0)) {
+      const now = readSlots(cp.shm).find((x) => x.tree === 0 && x.idx === s.idx)!;
+      assert.equal(now.counter, s.counter, `tree 0 task ${s.idx} ran after its hook was killed (criu exit ${ra.code})`);
+    }
+    if (root && existsSync(`/proc/${root}`)) {
+      assert.match(readFileSync(`/proc/${root}/status`, 'utf8'), /State:\s+[TZ]/, 'the restored root is stopped');
+    }
+    await b.done;
+  });
 });
