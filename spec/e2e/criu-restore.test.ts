@@ -180,4 +180,26 @@ describe('coordinated restore on real CRIU', () => {
     }
     await b.done;
   });
+
+  it('criu killed after post-restore: the session aborts and the wrapper kills the tasks it left behind', async () => {
+    const { dir, cp, daemon, restore } = await scenario('criukill', 2);
+    const killer = join(dir, 'kill-criu.sh');
+    // runs before the stagegate hook at post-restore: kills criu while the tasks sleep in its restorer
+    writeFileSync(killer, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = post-restore ] && kill -9 $PPID\nexit 0\n');
+    chmodSync(killer, 0o755);
+    const a = restore(0, { criuArgs: ['--action-script', killer] });
+    const b = restore(1);
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    assert.notEqual(ra.code, 0);
+    assert.notEqual(rb.code, 0, 'the other tree is aborted');
+    assert.match(ra.output, /criu was killed; killed 3 leftover task\(s\) of tree t0 \(root \d+\)/);
+    const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
+    assert.equal(abort.code, 'E_TREE_FAILED');
+    assert.match(abort.reason, /tree t0 failed to restore: criu killed by SIGKILL/);
+    const root = Number(/root (\d+)/.exec(ra.output)![1]);
+    await sleep(300);
+    assert.ok(!existsSync(`/proc/${root}`) || isZombie(root), 'no task of the killed criu is left');
+    assertNeverRan(cp, [0, 1]);
+    assertImagesUnchanged(cp);
+  });
 });

@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { constants, hostname } from 'node:os';
 import type { StageEvent } from '../core/model';
 import { criuPath, hookPath } from '../paths';
+import { killTreeStartedSince, startTime } from '../proc/tree';
 
 export interface RestoreOptions {
   endpoint: string;
@@ -36,6 +37,7 @@ export async function restore(o: RestoreOptions): Promise<number> {
     STAGEGATE_TIMEOUT: String(o.timeoutS),
   };
   const child = spawn(criu, args, { env, stdio: 'inherit' });
+  const criuStarted = child.pid ? startTime(child.pid) : null;
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res, rej) => {
     child.once('error', rej);
     child.once('exit', (c, s) => res([c, s]));
@@ -60,8 +62,16 @@ export async function restore(o: RestoreOptions): Promise<number> {
       reason: signal ? `criu killed by ${signal}` : `criu exited with ${code}`,
     };
     // loaded only on this path: zeromq costs start-up time on every restore
-    const { sendEvent } = await import('../client');
+    const { sendEvent, requestStatus } = await import('../client');
     await sendEvent(o.endpoint, ev).catch(() => {});
+    if (signal && criuStarted !== null) {
+      // A killed criu leaves its restored tasks behind (asleep in the restorer,
+      // or stopped at pre-resume): find the tree's root through the coordinator.
+      const status = await requestStatus(o.endpoint, o.session, 2000).catch(() => null);
+      const root = status?.sessions.flatMap((s) => s.trees).find((t) => t.tree === o.tree)?.initPid ?? 0;
+      const killed = root ? killTreeStartedSince(root, criuStarted) : 0;
+      if (killed) process.stderr.write(`stagegate restore: criu was killed; killed ${killed} leftover task(s) of tree ${o.tree} (root ${root})\n`);
+    }
   }
   return rc;
 }

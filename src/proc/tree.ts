@@ -75,3 +75,34 @@ export function killTree(root: number): number {
   }
   return n;
 }
+
+/** Start time of a task, in clock ticks since boot (/proc/PID/stat field 22); null when gone. */
+export function startTime(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name may contain spaces: fields are counted after its closing parenthesis
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Kills the tree rooted at `root` only if that root started no earlier than
+ * `since` (a pid recycled by an older process is left alone). The root is
+ * pinned by a pidfd before the check, so the check holds until the kill.
+ */
+export function killTreeStartedSince(root: number, since: number): number {
+  let pin: PidFd;
+  try {
+    pin = PidFd.open(root);
+  } catch {
+    return 0; // already gone
+  }
+  try {
+    const started = startTime(root);
+    return started !== null && started >= since ? killTree(root) : 0;
+  } finally {
+    pin.close();
+  }
+}
