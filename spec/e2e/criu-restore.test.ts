@@ -202,4 +202,45 @@ describe('coordinated restore on real CRIU', () => {
     assertNeverRan(cp, [0, 1]);
     assertImagesUnchanged(cp);
   });
+
+  it('criu killed while its hook waits at pre-resume: its tree stays stopped, then everything is aborted; none ran', async () => {
+    const { dir, cp, daemon, restore } = await scenario('criukill2', 2);
+    const slow = join(dir, 'slow-pre-resume.sh');
+    writeFileSync(slow, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep 2\nexit 0\n');
+    chmodSync(slow, 0o755);
+    const a = restore(0);
+    const b = restore(1, { criuArgs: ['--action-script', slow] });
+    const waiting = () => daemon.messages.flatMap((m) => ('event' in m && m.event.tree === 't0' && m.event.action === 'pre-resume' ? [m.event] : []))[0];
+    for (let i = 0; i < 100 && !waiting(); i++) await sleep(50);
+    await sleep(100); // the hook holds its SIGSTOP and waits
+    process.kill(waiting()!.criuPid, 'SIGKILL');
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    assert.notEqual(ra.code, 0);
+    assert.notEqual(rb.code, 0);
+    // the hook (still waiting when criu died) and the wrapper clean up the tree between them
+    const root = Number(/of tree t0 \(root (\d+)\)|rooted at (\d+)/.exec(ra.output)?.slice(1).find(Boolean) ?? 0);
+    assert.ok(root > 0, ra.output);
+    await sleep(300);
+    assert.ok(!existsSync(`/proc/${root}`) || isZombie(root), 'no task of the killed criu is left');
+    assertNeverRan(cp, [0, 1]);
+  });
+
+  it('criu killed after the trees were released (post-resume): the trees keep running', async () => {
+    const { dir, cp, restore } = await scenario('criukill3', 2);
+    const killer = join(dir, 'kill-criu.sh');
+    writeFileSync(killer, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = post-resume ] && kill -9 $PPID\nexit 0\n');
+    chmodSync(killer, 0o755);
+    const [ra, rb] = await Promise.all([restore(0, { criuArgs: ['--action-script', killer] }).done, restore(1).done]);
+    assert.notEqual(ra.code, 0, 'criu itself was killed');
+    assert.equal(rb.code, 0);
+    assert.doesNotMatch(ra.output, /leftover/);
+    await sleep(300);
+    const slots = readSlots(cp.shm);
+    await sleep(200);
+    const later = readSlots(cp.shm);
+    for (const s of later) {
+      assert.equal(s.gaps, 1);
+      assert.ok(s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter, `tree ${s.tree} task ${s.idx} stopped running`);
+    }
+  });
 });

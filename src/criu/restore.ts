@@ -67,8 +67,10 @@ export async function restore(o: RestoreOptions): Promise<number> {
     if (signal && criuStarted !== null) {
       // A killed criu leaves its restored tasks behind (asleep in the restorer,
       // or stopped at pre-resume): find the tree's root through the coordinator.
+      // Not once the resume barrier released it: then the tree runs legitimately.
       const status = await requestStatus(o.endpoint, o.session, 2000).catch(() => null);
-      const root = status?.sessions.flatMap((s) => s.trees).find((t) => t.tree === o.tree)?.initPid ?? 0;
+      const tree = status?.sessions.flatMap((s) => s.trees).find((t) => t.tree === o.tree);
+      const root = tree && !tree.preResumeReleased ? tree.initPid : 0;
       const killed = root ? killTreeStartedSince(root, criuStarted) : 0;
       if (killed) process.stderr.write(`stagegate restore: criu was killed; killed ${killed} leftover task(s) of tree ${o.tree} (root ${root})\n`);
     }
