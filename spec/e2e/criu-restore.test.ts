@@ -192,7 +192,7 @@ describe('coordinated restore on real CRIU', () => {
     const [ra, rb] = await Promise.all([a.done, b.done]);
     assert.notEqual(ra.code, 0);
     assert.notEqual(rb.code, 0, 'the other tree is aborted');
-    assert.match(ra.output, /criu was killed; killed 3 leftover task\(s\) of tree t0 \(root \d+\)/);
+    assert.match(ra.output, /criu was killed; killed [1-3] leftover task\(s\) of tree t0 \(root \d+\)/);
     const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
     assert.equal(abort.code, 'E_TREE_FAILED');
     assert.match(abort.reason, /tree t0 failed to restore: criu killed by SIGKILL/);
