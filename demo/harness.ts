@@ -240,7 +240,14 @@ export class Daemon {
     return readFileSync(this.logFile, 'utf8').split('\n').filter(Boolean);
   }
 
-  static async start(dir: string, timeoutS = 30, activator: 'verify' | 'none' = 'verify', name = '', extra: string[] = []): Promise<Daemon> {
+  static async start(
+    dir: string,
+    timeoutS = 30,
+    activator: 'verify' | 'none' = 'verify',
+    name = '',
+    extra: string[] = [],
+    env: NodeJS.ProcessEnv = process.env,
+  ): Promise<Daemon> {
     const endpoint = `ipc://${dir}/hooks${name}.sock`;
     const events = `ipc://${dir}/events${name}.sock`;
     // A file, not a pipe: a pipe the parent is slow to drain would block the daemon's writes.
@@ -250,6 +257,7 @@ export class Daemon {
     const fd = openSync(logFile, 'a');
     const child = spawn(STAGEGATE, ['serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS), '--activator', activator, ...extra], {
       stdio: ['ignore', 'ignore', fd],
+      env,
     });
     closeSync(fd);
     const d = new Daemon(child, endpoint, events, logFile);
