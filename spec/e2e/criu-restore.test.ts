@@ -243,4 +243,41 @@ describe('coordinated restore on real CRIU', () => {
       assert.ok(s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter, `tree ${s.tree} task ${s.idx} stopped running`);
     }
   });
+
+  for (const stage of ['pre-restore']) {
+    it(`criu killed at ${stage}: the session aborts, nothing is left, nothing ran`, async () => {
+      const { dir, cp, daemon, restore } = await scenario(`early${stage.replace(/-/g, '')}`, 2);
+      const killer = join(dir, 'kill-criu.sh');
+      writeFileSync(killer, `#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = ${stage} ] && kill -9 $PPID\nexit 0\n`);
+      chmodSync(killer, 0o755);
+      const a = restore(0, { criuArgs: ['--action-script', killer] });
+      await sleep(300);
+      const b = restore(1);
+      const [ra, rb] = await Promise.all([a.done, b.done]);
+      assert.notEqual(ra.code, 0);
+      assert.notEqual(rb.code, 0, 'the other tree is aborted');
+      assert.equal(decisions(daemon).find((d) => d.kind === 'session-aborted')?.code, 'E_TREE_FAILED');
+      await sleep(300);
+      const root = Number(/\(root (\d+)\)/.exec(ra.output)?.[1] ?? 0);
+      if (root) assert.ok(!existsSync(`/proc/${root}`) || isZombie(root));
+      assertNeverRan(cp, [0, 1]);
+      assertImagesUnchanged(cp);
+    });
+  }
+
+  it('a hook killed while it waits at post-restore: criu kills its tree, the session aborts, nothing ran', async () => {
+    const { cp, daemon, restore } = await scenario('hookkill2', 2);
+    const a = restore(0);
+    const waiting = () => daemon.messages.flatMap((m) => ('event' in m && m.event.tree === 't0' && m.event.action === 'post-restore' ? [m.event] : []))[0];
+    for (let i = 0; i < 100 && !waiting(); i++) await sleep(50);
+    await sleep(200);
+    process.kill(waiting()!.hookPid, 'SIGKILL');
+    const ra = await a.done;
+    const rb = await restore(1).done;
+    assert.notEqual(ra.code, 0);
+    assert.notEqual(rb.code, 0, 'the other tree is aborted');
+    assert.match(decisions(daemon).find((d) => d.kind === 'session-aborted')!.reason, /tree t0 failed to restore/);
+    await sleep(300);
+    assertNeverRan(cp, [0, 1]);
+  });
 });
