@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { Context, Dealer, Subscriber } from 'zeromq';
 import { Daemon, checkpointTrees, exited, killTree, readPidfile, run, sleep } from '../demo/harness';
 import { criuPath, hookPath, projectRoot } from '../src/paths';
+import { isLive } from '../src/proc/tree';
 import { decodeVerdict, encodeRequestEvent, type ManifestBo } from '../src/protocol/codec';
 import { openSession } from '../src/client';
 import type { StageEvent } from '../src/core/model';
@@ -104,7 +105,7 @@ async function restoreOverhead(dir: string, d: Daemon) {
         if (codes.some((c) => c.code !== 0)) throw new Error(`${mode} x${n}: a restore failed (${JSON.stringify(codes)})`);
         const roots = procs.map((p) => readPidfile(p.pidfile)).filter((p): p is number => p !== null);
         for (const r of roots) killTree(r);
-        for (const r of roots) while (existsProc(r)) await sleep(5);
+        for (const r of roots) while (isLive(r)) await sleep(5);
       }
       const st = stats(times);
       base[mode] = st.median;
@@ -114,14 +115,6 @@ async function restoreOverhead(dir: string, d: Daemon) {
   }
   rmSync(shm, { force: true });
   return rows;
-}
-
-function existsProc(pid: number): boolean {
-  try {
-    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
 }
 
 // ------------------------------------------------------------------ 3. gate latency

@@ -130,7 +130,7 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 }
 
 static int pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
-static int pidfd_kill(int fd) { return (int)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0); }
+static int pidfd_signal(int fd, int sig) { return (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0); }
 
 /* Sends `sig` to every task of the restored tree rooted at `root`. Every task
  * is pinned with a pidfd before any signal is sent, so a pid recycled
@@ -177,7 +177,7 @@ static int signal_tree(pid_t root, int sig) {
 		head++;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (syscall(SYS_pidfd_send_signal, fds[i], sig, NULL, 0) == 0)
+		if (pidfd_signal(fds[i], sig) == 0)
 			killed++;
 		close(fds[i]);
 	}
@@ -213,7 +213,7 @@ static void watch_criu(pid_t criu) {
 	setsid();
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	if (poll(&p, 1, CRIU_GRACE_MS) == 0) {
-		pidfd_kill(fd);
+		pidfd_signal(fd, SIGKILL);
 		die_line("criu %d still waiting on the killed tree after %d ms; killed it", criu, CRIU_GRACE_MS);
 	}
 	_exit(0);

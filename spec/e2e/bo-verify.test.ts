@@ -6,6 +6,7 @@
  */
 import { describe, it } from 'node:test';
 import { PROCS, scenario } from '../support/scenario';
+import { isLive } from '../../src/proc/tree';
 import assert from 'node:assert/strict';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -79,7 +80,7 @@ describe('verify activator on real CRIU', () => {
       await sleep(200);
       for (const r of runs) {
         const root = readPidfile(r.pidfile);
-        if (root) assert.ok(!alive(root), `restored root ${root} still running`);
+        if (root) assert.ok(!isLive(root), `restored root ${root} still running`);
       }
       const now = readSlots(cp.shm);
       for (const s of cp.slots) {
@@ -147,11 +148,3 @@ exit 0
     assert.equal((final.match(/^ok {3}BO /gm) ?? []).length, 4, final);
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}

@@ -14,6 +14,7 @@ import { hookEnv, runHook } from '../support/hook';
 import { decodeVerdict } from '../../src/protocol/codec';
 import { openSession } from '../../src/client';
 import { stagegate } from '../../src/protocol/generated/stagegate';
+import { isLive } from '../../src/proc/tree';
 
 let c: TestCoordinator;
 before(async () => {
@@ -101,7 +102,7 @@ describe('hook against a real coordinator', () => {
       assert.match(r.stderr, /killed 3 task\(s\) of the restored tree/);
       for (const f of ['root', 'c1', 'c2']) {
         const pid = readFileSync(join(dir, f), 'utf8').trim();
-        assert.ok(await until(() => !alive(pid)), `task ${f} (${pid}) still alive`);
+        assert.ok(await until(() => !isLive(pid)), `task ${f} (${pid}) still alive`);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -198,15 +199,6 @@ describe('hook with malformed or missing environment', () => {
     assert.match(r.stderr, /CRTOOLS_INIT_PID is not set at pre-resume/);
   });
 });
-
-function alive(pid: string): boolean {
-  if (!existsSync(`/proc/${pid}`)) return false;
-  try {
-    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 describe('coordinator under a flood of malformed frames', () => {
   it('keeps serving hooks while thousands of garbage frames arrive', async () => {

@@ -26,6 +26,15 @@ function children(pid: number): number[] {
   return out;
 }
 
+/** Whether a task exists and has not exited (a zombie has exited). */
+export function isLive(pid: number | string): boolean {
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /** `root` and all its descendants (host pids), breadth first. */
 export function treePids(root: number): number[] {
   const seen: number[] = [];

@@ -63,3 +63,15 @@ export function prepareEndpoint(ep: string): void {
   if (st.uid !== process.getuid?.()) throw new EndpointError(`IPC directory ${dir} is not owned by this user`);
   if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
 }
+
+/** Binds `socket` to each endpoint (preparing IPC directories); a failure names the endpoint. */
+export async function bindEach(socket: { bind(ep: string): Promise<void> }, endpoints: string[], what: string): Promise<void> {
+  for (const ep of endpoints) {
+    prepareEndpoint(ep);
+    try {
+      await socket.bind(ep);
+    } catch (err) {
+      throw new EndpointError(`cannot bind ${what} endpoint ${ep}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}

@@ -5,8 +5,7 @@
 import { Publisher } from 'zeromq';
 import type { Decision, StageEvent } from '../core/model';
 import { encodePublished } from '../protocol/codec';
-import { EndpointError } from '../errors';
-import { prepareEndpoint, removeIpcSockets } from './endpoints';
+import { bindEach, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
 import { type CurveServer, serverOptions, socketGroups } from './curve';
 
@@ -23,14 +22,11 @@ export class EventPublisher {
     for (const [eps, security] of socketGroups(endpoints, curve)) {
       const pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000, ...serverOptions(security) });
       p.sockets.push({ pub, sender: new SerialSender((m) => pub.send(m)) });
-      for (const ep of eps) {
-        prepareEndpoint(ep);
-        try {
-          await pub.bind(ep);
-        } catch (err) {
-          for (const s of p.sockets) s.pub.close();
-          throw new EndpointError(`cannot bind events endpoint ${ep}: ${(err as Error).message}`, { cause: err });
-        }
+      try {
+        await bindEach(pub, eps, 'events');
+      } catch (err) {
+        for (const s of p.sockets) s.pub.close();
+        throw err;
       }
     }
     return p;

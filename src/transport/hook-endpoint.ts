@@ -9,8 +9,8 @@ import { Router } from 'zeromq';
 import { Observable, merge } from 'rxjs';
 import type { Input, Verdict } from '../core/model';
 import { FrameError, MAX_FRAME_BYTES, decodeRequest, encodeVerdict } from '../protocol/codec';
-import { EndpointError, ErrorCodes } from '../errors';
-import { prepareEndpoint, removeIpcSockets } from './endpoints';
+import { ErrorCodes } from '../errors';
+import { bindEach, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
 import { type CurveServer, serverOptions, socketGroups } from './curve';
 
@@ -36,14 +36,11 @@ export class HookEndpoint {
       const router = new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0, ...serverOptions(security) });
       const sender = new SerialSender<[Buffer, Uint8Array]>((m) => router.send(m), (err) => h.onSendError(err));
       h.sockets.push({ router, sender });
-      for (const ep of eps) {
-        prepareEndpoint(ep);
-        try {
-          await router.bind(ep);
-        } catch (err) {
-          for (const s of h.sockets) s.router.close();
-          throw new EndpointError(`cannot bind hook endpoint ${ep}: ${(err as Error).message}`, { cause: err });
-        }
+      try {
+        await bindEach(router, eps, 'hook');
+      } catch (err) {
+        for (const s of h.sockets) s.router.close();
+        throw err;
       }
     }
     return h;
