@@ -186,6 +186,18 @@ static int signal_tree(pid_t root, int sig) {
 
 /* The restored root is a child of the criu that runs this hook; anything
  * else (a stale or wrong CRTOOLS_INIT_PID) must never be killed. */
+/* Tells `stagegate restore` that this tree passed the resume barrier: criu
+ * exits 0 even when its pre-resume script died, so without this mark the
+ * wrapper could not tell a released tree from one whose hook was killed. */
+static void mark_released(void) {
+	const char *mark = getenv("STAGEGATE_RELEASE_MARK");
+	if (!mark || !*mark)
+		return;
+	int fd = open(mark, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+}
+
 static int is_child_of(pid_t pid, pid_t parent) {
 	char path[64], line[256];
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
@@ -360,6 +372,8 @@ int main(void) {
 	ev.wall_ns = clock_ns(CLOCK_REALTIME);
 	ev.attempt = (uint32_t)cfg.attempt;
 	ev.expected_trees = (uint32_t)cfg.trees;
+	if (gated)
+		ev.resend_ms = RESEND_MS;
 	Stagegate__V1__Request req = STAGEGATE__V1__REQUEST__INIT;
 	req.body_case = STAGEGATE__V1__REQUEST__BODY_EVENT;
 	req.event = &ev;
@@ -474,6 +488,8 @@ int main(void) {
 	if (v->decision == STAGEGATE__V1__DECISION__PROCEED) {
 		if (held)
 			signal_tree((pid_t)init_pid, SIGCONT);
+		if (action == STAGEGATE__V1__ACTION__PRE_RESUME)
+			mark_released();
 		rc = 0;
 		goto out;
 	}

@@ -54,3 +54,27 @@ export async function openSession(endpoint: string, o: Parameters<typeof encodeO
 export async function requestStatus(endpoint: string, session = '', timeoutMs = 5000) {
   return decodeStatusReply(await exchange(endpoint, encodeStatusRequest(session), timeoutMs));
 }
+
+/**
+ * Waits at a gate as the hook does: sends `ev`, re-sends it every `resendMs`
+ * (so the daemon's lease on this waiter stays alive), and returns the verdict
+ * for this session, tree and action; throws EndpointError after `timeoutMs`.
+ */
+export async function awaitVerdict(endpoint: string, ev: StageEvent, timeoutMs: number, resendMs = 1000): Promise<Verdict> {
+  const d = new Dealer({ linger: 0, sendTimeout: resendMs, receiveTimeout: resendMs, ...curveClientOptions(endpoint) });
+  const frame = encodeRequestEvent({ ...ev, resent: true, resendMs });
+  const end = Date.now() + timeoutMs;
+  try {
+    d.connect(endpoint);
+    while (Date.now() < end) {
+      await d.send(frame).catch(() => {});
+      const reply = await d.receive().catch(() => null);
+      if (!reply) continue; // nothing within a period: send again
+      const v = decodeVerdict(reply[0]!);
+      if (v.session === ev.session && v.tree === ev.tree && v.action === ev.action) return v;
+    }
+    throw new EndpointError(`no verdict from the coordinator at ${endpoint} within ${timeoutMs} ms`);
+  } finally {
+    d.close();
+  }
+}

@@ -5,6 +5,8 @@
 export const ErrorCodes = {
   /** The session's deadline passed before every tree reached the gate. */
   DEADLINE: 'E_DEADLINE',
+  /** A waiting hook stopped re-sending (killed?) before its gate answered it. */
+  HOOK_LOST: 'E_HOOK_LOST',
   /** A tree's restore failed (criu exited non-zero) before release. */
   TREE_FAILED: 'E_TREE_FAILED',
   /** An event contradicts the session (tree count, attempt, ordering). */

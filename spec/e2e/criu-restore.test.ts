@@ -5,11 +5,12 @@
  */
 import { describe, it } from 'node:test';
 import { PROCS, scenario } from '../support/scenario';
-import { isLive } from '../../src/proc/tree';
+import { isLive, killTree } from '../../src/proc/tree';
+import { criuPath, hookPath } from '../../src/paths';
 import assert from 'node:assert/strict';
-import { chmodSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Checkpoint, type Daemon, type RestoreRun, type Slot, hashDir, readPidfile, readSlots, sleep } from '../../demo/harness';
+import { type Checkpoint, type Daemon, type RestoreRun, type Slot, hashDir, readPidfile, readSlots, run, sleep } from '../../demo/harness';
 
 
 const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
@@ -147,31 +148,69 @@ describe('coordinated restore on real CRIU', () => {
     assert.ok(readSlots(cp.shm).every((s) => s.gaps === 1 && s.patternOk));
   });
 
-  it('a hook killed while it waits at pre-resume: its tree stays stopped and never runs', async () => {
-    const { dir, cp, daemon, restore } = await scenario('hookkill', 2, { deadlineS: 30 });
-    const slow = join(dir, 'slow-pre-resume.sh');
-    writeFileSync(slow, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep 4\nexit 0\n');
+  /** Restores tree 1 slowly (its own pre-resume script sleeps), tree 0 by `start`; kills tree 0's hook once it waits at pre-resume. */
+  async function killHookAtPreResume(name: string, slowS: number, start: (sc: Awaited<ReturnType<typeof scenario>>) => Promise<{ code: number | null; output: string }>) {
+    const sc = await scenario(name, 2, { deadlineS: 30 });
+    const slow = join(sc.dir, 'slow-pre-resume.sh');
+    writeFileSync(slow, `#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep ${slowS}\nexit 0\n`);
     chmodSync(slow, 0o755);
-    const a = restore(0);
-    const b = restore(1, { criuArgs: ['--action-script', slow] });
-    // tree t0's hook is waiting at the resume barrier (t1 is slow there): kill it
-    const waiting = () => daemon.messages.some((m) => 'event' in m && m.event.tree === 't0' && m.event.action === 'pre-resume');
-    for (let i = 0; i < 100 && !waiting(); i++) await sleep(50);
-    assert.ok(waiting());
-    const hookPid = daemon.messages.flatMap((m) => ('event' in m && m.event.tree === 't0' && m.event.action === 'pre-resume' ? [m.event.hookPid] : []))[0]!;
-    process.kill(hookPid, 'SIGKILL');
-    const ra = await a.done;
-    await sleep(500);
-    const root = readPidfile(a.pidfile);
-    // criu carried on (a failed pre-resume script is only logged) or gave up; either way no task of t0 ran
-    for (const s of cp.slots.filter((x) => x.tree === 0)) {
-      const now = readSlots(cp.shm).find((x) => x.tree === 0 && x.idx === s.idx)!;
-      assert.equal(now.counter, s.counter, `tree 0 task ${s.idx} ran after its hook was killed (criu exit ${ra.code})`);
+    const a = start(sc);
+    const b = sc.restore(1, { criuArgs: ['--action-script', slow] });
+    const atBarrier = () => eventsOf(sc.daemon).find((e) => e.tree === 't0' && e.action === 'pre-resume');
+    for (let i = 0; i < 200 && !atBarrier(); i++) await sleep(50);
+    assert.ok(atBarrier(), 'tree t0 reached the resume barrier');
+    process.kill(atBarrier()!.hookPid, 'SIGKILL');
+    const killedAt = Date.now();
+    const [ra, rb] = await Promise.all([a, b.done]);
+    return { ...sc, ra, rb, killedAt };
+  }
+
+  it('a hook killed while it waits at pre-resume (stagegate restore): the wrapper waits in its place and the barrier holds', async () => {
+    const { cp, daemon, ra, rb } = await killHookAtPreResume('hookkill', 3, (sc) => sc.restore(0).done);
+    assert.equal(ra.code, 0, ra.output);
+    assert.equal(rb.code, 0, rb.output);
+    assert.match(ra.output, /the hook of tree t0 died at the resume barrier; waiting there in its place/);
+    await sleep(300);
+    const slots = readSlots(cp.shm);
+    const lastArrival = eventsOf(daemon).find((e) => e.tree === 't1' && e.action === 'pre-resume')!;
+    const lastMs = Number(lastArrival.wallNs / 1_000_000n);
+    for (const t of [0, 1]) {
+      assert.equal(resumedAt(slots, t).length, PROCS, `tree ${t} resumed`);
+      for (const r of resumedAt(slots, t)) assert.ok(r >= lastMs, `tree ${t} resumed at ${r}, before the last tree reached the barrier (${lastMs})`);
     }
-    if (root && existsSync(`/proc/${root}`)) {
-      assert.match(readFileSync(`/proc/${root}/status`, 'utf8'), /State:\s+[TZ]/, 'the restored root is stopped');
-    }
-    await b.done;
+    await sleep(100);
+    const later = readSlots(cp.shm);
+    assert.ok(later.every((s) => s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter), 'every process runs, tree t0 too');
+    assert.equal(decisions(daemon).filter((d) => d.kind === 'session-aborted').length, 0);
+    assertImagesUnchanged(cp);
+  });
+
+  it('a hook killed while it waits at pre-resume (plain criu): its silence aborts the session, no task of either tree runs', async () => {
+    let root = 0;
+    const { cp, daemon, ra, rb, killedAt } = await killHookAtPreResume('hookkill-criu', 6, async ({ dir, daemon, cp }) => {
+      // criu run by hand with the hook, no wrapper: nothing stands in for the dead hook
+      const work = join(dir, 'plain-t0');
+      mkdirSync(work);
+      const pidfile = join(work, 'root.pid');
+      const env = {
+        ...process.env, STAGEGATE_ENDPOINT: daemon.endpoint, STAGEGATE_SESSION: 'hookkill-criu', STAGEGATE_TREE: 't0',
+        STAGEGATE_TREES: '2', STAGEGATE_TIMEOUT: '30',
+      };
+      const r = await run(criuPath(), ['restore', '--action-script', hookPath(), '-D', cp.images[0]!, '-W', work, '-d', '--pidfile', pidfile, '-o', 'restore.log'], env);
+      root = readPidfile(pidfile) ?? 0;
+      return r;
+    });
+    assert.equal(ra.code, 0, `criu only logs a failed pre-resume script: ${ra.output}`);
+    const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
+    assert.equal(abort.code, 'E_HOOK_LOST');
+    assert.match(abort.reason, /hook of tree t0 went silent while it waited at pre-resume/);
+    assert.ok(abort.at - killedAt < 5000, `noticed ${abort.at - killedAt} ms after the kill`);
+    assert.notEqual(rb.code, 0, 'the other tree is aborted');
+    assertNeverRan(cp, [0, 1]);
+    assert.ok(root > 0 && isLive(root), 'tree t0 is held');
+    assert.match(readFileSync(`/proc/${root}/status`, 'utf8'), /State:\s+T/, 'tree t0 is held stopped by the SIGSTOP its hook queued');
+    killTree(root);
+    assertImagesUnchanged(cp);
   });
 
   it('criu killed after post-restore: the session aborts and the wrapper kills the tasks it left behind', async () => {

@@ -7,7 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { Dealer } from 'zeromq';
+import { hookPath } from '../../src/paths';
 import { CRIU_ACTIONS } from '../../src/core/actions';
 import { startCoordinator, until, type TestCoordinator } from '../support/coordinator';
 import { hookEnv, runHook } from '../support/hook';
@@ -70,6 +72,24 @@ describe('hook against a real coordinator', () => {
     assert.equal(r1.code, 0, r1.stderr);
     assert.equal(second.code, 0, second.stderr);
     assert.ok(r1.ms >= 400);
+  });
+
+  it('a hook killed while it waits is noticed by its silence: the session aborts and the other hooks with it', async () => {
+    const env = (tree: string) =>
+      hookEnv(c.endpoint, 'post-restore', { STAGEGATE_SESSION: 'lost', STAGEGATE_TREE: tree, STAGEGATE_TREES: '3', STAGEGATE_TIMEOUT: '30', CRTOOLS_INIT_PID: '999' });
+    const doomed = spawn(hookPath(), [], { env: { PATH: process.env.PATH!, ...env('a') }, stdio: 'ignore' });
+    const survivor = runHook(env('b'));
+    const aborted = () => c.messages.find((m) => 'decision' in m && m.decision.session === 'lost' && m.decision.kind === 'session-aborted');
+    await new Promise((r) => setTimeout(r, 1500)); // both wait, and have re-sent once
+    doomed.kill('SIGKILL');
+    const killedAt = Date.now();
+    const r = await survivor;
+    const after = Date.now() - killedAt;
+    assert.equal(r.code, 1, 'the surviving hook aborts');
+    assert.match(r.stderr, /\[E_HOOK_LOST\] the hook of tree a went silent while it waited at post-restore/);
+    assert.ok(after < 10_000, `noticed ${after} ms after the kill (lease: 3 re-send periods of 1 s)`);
+    const d = aborted();
+    assert.ok(d && 'decision' in d && d.decision.code === 'E_HOOK_LOST');
   });
 
   it('exits non-zero with the coordinator\'s reason when the session aborts', async () => {

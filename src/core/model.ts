@@ -27,6 +27,8 @@ export interface StageEvent {
   reason: string;
   /** a gated hook re-sending while it waits: not published again */
   resent?: boolean;
+  /** a gated hook that re-sends every resendMs while it waits (liveness); 0 or absent: it does not */
+  resendMs?: number;
 }
 
 export type Input =
@@ -53,6 +55,8 @@ export type Input =
   | { type: 'tree-observed'; session: string; attempt: number; tree: string; observations: Observation[] | null; error: string; at: number }
   /** The session deadline timer fired. */
   | { type: 'deadline'; session: string; attempt: number; at: number }
+  /** A waiting hook that promised to re-send has been silent for its whole lease. */
+  | { type: 'hook-lost'; session: string; attempt: number; tree: string; gate: GateName; silentMs: number; at: number }
   /** A frame that could not be turned into an event (already answered by the codec). */
   | { type: 'rejected'; code: ErrorCode; reason: string; peer: Peer | null; at: number };
 
@@ -107,7 +111,9 @@ export type Effect =
   | { type: 'activate-bo'; session: string; attempt: number; bo: string; label: string; activator: Activator; mappers: ActiveMapper[] }
   /** Observe a restored tree's live mappings and answer with a tree-observed input. */
   | { type: 'verify-tree'; session: string; attempt: number; tree: string; initPid: number; mappings: MappingRef[] }
-  | { type: 'cancel-deadline'; session: string; attempt: number };
+  | { type: 'cancel-deadline'; session: string; attempt: number }
+  /** (Re)start the liveness lease of a waiting hook; answered by a hook-lost input if it runs out. */
+  | { type: 'schedule-lease'; session: string; attempt: number; tree: string; gate: GateName; inMs: number };
 
 export interface GateState {
   /** tree -> daemon time of arrival (ms) */
@@ -116,6 +122,8 @@ export interface GateState {
   waiting: Map<string, Peer>;
   /** trees this gate has answered PROCEED */
   released: Set<string>;
+  /** tree -> lease (ms) of a waiting hook that re-sends (see StageEvent.resendMs) */
+  leases: Map<string, number>;
   /** when the last tree was released */
   openedAt: number | null;
 }

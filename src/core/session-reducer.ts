@@ -10,6 +10,10 @@
  * - Deadline, a failed tree (restore-failed), or a contradictory event abort
  *   the session: every waiting hook gets ABORT now, every later gated event
  *   of that attempt gets ABORT too.
+ * - A waiting hook that re-sends (resendMs > 0) holds a lease of
+ *   LEASE_PERIODS re-send periods, renewed by each re-send; one silent for a
+ *   whole lease is lost (killed, or its host gone): the session aborts, since
+ *   its tree can no longer be released or killed by its hook.
  * - Duplicates are idempotent: a hook that re-sends a gated event after its
  *   gate opened gets the same PROCEED; while waiting, the newest peer waits.
  * - A newer attempt supersedes an open older one (which is aborted); events of
@@ -65,6 +69,8 @@ function step(state: CoordinatorState, input: Input, own: boolean): Result {
       return onOpen(state, input, own);
     case 'deadline':
       return onDeadline(state, input.session, input.attempt, input.at, own);
+    case 'hook-lost':
+      return onHookLost(state, input, own);
     case 'tree-images':
     case 'tree-observed':
       return onTreeResult(state, input, own);
@@ -126,7 +132,7 @@ function reply(peer: Peer | null, v: Verdict): Effect[] {
 }
 
 function emptyGate(): GateState {
-  return { arrived: new Map(), waiting: new Map(), released: new Set(), openedAt: null };
+  return { arrived: new Map(), waiting: new Map(), released: new Set(), leases: new Map(), openedAt: null };
 }
 
 function newSession(
@@ -172,7 +178,13 @@ function draft(s: SessionState, own: boolean): SessionState {
 }
 
 function copyGate(g: GateState): GateState {
-  return { arrived: new Map(g.arrived), waiting: new Map(g.waiting), released: new Set(g.released), openedAt: g.openedAt };
+  return {
+    arrived: new Map(g.arrived),
+    waiting: new Map(g.waiting),
+    released: new Set(g.released),
+    leases: new Map(g.leases),
+    openedAt: g.openedAt,
+  };
 }
 
 /** Sessions closed this long ago are forgotten (a daemon runs for months). */
@@ -221,6 +233,7 @@ function abortSession(s: SessionState, code: ErrorCode, reason: string, at: numb
       );
     }
     g.waiting = new Map();
+    g.leases = new Map();
   }
   s.status = 'aborted';
   s.closedAt = at;
@@ -413,7 +426,27 @@ function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null, at: nu
   }
   if (!g.arrived.has(ev.tree)) g.arrived.set(ev.tree, at);
   if (peer !== null) g.waiting.set(ev.tree, peer);
-  return [...(gate === 'post-restore' ? verifyTree(s, ev.tree) : []), ...release(s, gate, at)];
+  const effects = [...(gate === 'post-restore' ? verifyTree(s, ev.tree) : []), ...release(s, gate, at)];
+  if (g.waiting.has(ev.tree) && ev.resendMs) {
+    const inMs = LEASE_PERIODS * ev.resendMs;
+    g.leases.set(ev.tree, inMs);
+    effects.push({ type: 'schedule-lease', session: s.session, attempt: s.attempt, tree: ev.tree, gate, inMs });
+  }
+  return effects;
+}
+
+/** Re-send periods a waiting hook may miss before it counts as lost. */
+export const LEASE_PERIODS = 3;
+
+function onHookLost(state: CoordinatorState, input: Extract<Input, { type: 'hook-lost' }>, own: boolean): Result {
+  const current = state.sessions[input.session];
+  if (!current || current.attempt !== input.attempt || current.status !== 'open') return [state, []];
+  if (!current.gates[input.gate].waiting.has(input.tree)) return [state, []]; // answered meanwhile
+  const s = draft(current, own);
+  const reason =
+    `the hook of tree ${input.tree} went silent while it waited at ${input.gate} ` +
+    `(no re-send for ${input.silentMs} ms: killed, or its host unreachable)`;
+  return [withSession(state, s, own), abortSession(s, ErrorCodes.HOOK_LOST, reason, input.at)];
 }
 
 /** Every mapping the session knows: from the trees' images and the manifest. */
@@ -461,6 +494,7 @@ function release(s: SessionState, gate: GateName, at: number): Effect[] {
     g.released.add(tree);
     const p = g.waiting.get(tree) ?? null;
     g.waiting.delete(tree);
+    g.leases.delete(tree);
     effects.push(...reply(p, verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, true)));
   }
   if (g.released.size >= s.expectedTrees) {
@@ -574,7 +608,7 @@ function onTreeResult(state: CoordinatorState, input: Extract<Input, { type: 'tr
  * After a restart from the journal: in-flight image reads, observations and
  * activations were lost with the old process, so they are asked for again
  * when their trees' hooks re-send; every open session's deadline is re-armed
- * with the time it has left (wall clock).
+ * with the time it has left (wall clock), and every waiting hook's lease anew.
  */
 export function recover(state: CoordinatorState, now: number): [CoordinatorState, Effect[]] {
   const effects: Effect[] = [];
@@ -586,6 +620,12 @@ export function recover(state: CoordinatorState, now: number): [CoordinatorState
     s.activating.clear();
     if (s.status === 'open') {
       effects.push({ type: 'schedule-deadline', session: s.session, attempt: s.attempt, inMs: Math.max(0, s.openedAt + s.deadlineMs - now) });
+      // hooks that were waiting get a whole new lease to reconnect and re-send
+      for (const gate of GATES) {
+        for (const [tree, inMs] of s.gates[gate].leases) {
+          effects.push({ type: 'schedule-lease', session: s.session, attempt: s.attempt, tree, gate, inMs });
+        }
+      }
     }
   }
   return [state, effects];

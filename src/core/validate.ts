@@ -10,6 +10,7 @@ export const MAX_TREES = 65536;
 export const MAX_ATTEMPT = 1_000_000;
 const MAX_PID = 4_194_304; // PID_MAX_LIMIT on 64-bit Linux
 const MAX_PATH = 4096;
+const MAX_RESEND_MS = 60_000;
 
 export function validateName(what: string, value: string): string | null {
   return NAME_PATTERN.test(value) ? null : `${what} ${JSON.stringify(value.slice(0, 140))} is not 1-128 characters of [A-Za-z0-9._:-]`;
@@ -28,6 +29,7 @@ export function validateEvent(ev: StageEvent): string | null {
     inRange('init_pid', ev.initPid, 0, MAX_PID) ??
     inRange('hook_pid', ev.hookPid, 0, MAX_PID) ??
     inRange('criu_pid', ev.criuPid, 0, MAX_PID) ??
+    inRange('resend_ms', ev.resendMs ?? 0, 0, MAX_RESEND_MS) ??
     (ev.imageDir.length > MAX_PATH || ev.imageDir.includes('\0') ? 'image_dir is not a valid path' : null) ??
     (ev.action === 'pre-resume' && ev.initPid === 0 ? 'pre-resume without init_pid' : null)
   );

@@ -1,11 +1,18 @@
 /**
  * `stagegate restore`: runs `criu restore` with the stagegate hook as action
  * script and the STAGEGATE_* environment set, and returns criu's exit code.
- * When criu fails, tells the coordinator at once (restore-failed) so the
- * session aborts now instead of at its deadline.
+ * - When criu fails, tells the coordinator at once (restore-failed) so the
+ *   session aborts now instead of at its deadline, and kills what a killed
+ *   criu left behind (unless the barrier had already released it).
+ * - When criu succeeds but the hook never passed the resume barrier (it was
+ *   killed while it waited: criu only logs a failed pre-resume script), the
+ *   tree is held stopped by the hook's SIGSTOP; the wrapper then waits at the
+ *   barrier in the hook's place and resumes or kills the tree by the verdict.
  */
 import { spawn } from 'node:child_process';
-import { constants, hostname } from 'node:os';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { constants, hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { StageEvent } from '../core/model';
 import { criuPath, hookPath } from '../paths';
 import { killTreeStartedSince, startTime } from '../proc/tree';
@@ -21,8 +28,12 @@ export interface RestoreOptions {
   criu?: string;
 }
 
+const SIGCONT = constants.signals.SIGCONT;
+
 export async function restore(o: RestoreOptions): Promise<number> {
   const criu = o.criu ?? criuPath();
+  const markDir = mkdtempSync(join(tmpdir(), 'stagegate-restore-'));
+  const mark = join(markDir, 'released');
   // Registered first, so it runs last at each stage (criu runs action scripts
   // in reverse order of registration): a tree counts as having reached a stage
   // only once the user's own scripts for that stage have finished.
@@ -35,45 +46,113 @@ export async function restore(o: RestoreOptions): Promise<number> {
     STAGEGATE_TREES: String(o.trees),
     STAGEGATE_ATTEMPT: String(o.attempt),
     STAGEGATE_TIMEOUT: String(o.timeoutS),
+    STAGEGATE_RELEASE_MARK: mark,
   };
-  const child = spawn(criu, args, { env, stdio: 'inherit' });
-  const criuStarted = child.pid ? startTime(child.pid) : null;
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res, rej) => {
-    child.once('error', rej);
-    child.once('exit', (c, s) => res([c, s]));
-  });
-  const rc = code ?? 128 + (signal ? constants.signals[signal] : 0);
-  if (rc !== 0) {
-    const now = BigInt(Date.now()) * 1_000_000n;
-    const ev: StageEvent = {
-      session: o.session,
-      tree: o.tree,
-      action: 'restore-failed',
-      actionName: 'restore-failed',
-      initPid: 0,
-      imageDir: '',
-      host: hostname(),
-      hookPid: process.pid,
-      criuPid: child.pid ?? 0,
-      monoNs: process.hrtime.bigint(),
-      wallNs: now,
-      attempt: o.attempt,
-      expectedTrees: o.trees,
-      reason: signal ? `criu killed by ${signal}` : `criu exited with ${code}`,
-    };
-    // loaded only on this path: zeromq costs start-up time on every restore
-    const { sendEvent, requestStatus } = await import('../client');
-    await sendEvent(o.endpoint, ev).catch(() => {});
-    if (signal && criuStarted !== null) {
-      // A killed criu leaves its restored tasks behind (asleep in the restorer,
-      // or stopped at pre-resume): find the tree's root through the coordinator.
-      // Not once the resume barrier released it: then the tree runs legitimately.
-      const status = await requestStatus(o.endpoint, o.session, 2000).catch(() => null);
-      const tree = status?.sessions.flatMap((s) => s.trees).find((t) => t.tree === o.tree);
-      const root = tree && !tree.preResumeReleased ? tree.initPid : 0;
-      const killed = root ? killTreeStartedSince(root, criuStarted) : 0;
-      if (killed) process.stderr.write(`stagegate restore: criu was killed; killed ${killed} leftover task(s) of tree ${o.tree} (root ${root})\n`);
+  try {
+    const child = spawn(criu, args, { env, stdio: 'inherit' });
+    const criuStarted = child.pid ? startTime(child.pid) : null;
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res, rej) => {
+      child.once('error', rej);
+      child.once('exit', (c, s) => res([c, s]));
+    });
+    const rc = code ?? 128 + (signal ? constants.signals[signal] : 0);
+    const ctx = { o, criuPid: child.pid ?? 0, criuStarted };
+    if (rc !== 0) {
+      await reportFailure(ctx, signal ? `criu killed by ${signal}` : `criu exited with ${code}`, signal !== null);
+      return rc;
     }
+    return existsSync(mark) ? 0 : await standIn(ctx);
+  } finally {
+    rmSync(markDir, { recursive: true, force: true });
   }
-  return rc;
+}
+
+interface Ctx {
+  o: RestoreOptions;
+  criuPid: number;
+  /** criu's start time (clock ticks): tasks older than this are not ours */
+  criuStarted: number | null;
+}
+
+function event(ctx: Ctx, action: 'restore-failed' | 'pre-resume', initPid = 0, reason = ''): StageEvent {
+  const { o } = ctx;
+  return {
+    session: o.session,
+    tree: o.tree,
+    action,
+    actionName: action,
+    initPid,
+    imageDir: '',
+    host: hostname(),
+    hookPid: process.pid,
+    criuPid: ctx.criuPid,
+    monoNs: process.hrtime.bigint(),
+    wallNs: BigInt(Date.now()) * 1_000_000n,
+    attempt: o.attempt,
+    expectedTrees: o.trees,
+    reason,
+  };
+}
+
+// zeromq is loaded only on these paths: it costs start-up time on every restore
+const client = () => import('../client');
+
+/** This tree's status in the coordinator, or null when it cannot be asked. */
+async function treeStatus(ctx: Ctx) {
+  const { requestStatus } = await client();
+  const status = await requestStatus(ctx.o.endpoint, ctx.o.session, 2000).catch(() => null);
+  const session = status?.sessions.find((s) => s.session === ctx.o.session && s.attempt === ctx.o.attempt);
+  const tree = session?.trees.find((t) => t.tree === ctx.o.tree);
+  return session && tree ? { session, tree } : null;
+}
+
+function say(line: string): void {
+  process.stderr.write(`stagegate restore: ${line}\n`);
+}
+
+/** Kills the tree rooted at `root` if criu restored it (it started after criu). */
+function killOurs(ctx: Ctx, root: number, why: string): void {
+  const killed = root && ctx.criuStarted !== null ? killTreeStartedSince(root, ctx.criuStarted) : 0;
+  if (killed) say(`${why}; killed ${killed} leftover task(s) of tree ${ctx.o.tree} (root ${root})`);
+}
+
+async function reportFailure(ctx: Ctx, reason: string, killed: boolean): Promise<void> {
+  const { sendEvent } = await client();
+  await sendEvent(ctx.o.endpoint, event(ctx, 'restore-failed', 0, reason)).catch(() => {});
+  if (!killed) return;
+  // A killed criu leaves its restored tasks behind (asleep in the restorer, or
+  // stopped at pre-resume): find the tree's root through the coordinator. Not
+  // once the resume barrier released it: then the tree runs legitimately.
+  const st = await treeStatus(ctx);
+  if (st && !st.tree.preResumeReleased) killOurs(ctx, st.tree.initPid, 'criu was killed');
+}
+
+/** criu succeeded but the hook never passed the barrier: wait there in its place. */
+async function standIn(ctx: Ctx): Promise<number> {
+  const st = await treeStatus(ctx);
+  if (!st) {
+    say(`tree ${ctx.o.tree} did not pass the resume barrier and the coordinator cannot say why; its tasks stay stopped (kill -CONT or kill -KILL them)`);
+    return 1;
+  }
+  const root = st.tree.initPid;
+  const resume = () => (root && ctx.criuStarted !== null ? killTreeStartedSince(root, ctx.criuStarted, SIGCONT) : 0);
+  if (st.tree.preResumeReleased) {
+    resume(); // the hook died after the release, perhaps before its SIGCONT
+    return 0;
+  }
+  if (st.session.status !== 'open') {
+    killOurs(ctx, root, `session ${ctx.o.session} was aborted while the hook waited`);
+    return 1;
+  }
+  say(`the hook of tree ${ctx.o.tree} died at the resume barrier; waiting there in its place`);
+  const { awaitVerdict } = await client();
+  const v = await awaitVerdict(ctx.o.endpoint, event(ctx, 'pre-resume', root), ctx.o.timeoutS * 1000).catch((err: Error) => ({
+    proceed: false, code: 'E_ENDPOINT', reason: err.message,
+  }));
+  if (v.proceed) {
+    resume();
+    return 0;
+  }
+  killOurs(ctx, root, `aborted at the resume barrier: [${v.code}] ${v.reason}`);
+  return 1;
 }

@@ -1,18 +1,8 @@
-import {
-  type OperatorFunction,
-  type SchedulerLike,
-  EMPTY,
-  asyncScheduler,
-  filter,
-  groupBy,
-  map,
-  mergeMap,
-  switchMap,
-  timer,
-} from 'rxjs';
+import { type OperatorFunction, type SchedulerLike, asyncScheduler, filter } from 'rxjs';
 import type { Effect, Input } from '../core/model';
+import { keyedTimers } from './keyed-timers';
 
-type TimerEffect = Extract<Effect, { type: 'schedule-deadline' | 'cancel-deadline' }>;
+type DeadlineEffect = Extract<Effect, { type: 'schedule-deadline' | 'cancel-deadline' }>;
 
 /**
  * Turns schedule/cancel effects into `deadline` inputs on `scheduler` time.
@@ -22,18 +12,14 @@ type TimerEffect = Extract<Effect, { type: 'schedule-deadline' | 'cancel-deadlin
 export function deadlineTimers(scheduler: SchedulerLike = asyncScheduler): OperatorFunction<Effect, Input> {
   return (effect$) =>
     effect$.pipe(
-      filter((e): e is TimerEffect => e.type === 'schedule-deadline' || e.type === 'cancel-deadline'),
-      groupBy((e) => `${e.attempt}\u0000${e.session}`),
-      mergeMap((perSession$) =>
-        perSession$.pipe(
-          switchMap((e) =>
-            e.type === 'cancel-deadline'
-              ? EMPTY
-              : timer(e.inMs, scheduler).pipe(
-                  map((): Input => ({ type: 'deadline', session: e.session, attempt: e.attempt, at: scheduler.now() })),
-                ),
-          ),
-        ),
+      filter((e): e is DeadlineEffect => e.type === 'schedule-deadline' || e.type === 'cancel-deadline'),
+      keyedTimers<DeadlineEffect, Input>(
+        {
+          key: (e) => `${e.attempt}\u0000${e.session}`,
+          delayMs: (e) => (e.type === 'schedule-deadline' ? e.inMs : null),
+          fire: (e, at) => ({ type: 'deadline', session: e.session, attempt: e.attempt, at }),
+        },
+        scheduler,
       ),
     );
 }

@@ -61,8 +61,8 @@ export function innermostPid(hostPid: number): number {
   return Number(fields[fields.length - 1] ?? hostPid);
 }
 
-/** SIGKILLs the tree rooted at `root`; returns how many tasks were signalled. */
-export function killTree(root: number): number {
+/** Sends `sig` to every task of the tree rooted at `root`; returns how many tasks were signalled. */
+export function signalTree(root: number, sig: number): number {
   const pinned: PidFd[] = [];
   for (const p of treePids(root)) {
     try {
@@ -74,7 +74,7 @@ export function killTree(root: number): number {
   let n = 0;
   for (const fd of pinned) {
     try {
-      fd.signal(9);
+      fd.signal(sig);
       n++;
     } catch {
       // exited between pin and signal
@@ -84,6 +84,9 @@ export function killTree(root: number): number {
   }
   return n;
 }
+
+/** SIGKILLs the tree rooted at `root`; returns how many tasks were signalled. */
+export const killTree = (root: number): number => signalTree(root, 9);
 
 /** Start time of a task, in clock ticks since boot (/proc/PID/stat field 22); null when gone. */
 export function startTime(pid: number): number | null {
@@ -97,11 +100,12 @@ export function startTime(pid: number): number | null {
 }
 
 /**
- * Kills the tree rooted at `root` only if that root started no earlier than
- * `since` (a pid recycled by an older process is left alone). The root is
- * pinned by a pidfd before the check, so the check holds until the kill.
+ * Signals (by default: kills) the tree rooted at `root` only if that root
+ * started no earlier than `since` (a pid recycled by an older process is left
+ * alone). The root is pinned by a pidfd before the check, so the check holds
+ * until the signal.
  */
-export function killTreeStartedSince(root: number, since: number): number {
+export function killTreeStartedSince(root: number, since: number, sig = 9): number {
   let pin: PidFd;
   try {
     pin = PidFd.open(root);
@@ -110,7 +114,7 @@ export function killTreeStartedSince(root: number, since: number): number {
   }
   try {
     const started = startTime(root);
-    return started !== null && started >= since ? killTree(root) : 0;
+    return started !== null && started >= since ? signalTree(root, sig) : 0;
   } finally {
     pin.close();
   }

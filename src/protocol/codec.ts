@@ -51,6 +51,7 @@ function decodeEvent(e: pb.IStageEvent): StageEvent {
     expectedTrees: e.expectedTrees ?? 0,
     reason: e.reason ?? '',
     ...(e.resent ? { resent: true } : {}),
+    ...(e.resendMs ? { resendMs: e.resendMs } : {}),
   };
 }
 
@@ -172,6 +173,8 @@ export function encodeEvent(ev: StageEvent): pb.IStageEvent {
     attempt: ev.attempt,
     expectedTrees: ev.expectedTrees,
     reason: ev.reason,
+    resent: ev.resent ?? false,
+    resendMs: ev.resendMs ?? 0,
   };
 }
 
