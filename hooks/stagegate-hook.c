@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <zmq.h>
 
 #include "stagegate.pb-c.h"
@@ -248,12 +249,22 @@ static int read_key(const char *path, char key[41]) {
 	return 0;
 }
 
+/* On CURVE, every request is sealed: an HMAC-SHA-256 keyed with
+ * SHA-256("stagegate seal v1" || X25519(client secret, server public)) tells
+ * the daemon which allow-listed key sent it (src/transport/seal.ts). */
+typedef struct {
+	int on;
+	uint8_t key[crypto_auth_hmacsha256_KEYBYTES];
+	uint8_t client_pk[32];
+} seal_t;
+
 /* TCP endpoints: CURVE client keys from STAGEGATE_CURVE_SERVER_PUBLIC (the
  * daemon's public key file) and STAGEGATE_CURVE_CLIENT (PREFIX of this
- * client's PREFIX.public and PREFIX.secret). */
-static int setup_curve(void *sock, const char *endpoint) {
+ * client's PREFIX.public and PREFIX.secret); fills the seal. */
+static int setup_curve(void *sock, const char *endpoint, seal_t *seal) {
 	const char *server = getenv("STAGEGATE_CURVE_SERVER_PUBLIC");
 	const char *client = getenv("STAGEGATE_CURVE_CLIENT");
+	seal->on = 0;
 	if (strncmp(endpoint, "tcp://", 6) != 0 || !server || !client || !*server || !*client)
 		return 0;
 	char skey[41], pkey[41], sec[41], path[PATH_MAX];
@@ -270,7 +281,47 @@ static int setup_curve(void *sock, const char *endpoint) {
 		die_line("cannot set CURVE keys: %s", zmq_strerror(zmq_errno()));
 		return -1;
 	}
+	uint8_t server_pk[32], client_sk[32], shared[crypto_scalarmult_BYTES];
+	if (sodium_init() < 0 || !zmq_z85_decode(server_pk, skey) || !zmq_z85_decode(client_sk, sec) ||
+	    !zmq_z85_decode(seal->client_pk, pkey) || crypto_scalarmult(shared, client_sk, server_pk) != 0) {
+		die_line("cannot derive the seal key from the CURVE keys");
+		return -1;
+	}
+	crypto_hash_sha256_state h;
+	crypto_hash_sha256_init(&h);
+	crypto_hash_sha256_update(&h, (const uint8_t *)"stagegate seal v1", 17);
+	crypto_hash_sha256_update(&h, shared, sizeof(shared));
+	crypto_hash_sha256_final(&h, seal->key);
+	sodium_memzero(client_sk, sizeof(client_sk));
+	sodium_memzero(shared, sizeof(shared));
+	seal->on = 1;
 	return 0;
+}
+
+/* Packs the frame to send into out: req itself, or req sealed on CURVE.
+ * Returns its length, 0 when it does not fit. */
+static size_t pack_frame(Stagegate__V1__Request *req, const seal_t *seal, uint8_t *out, size_t cap) {
+	size_t len = stagegate__v1__request__get_packed_size(req);
+	if (!seal->on)
+		return len > cap ? 0 : stagegate__v1__request__pack(req, out);
+	static uint8_t inner[MAX_FRAME];
+	if (len > sizeof(inner))
+		return 0;
+	stagegate__v1__request__pack(req, inner);
+	uint8_t mac[crypto_auth_hmacsha256_BYTES];
+	crypto_auth_hmacsha256(mac, inner, len, seal->key);
+	Stagegate__V1__Sealed sealed = STAGEGATE__V1__SEALED__INIT;
+	sealed.request.data = inner;
+	sealed.request.len = len;
+	sealed.client_key.data = (uint8_t *)seal->client_pk;
+	sealed.client_key.len = sizeof(seal->client_pk);
+	sealed.mac.data = mac;
+	sealed.mac.len = sizeof(mac);
+	Stagegate__V1__Request outer = STAGEGATE__V1__REQUEST__INIT;
+	outer.body_case = STAGEGATE__V1__REQUEST__BODY_SEALED;
+	outer.sealed = &sealed;
+	size_t olen = stagegate__v1__request__get_packed_size(&outer);
+	return olen > cap ? 0 : stagegate__v1__request__pack(&outer, out);
 }
 
 typedef struct {
@@ -378,14 +429,6 @@ int main(void) {
 	req.body_case = STAGEGATE__V1__REQUEST__BODY_EVENT;
 	req.event = &ev;
 
-	size_t len = stagegate__v1__request__get_packed_size(&req);
-	uint8_t buf[MAX_FRAME];
-	if (len > sizeof(buf)) {
-		die_line("event too large (%zu bytes)", len);
-		return 2;
-	}
-	stagegate__v1__request__pack(&req, buf);
-
 	int timeout_ms = (int)(cfg.timeout_s * 1000.0);
 	if (timeout_ms < 1)
 		timeout_ms = 1;
@@ -405,8 +448,15 @@ int main(void) {
 
 	int rc = 1;
 	Stagegate__V1__Verdict *v = NULL;
-	if (setup_curve(sock, cfg.endpoint))
+	seal_t seal;
+	if (setup_curve(sock, cfg.endpoint, &seal))
 		goto out_abort;
+	uint8_t buf[MAX_FRAME];
+	size_t len = pack_frame(&req, &seal, buf, sizeof(buf));
+	if (!len) {
+		die_line("event too large for one frame");
+		goto out_abort;
+	}
 	if (zmq_connect(sock, cfg.endpoint) != 0) {
 		die_line("cannot connect to '%s': %s", cfg.endpoint, zmq_strerror(zmq_errno()));
 		goto out_abort;
@@ -432,11 +482,7 @@ int main(void) {
 	uint64_t resend = clock_ns(CLOCK_MONOTONIC) + RESEND_MS * 1000000ull;
 	uint8_t again[MAX_FRAME];
 	ev.resent = 1;
-	size_t again_len = stagegate__v1__request__get_packed_size(&req);
-	if (again_len > sizeof(again))
-		again_len = 0;
-	else
-		stagegate__v1__request__pack(&req, again);
+	size_t again_len = pack_frame(&req, &seal, again, sizeof(again));
 	for (;;) {
 		uint64_t now = clock_ns(CLOCK_MONOTONIC);
 		if (now >= deadline) {

@@ -4,28 +4,45 @@
  */
 import { Dealer } from 'zeromq';
 import type { StageEvent, Verdict } from './core/model';
-import { decodeStatusReply, decodeVerdict, encodeOpen, encodeRequestEvent, encodeStatusRequest } from './protocol/codec';
+import { decodeStatusReply, decodeVerdict, encodeOpen, encodeRequestEvent, encodeSealed, encodeStatusRequest } from './protocol/codec';
 import { EndpointError } from './errors';
 import { readKey } from './transport/curve';
+import { seal } from './transport/seal';
+
+interface CurveClient {
+  /** socket options of a CURVE client */
+  options: Record<string, string>;
+  /** the frame as sent: sealed with the client key on CURVE, as is otherwise */
+  wrap: (frame: Uint8Array) => Uint8Array;
+}
 
 /**
- * CURVE client options for a TCP endpoint, from the same environment as the
+ * CURVE client setup for a TCP endpoint, from the same environment as the
  * hook: STAGEGATE_CURVE_SERVER_PUBLIC (the daemon's .public file) and
  * STAGEGATE_CURVE_CLIENT (PREFIX of this client's PREFIX.public/.secret).
  */
-export function curveClientOptions(endpoint: string): Record<string, string> {
+export function curveClient(endpoint: string): CurveClient {
   const server = process.env.STAGEGATE_CURVE_SERVER_PUBLIC;
   const client = process.env.STAGEGATE_CURVE_CLIENT;
-  if (!endpoint.startsWith('tcp://') || !server || !client) return {};
-  return { curveServerKey: readKey(server), curvePublicKey: readKey(`${client}.public`), curveSecretKey: readKey(`${client}.secret`) };
+  if (!endpoint.startsWith('tcp://') || !server || !client) return { options: {}, wrap: (f) => f };
+  const curveServerKey = readKey(server);
+  const keys = { publicKey: readKey(`${client}.public`), secretKey: readKey(`${client}.secret`) };
+  return {
+    options: { curveServerKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey },
+    wrap: (frame) => {
+      const s = seal(frame, keys, curveServerKey);
+      return encodeSealed(frame, s.clientKey, s.mac);
+    },
+  };
 }
 
 /** Sends one event without waiting for an answer; gives delivery `lingerMs`. */
 export async function sendEvent(endpoint: string, ev: StageEvent, lingerMs = 500): Promise<void> {
-  const d = new Dealer({ linger: lingerMs, sendTimeout: lingerMs, ...curveClientOptions(endpoint) });
+  const curve = curveClient(endpoint);
+  const d = new Dealer({ linger: lingerMs, sendTimeout: lingerMs, ...curve.options });
   try {
     d.connect(endpoint);
-    await d.send(encodeRequestEvent(ev));
+    await d.send(curve.wrap(encodeRequestEvent(ev)));
   } finally {
     d.close();
   }
@@ -33,10 +50,11 @@ export async function sendEvent(endpoint: string, ev: StageEvent, lingerMs = 500
 
 /** Sends a request and waits for one reply frame, at most `timeoutMs`. */
 async function exchange(endpoint: string, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
-  const d = new Dealer({ linger: 0, sendTimeout: timeoutMs, receiveTimeout: timeoutMs, ...curveClientOptions(endpoint) });
+  const curve = curveClient(endpoint);
+  const d = new Dealer({ linger: 0, sendTimeout: timeoutMs, receiveTimeout: timeoutMs, ...curve.options });
   try {
     d.connect(endpoint);
-    await d.send(frame);
+    await d.send(curve.wrap(frame));
     const [reply] = await d.receive();
     return reply!;
   } catch (err) {
@@ -61,8 +79,9 @@ export async function requestStatus(endpoint: string, session = '', timeoutMs = 
  * for this session, tree and action; throws EndpointError after `timeoutMs`.
  */
 export async function awaitVerdict(endpoint: string, ev: StageEvent, timeoutMs: number, resendMs = 1000): Promise<Verdict> {
-  const d = new Dealer({ linger: 0, sendTimeout: resendMs, receiveTimeout: resendMs, ...curveClientOptions(endpoint) });
-  const frame = encodeRequestEvent({ ...ev, resent: true, resendMs });
+  const curve = curveClient(endpoint);
+  const d = new Dealer({ linger: 0, sendTimeout: resendMs, receiveTimeout: resendMs, ...curve.options });
+  const frame = curve.wrap(encodeRequestEvent({ ...ev, resent: true, resendMs }));
   const end = Date.now() + timeoutMs;
   try {
     d.connect(endpoint);

@@ -21,6 +21,8 @@ export const ErrorCodes = {
   BAD_EVENT: 'E_BAD_EVENT',
   /** The frame could not be decoded as a Request of proto/stagegate.proto. */
   BAD_FRAME: 'E_BAD_FRAME',
+  /** A CURVE client sent an unsealed request, a seal that does not verify, or acted outside its allow-list scopes. */
+  FORBIDDEN: 'E_FORBIDDEN',
   /** The peer speaks a protocol version this daemon does not. */
   PROTOCOL_VERSION: 'E_PROTOCOL_VERSION',
   /** The session is already closed (completed) for this attempt. */

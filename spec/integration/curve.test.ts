@@ -5,8 +5,13 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import winston from 'winston';
 import { Coordinator } from '../../src/coordinator';
-import { keygen, readAllowList, readKey } from '../../src/transport/curve';
+import { keygen, permits, readAllowList, readKey } from '../../src/transport/curve';
+import { Dealer } from 'zeromq';
+import { openSession } from '../../src/client';
+import { decodeVerdict, encodeRequestEvent, encodeSealed } from '../../src/protocol/codec';
+import { stageEvent } from '../unit/fixtures';
 import { run, STAGEGATE } from '../../demo/harness';
+import { decode } from 'z85';
 import { hookEnv, runHook } from '../support/hook';
 
 let dir: string;
@@ -19,7 +24,13 @@ before(async () => {
   keygen(join(dir, 'server'));
   keygen(join(dir, 'allowed'));
   keygen(join(dir, 'rogue'));
-  writeFileSync(join(dir, 'allow'), `# clients\n${readKey(join(dir, 'allowed.public'))}\n`);
+  keygen(join(dir, 'scoped'));
+  keygen(join(dir, 'owner'));
+  const pub = (name: string) => readKey(join(dir, `${name}.public`));
+  writeFileSync(
+    join(dir, 'allow'),
+    `# clients\n${pub('allowed')}\n${pub('scoped')} job-a/t1 job-a/rank-*\n${pub('owner')} job-b\n`,
+  );
   c = await Coordinator.start({
     listen: [`ipc://${dir}/hooks.sock`, tcp],
     events: [`ipc://${dir}/events.sock`],
@@ -34,9 +45,11 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const overTcp = (session: string, client?: string) =>
+const overTcp = (session: string, client?: string, tree = 't1', trees = 1) =>
   hookEnv(tcp, 'post-restore', {
     STAGEGATE_SESSION: session,
+    STAGEGATE_TREE: tree,
+    STAGEGATE_TREES: String(trees),
     CRTOOLS_INIT_PID: '999',
     STAGEGATE_TIMEOUT: '1.5',
     ...(client ? { STAGEGATE_CURVE_SERVER_PUBLIC: join(dir, 'server.public'), STAGEGATE_CURVE_CLIENT: join(dir, client) } : {}),
@@ -60,6 +73,74 @@ describe('CURVE on TCP', () => {
       assert.match(r.stderr, /no verdict from the coordinator at tcp:\/\/127\.0\.0\.1:\d+ within 1\.5s/);
     }
     assert.equal(c.snapshot()?.sessions['curve-rogue'], undefined, 'the rogue event never reached the pipeline');
+  });
+
+  it('binds a scoped key to its sessions and trees: anything else is refused with E_FORBIDDEN', async () => {
+    const ok = await Promise.all(['t1', 'rank-3'].map((tree) => runHook(overTcp('job-a', 'scoped', tree, 2))));
+    for (const r of ok) assert.equal(r.code, 0, r.stderr);
+    for (const [session, tree] of [['job-a', 't2'], ['job-b', 't1']] as const) {
+      const r = await runHook(overTcp(session, 'scoped', tree));
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, new RegExp(`\\[E_FORBIDDEN\\] client key \\S+ may not act on session ${session} tree ${tree}`));
+    }
+    assert.equal(c.snapshot()?.sessions['job-b'], undefined, 'the refused event never reached the pipeline');
+    assert.deepEqual([...c.snapshot()!.sessions['job-a']!.trees.keys()].sort(), ['rank-3', 't1']);
+  });
+
+  it('lets only a key scoped to a whole session open it', async () => {
+    const env = (client: string) => ({ STAGEGATE_CURVE_SERVER_PUBLIC: join(dir, 'server.public'), STAGEGATE_CURVE_CLIENT: join(dir, client) });
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, env('scoped'));
+      const refused = await openSession(tcp, { session: 'job-a', expectedTrees: 2, attempt: 2, deadlineMs: 0 });
+      assert.equal(refused.proceed, false);
+      assert.equal(refused.code, 'E_FORBIDDEN');
+      assert.match(refused.reason, /may not open session job-a \(needs the scope job-a\/\*\)/);
+      Object.assign(process.env, env('owner'));
+      const opened = await openSession(tcp, { session: 'job-b', expectedTrees: 2, attempt: 1, deadlineMs: 0 });
+      assert.equal(opened.proceed, true, opened.reason);
+    } finally {
+      process.env = saved;
+    }
+  });
+
+  it('refuses unsealed requests and forged seals on CURVE', async () => {
+    const d = new Dealer({
+      linger: 0, receiveTimeout: 3000,
+      curveServerKey: readKey(join(dir, 'server.public')),
+      curvePublicKey: readKey(join(dir, 'allowed.public')),
+      curveSecretKey: readKey(join(dir, 'allowed.secret')),
+    });
+    try {
+      d.connect(tcp);
+      const frame = encodeRequestEvent(stageEvent('t1', 'post-restore', { session: 'unsealed', expectedTrees: 1 }));
+      await d.send(frame);
+      const plain = decodeVerdict((await d.receive())[0]!);
+      assert.equal(plain.proceed, false);
+      assert.equal(plain.code, 'E_FORBIDDEN');
+      assert.match(plain.reason, /must be sealed with the client key/);
+      // claims the scoped key without its secret: the MAC cannot match
+      const forged = encodeSealed(frame, Buffer.from(decode(readKey(join(dir, 'owner.public')))!), Buffer.alloc(32, 7));
+      await d.send(forged);
+      await assert.rejects(d.receive(), 'no answer without an address to answer');
+    } finally {
+      d.close();
+    }
+    const rejected = c.snapshot()?.sessions['unsealed'];
+    assert.equal(rejected, undefined);
+  });
+
+  it('parses allow-list scopes and matches them as globs', () => {
+    const list = readAllowList(join(dir, 'allow'));
+    assert.equal(list.get(readKey(join(dir, 'allowed.public'))), null);
+    const scoped = list.get(readKey(join(dir, 'scoped.public')))!;
+    assert.ok(permits(scoped, 'job-a', 'rank-12'));
+    assert.ok(!permits(scoped, 'job-a', 'rank'));
+    assert.ok(!permits(scoped, 'job-ab', 't1'));
+    assert.ok(!permits(scoped, 'job-a', null));
+    assert.ok(permits(list.get(readKey(join(dir, 'owner.public')))!, 'job-b', null));
+    writeFileSync(join(dir, 'bad-allow'), `${readKey(join(dir, 'allowed.public'))} job/a/b\n`);
+    assert.throws(() => readAllowList(join(dir, 'bad-allow')), /bad-allow:1: scope 'job\/a\/b' is not SESSION or SESSION\/TREE/);
   });
 
   it('keeps the local IPC endpoint open to hooks without keys', async () => {

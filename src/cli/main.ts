@@ -50,7 +50,9 @@ commands:
   --log-level L    error|warn|info|debug (default info, or STAGEGATE_LOG_LEVEL)
   --curve-secret F the daemon's CURVE secret key file (stagegate keygen); TCP
                    endpoints then require CURVE from every client
-  --allow F        allowed client public keys, one per line (with --curve-secret)
+  --allow F        allowed clients, one per line: KEY [SESSION[/TREE]]...
+                   (globs with *); a key with scopes acts only on those
+                   (with --curve-secret)
   --state-dir D    journal every session change there (fsync'd); a daemon
                    restarted with the same directory resumes open sessions,
                    and waiting hooks re-send their events to it

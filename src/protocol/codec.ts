@@ -61,7 +61,8 @@ export type OpenRequest = Omit<Extract<Input, { type: 'open' }>, 'type' | 'peer'
 export type DecodedRequest =
   | { type: 'event'; event: StageEvent }
   | ({ type: 'open' } & OpenRequest)
-  | { type: 'status'; session: string };
+  | { type: 'status'; session: string }
+  | { type: 'sealed'; request: Uint8Array; clientKey: Uint8Array; mac: Uint8Array };
 
 /** A manifest BO's mappings as core data; its id is prefixed so it never collides with image BOs. */
 function manifestMappings(specs: pb.IBoSpec[]): MappingRef[] {
@@ -92,7 +93,7 @@ export interface PartialAddress {
 
 export class FrameError extends ProtocolError {
   constructor(
-    code: typeof ErrorCodes.BAD_FRAME | typeof ErrorCodes.PROTOCOL_VERSION,
+    code: typeof ErrorCodes.BAD_FRAME | typeof ErrorCodes.PROTOCOL_VERSION | typeof ErrorCodes.FORBIDDEN,
     message: string,
     readonly address: PartialAddress | null,
   ) {
@@ -152,6 +153,10 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
       throw new FrameError(ErrorCodes.PROTOCOL_VERSION, `client speaks protocol version ${req.status.protocolVersion}, this daemon ${PROTOCOL_VERSION}`, null);
     }
     return { type: 'status', session: req.status.session ?? '' };
+  }
+  if (req.body === 'sealed' && req.sealed) {
+    const { request, clientKey, mac } = req.sealed;
+    return { type: 'sealed', request: request ?? new Uint8Array(), clientKey: clientKey ?? new Uint8Array(), mac: mac ?? new Uint8Array() };
   }
   throw new FrameError(ErrorCodes.BAD_FRAME, 'request has no body', null);
 }
@@ -347,4 +352,9 @@ export function decodeStatusReply(frame: Uint8Array): { now: number; sessions: S
       waitingFor: v.waitingFor,
     })),
   };
+}
+
+/** Wraps a serialized request with its seal (see transport/seal.ts). */
+export function encodeSealed(request: Uint8Array, clientKey: Uint8Array, mac: Uint8Array): Uint8Array {
+  return pb.Request.encode({ sealed: { request, clientKey, mac } }).finish();
 }

@@ -12,10 +12,40 @@ export const ZAP_DOMAIN = 'stagegate';
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
 const KEY = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
 
+/** What one client key may act on: session and tree name globs (`*` matches any run of characters). */
+export interface Scope {
+  session: string;
+  tree: string;
+}
+
+/** z85 client public key -> its scopes; null: any session and tree (an operator's key). */
+export type AllowList = Map<string, Scope[] | null>;
+
 export interface CurveServer {
   secretKey: string;
-  /** z85 public keys of the clients allowed to connect */
-  allow: Set<string>;
+  /** the clients allowed to connect, and what each may act on */
+  allow: AllowList;
+}
+
+const GLOB = /^[A-Za-z0-9._:*-]{1,128}$/;
+
+function globMatch(glob: string, name: string): boolean {
+  const re = new RegExp(`^${glob.replace(/[.]/g, '\\.').replace(/\*/g, '.*')}$`);
+  return re.test(name);
+}
+
+/**
+ * Whether a key with `scopes` may act on `session` and `tree`; tree null asks
+ * for the whole session (opening it), which only a scope with tree `*` grants.
+ */
+export function permits(scopes: Scope[] | null, session: string, tree: string | null): boolean {
+  if (scopes === null) return true;
+  return scopes.some((s) => globMatch(s.session, session) && (tree === null ? s.tree === '*' : globMatch(s.tree, tree)));
+}
+
+function parseScope(text: string): Scope | null {
+  const [session, tree = '*', extra] = text.split('/');
+  return extra === undefined && GLOB.test(session!) && GLOB.test(tree) ? { session: session!, tree } : null;
 }
 
 /** Reads a 40-character Z85 key from a file (as written by `stagegate keygen`). */
@@ -30,21 +60,32 @@ export function readKey(path: string): string {
   return text;
 }
 
-/** One Z85 public key per line; blank lines and other lines starting with # are ignored ('#' is also a Z85 character). */
-export function readAllowList(path: string): Set<string> {
+/**
+ * The allow-list: one client per line, `KEY [SESSION[/TREE]]...`: a Z85 public
+ * key, then the sessions (and trees) that key may act on, as globs; a key with
+ * no scope may act on any. Blank lines and other lines starting with # are
+ * ignored ('#' is also a Z85 character).
+ */
+export function readAllowList(path: string): AllowList {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new UsageError(`cannot read allow-list ${path}: ${(err as Error).message}`);
   }
-  const keys = new Set<string>();
+  const keys: AllowList = new Map();
   text.split('\n').forEach((raw, i) => {
-    const line = raw.trim();
-    const isKey = KEY.test(line) && decode(line)?.length === 32;
-    if (!line || (!isKey && line.startsWith('#'))) return;
+    const [key = '', ...scopeTexts] = raw.trim().split(/\s+/);
+    const isKey = KEY.test(key) && decode(key)?.length === 32;
+    if (!key || (!isKey && key.startsWith('#'))) return;
     if (!isKey) throw new UsageError(`${path}:${i + 1}: not a CURVE public key`);
-    keys.add(line);
+    const scopes = scopeTexts.map((t) => {
+      const scope = parseScope(t);
+      if (!scope) throw new UsageError(`${path}:${i + 1}: scope '${t.slice(0, 140)}' is not SESSION or SESSION/TREE (names or globs of [A-Za-z0-9._:-*])`);
+      return scope;
+    });
+    const before = keys.get(key);
+    keys.set(key, scopes.length === 0 || before === null ? null : [...(before ?? []), ...scopes]);
   });
   if (keys.size === 0) throw new UsageError(`${path}: the allow-list is empty`);
   return keys;
@@ -81,7 +122,7 @@ export function socketGroups(endpoints: string[], curve: CurveServer | null): [s
 export class ZapHandler {
   private readonly router = new Router();
 
-  static async start(allow: Set<string>, onDecision: (key: string, ok: boolean, address: string) => void): Promise<ZapHandler> {
+  static async start(allow: AllowList, onDecision: (key: string, ok: boolean, address: string) => void): Promise<ZapHandler> {
     const z = new ZapHandler();
     try {
       await z.router.bind(ZAP_ENDPOINT);

@@ -13,10 +13,14 @@ import { ErrorCodes } from '../errors';
 import { bindEach, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
 import { type CurveServer, serverOptions, socketGroups } from './curve';
+import { openSealed } from './authorize';
+import { SealVerifier } from './seal';
 
 interface Bound {
   router: Router;
   sender: SerialSender<[Buffer, Uint8Array]>;
+  /** CURVE sockets: every request must be sealed by an allowed key */
+  curve: { server: CurveServer; verifier: SealVerifier } | null;
 }
 
 export class HookEndpoint {
@@ -35,7 +39,7 @@ export class HookEndpoint {
     for (const [eps, security] of socketGroups(endpoints, curve)) {
       const router = new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0, ...serverOptions(security) });
       const sender = new SerialSender<[Buffer, Uint8Array]>((m) => router.send(m), (err) => h.onSendError(err));
-      h.sockets.push({ router, sender });
+      h.sockets.push({ router, sender, curve: security ? { server: security, verifier: new SealVerifier(security.secretKey) } : null });
       try {
         await bindEach(router, eps, 'hook');
       } catch (err) {
@@ -48,10 +52,10 @@ export class HookEndpoint {
 
   /** Inputs from hooks, until close(). */
   inputs(now: () => number = Date.now): Observable<Input> {
-    return merge(...this.sockets.map((s, i) => this.inputsOf(s.router, i, now)));
+    return merge(...this.sockets.map((s, i) => this.inputsOf(s, i, now)));
   }
 
-  private inputsOf(router: Router, index: number, now: () => number): Observable<Input> {
+  private inputsOf({ router, curve }: Bound, index: number, now: () => number): Observable<Input> {
     return new Observable<Input>((sub) => {
       (async () => {
         for await (const frames of router) {
@@ -59,7 +63,9 @@ export class HookEndpoint {
           if (!id || !frame || frames.length !== 2) continue; // a hook sends exactly one frame
           const peer = `${index}:${id.toString('hex')}`;
           try {
-            const req = decodeRequest(frame);
+            const outer = decodeRequest(frame);
+            const req = curve ? openSealed(outer, curve.server, curve.verifier) : outer;
+            if (req.type === 'sealed') throw new FrameError(ErrorCodes.BAD_FRAME, 'sealed requests are only taken on CURVE endpoints', null);
             if (req.type === 'status') this.onStatus(peer, req.session);
             else sub.next({ ...req, peer, at: now() });
           } catch (err) {

@@ -1,0 +1,39 @@
+/**
+ * Who may say what on a CURVE endpoint: every request must be sealed by an
+ * allow-listed key (transport/seal.ts), and a key with scopes may only act on
+ * the sessions and trees they name. Status queries are read-only and open to
+ * every allowed key. IPC endpoints are guarded by their 0700 directory instead.
+ */
+import { ErrorCodes } from '../errors';
+import { type DecodedRequest, FrameError, type PartialAddress, decodeRequest } from '../protocol/codec';
+import { type CurveServer, permits } from './curve';
+import type { SealVerifier } from './seal';
+
+const forbidden = (reason: string, address: PartialAddress | null = null) => new FrameError(ErrorCodes.FORBIDDEN, reason, address);
+
+function addressOf(req: DecodedRequest): PartialAddress | null {
+  if (req.type === 'event') return { session: req.event.session, tree: req.event.tree, action: req.event.action, attempt: req.event.attempt };
+  if (req.type === 'open') return { session: req.session, tree: '', action: 'unknown', attempt: req.attempt };
+  return null;
+}
+
+/** The request inside a seal, once the seal and the key's scopes allow it; throws FrameError (E_FORBIDDEN) otherwise. */
+export function openSealed(req: DecodedRequest, curve: CurveServer, verifier: SealVerifier): DecodedRequest {
+  if (req.type !== 'sealed') {
+    throw forbidden('requests on a CURVE endpoint must be sealed with the client key (STAGEGATE_CURVE_CLIENT)', addressOf(req));
+  }
+  const key = verifier.verify(req.request, req.clientKey, req.mac);
+  if (key === null) throw forbidden('the seal does not verify against its client key');
+  const scopes = curve.allow.get(key);
+  if (scopes === undefined) throw forbidden(`client key ${key} is not in the allow-list`);
+  const inner = decodeRequest(req.request);
+  if (inner.type === 'sealed') throw new FrameError(ErrorCodes.BAD_FRAME, 'a sealed request holds another sealed request', null);
+  const address = addressOf(inner);
+  if (inner.type === 'event' && !permits(scopes, inner.event.session, inner.event.tree)) {
+    throw forbidden(`client key ${key} may not act on session ${inner.event.session} tree ${inner.event.tree}`, address);
+  }
+  if (inner.type === 'open' && !permits(scopes, inner.session, null)) {
+    throw forbidden(`client key ${key} may not open session ${inner.session} (needs the scope ${inner.session}/*)`, address);
+  }
+  return inner;
+}
