@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -57,6 +58,16 @@ Napi::Value PidfdOpen(const Napi::CallbackInfo &info) {
     return env.Undefined();
   }
   return Napi::Number::New(env, static_cast<double>(fd));
+}
+
+// Orphaned descendants (e.g. the tasks of a criu that was killed mid-restore)
+// are re-parented to this process instead of init, so it can find them.
+Napi::Value SetChildSubreaper(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+    ErrnoError(env, errno, "prctl").ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
 }
 
 Napi::Value PidfdSendSignal(const Napi::CallbackInfo &info) {
@@ -248,6 +259,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
   exports.Set("pidfdSendSignal", Napi::Function::New(env, PidfdSendSignal));
   exports.Set("close", Napi::Function::New(env, Close));
+  exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("processVmRead", Napi::Function::New(env, ProcessVmRead));
   return exports;
 }

@@ -5,7 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import { PROCS, scenario } from '../support/scenario';
-import { isLive, killTree } from '../../src/proc/tree';
+import { childrenOf, isLive, killTree } from '../../src/proc/tree';
 import { criuPath, hookPath } from '../../src/paths';
 import assert from 'node:assert/strict';
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -291,6 +291,37 @@ describe('coordinated restore on real CRIU', () => {
     await sleep(300);
     const root = Number(/\(root (\d+)\)/.exec(ra.output)?.[1] ?? 0);
     if (root) assert.ok(!isLive(root));
+    assertNeverRan(cp, [0, 1]);
+    assertImagesUnchanged(cp);
+  });
+
+  it('criu killed at setup-namespaces: the session aborts, nothing is left, nothing ran', async () => {
+    const { dir, cp, daemon, restore } = await scenario('setupns', 2);
+    // the script runs in the restored root task here, not in criu: it only
+    // holds the restore at this stage while the test kills criu from outside
+    const at = join(dir, 'at-setup-namespaces');
+    const stall = join(dir, 'stall.sh');
+    writeFileSync(stall, `#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = setup-namespaces ] && { touch ${at}; sleep 3; }\nexit 0\n`);
+    chmodSync(stall, 0o755);
+    const a = restore(0, { criuArgs: ['--action-script', stall] });
+    for (let i = 0; i < 200 && !existsSync(at); i++) await sleep(25);
+    assert.ok(existsSync(at), 'tree t0 reached setup-namespaces');
+    const criu = childrenOf(a.child.pid!);
+    assert.equal(criu.length, 1, 'the wrapper runs exactly one criu');
+    process.kill(criu[0]!, 'SIGKILL');
+    const b = restore(1);
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    assert.notEqual(ra.code, 0);
+    assert.notEqual(rb.code, 0, 'the other tree is aborted');
+    const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
+    assert.equal(abort.code, 'E_TREE_FAILED');
+    assert.match(abort.reason, /tree t0 failed to restore: criu killed by SIGKILL/);
+    // its root task was stuck in criu's restore code, which cannot go on without
+    // criu; the wrapper, as subreaper, inherited it (and any helper criu forked)
+    const roots = [...ra.output.matchAll(/criu was killed; killed \d+ leftover task\(s\) of tree t0 \(root (\d+)\)/g)].map((m) => Number(m[1]));
+    assert.ok(roots.length >= 1, ra.output);
+    await sleep(300);
+    for (const root of roots) assert.ok(!isLive(root), `task ${root} of the killed criu is still there`);
     assertNeverRan(cp, [0, 1]);
     assertImagesUnchanged(cp);
   });

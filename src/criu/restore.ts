@@ -15,7 +15,8 @@ import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StageEvent } from '../core/model';
 import { criuPath, hookPath } from '../paths';
-import { killTreeStartedSince, startTime } from '../proc/tree';
+import { childrenOf, killTreeStartedSince, startTime } from '../proc/tree';
+import { setChildSubreaper } from '../native';
 
 export interface RestoreOptions {
   endpoint: string;
@@ -49,6 +50,8 @@ export async function restore(o: RestoreOptions): Promise<number> {
     STAGEGATE_RELEASE_MARK: mark,
   };
   try {
+    // a killed criu's tasks (at any stage) become our children, not init's
+    setChildSubreaper();
     const child = spawn(criu, args, { env, stdio: 'inherit' });
     const criuStarted = child.pid ? startTime(child.pid) : null;
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res, rej) => {
@@ -58,7 +61,7 @@ export async function restore(o: RestoreOptions): Promise<number> {
     const rc = code ?? 128 + (signal ? constants.signals[signal] : 0);
     const ctx = { o, criuPid: child.pid ?? 0, criuStarted };
     if (rc !== 0) {
-      await reportFailure(ctx, signal ? `criu killed by ${signal}` : `criu exited with ${code}`, signal !== null);
+      await reportFailure(ctx, signal ? `criu killed by ${signal}` : `criu exited with ${code}`, signal !== null && !existsSync(mark));
       return rc;
     }
     return existsSync(mark) ? 0 : await standIn(ctx);
@@ -116,15 +119,20 @@ function killOurs(ctx: Ctx, root: number, why: string): void {
   if (killed) say(`${why}; killed ${killed} leftover task(s) of tree ${ctx.o.tree} (root ${root})`);
 }
 
-async function reportFailure(ctx: Ctx, reason: string, killed: boolean): Promise<void> {
+/** `unreleased`: criu was killed and its tree never passed the resume barrier (no release mark). */
+async function reportFailure(ctx: Ctx, reason: string, unreleased: boolean): Promise<void> {
   const { sendEvent } = await client();
   await sendEvent(ctx.o.endpoint, event(ctx, 'restore-failed', 0, reason)).catch(() => {});
-  if (!killed) return;
-  // A killed criu leaves its restored tasks behind (asleep in the restorer, or
-  // stopped at pre-resume): find the tree's root through the coordinator. Not
-  // once the resume barrier released it: then the tree runs legitimately.
+  if (!unreleased) return;
+  // A killed criu leaves its tasks behind: waiting in its restore code (at
+  // setup-namespaces), asleep in the restorer, or stopped at pre-resume. As
+  // subreaper we inherited them. Not if the barrier released the tree (the
+  // hook may have died before marking it): then it runs legitimately.
   const st = await treeStatus(ctx);
-  if (st && !st.tree.preResumeReleased) killOurs(ctx, st.tree.initPid, 'criu was killed');
+  if (st?.tree.preResumeReleased) return;
+  const orphans = childrenOf(process.pid);
+  for (const pid of orphans) killOurs(ctx, pid, 'criu was killed');
+  if (orphans.length === 0 && st) killOurs(ctx, st.tree.initPid, 'criu was killed');
 }
 
 /** criu succeeded but the hook never passed the barrier: wait there in its place. */

@@ -11,6 +11,7 @@ interface Addon {
   pidfdOpen(pid: number): number;
   pidfdSendSignal(fd: number, signo: number): void;
   close(fd: number): void;
+  setChildSubreaper(): void;
   processVmRead(pid: number, addr: bigint, len: number): Promise<Buffer>;
   kfdCriuOp(device: string, op: number, pid: number): Promise<void>;
   lockFile(path: string): number;
@@ -85,6 +86,15 @@ export class PidFd {
   close(): void {
     if (this.fd >= 0) load().close(this.fd);
     this.fd = -1;
+  }
+}
+
+/** Makes this process the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER). */
+export function setChildSubreaper(): void {
+  try {
+    load().setChildSubreaper();
+  } catch (err) {
+    wrap(err, 'prctl(PR_SET_CHILD_SUBREAPER)');
   }
 }
 

@@ -6,7 +6,8 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { PidFd } from '../native';
 
-function children(pid: number): number[] {
+/** Direct children of a task (every thread's), empty when it is gone. */
+export function childrenOf(pid: number): number[] {
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
@@ -47,7 +48,7 @@ export function treePids(root: number): number[] {
       continue;
     }
     seen.push(p);
-    queue.push(...children(p));
+    queue.push(...childrenOf(p));
   }
   return seen;
 }
