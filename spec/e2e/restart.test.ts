@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, checkpointTrees, exited, killTree, readPidfile, readSlots, restoreTree, sleep, type RestoreRun } from '../../demo/harness';
+import { Daemon, checkpointTrees, exited, hashDir, killTree, readPidfile, readSlots, restoreTree, sleep, type RestoreRun } from '../../demo/harness';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -62,5 +62,6 @@ describe('coordinator restart', () => {
       assert.ok(s.resumedAtMs >= lateReady, `tree ${s.tree} task ${s.idx} resumed before the restart was over`);
     }
     assert.match(readFileSync(join(dir, 'state', 'journal.jsonl'), 'utf8'), /"session":"restart"/);
+    cp.images.forEach((d, i) => assert.deepEqual(hashDir(d), cp.hashes[i], `images of tree ${i} changed`));
   });
 });
