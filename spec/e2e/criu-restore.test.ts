@@ -255,6 +255,7 @@ describe('coordinated restore on real CRIU', () => {
     await sleep(300);
     assert.ok(!isLive(root), 'no task of the killed criu is left');
     assertNeverRan(cp, [0, 1]);
+    assertImagesUnchanged(cp);
   });
 
   it('criu killed after the trees were released (post-resume): the trees keep running', async () => {
@@ -274,6 +275,7 @@ describe('coordinated restore on real CRIU', () => {
       assert.equal(s.gaps, 1);
       assert.ok(s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter, `tree ${s.tree} task ${s.idx} stopped running`);
     }
+    assertImagesUnchanged(cp);
   });
 
   it('criu killed at pre-restore: the session aborts, nothing is left, nothing ran', async () => {
@@ -340,5 +342,6 @@ describe('coordinated restore on real CRIU', () => {
     assert.match(decisions(daemon).find((d) => d.kind === 'session-aborted')!.reason, /tree t0 failed to restore/);
     await sleep(300);
     assertNeverRan(cp, [0, 1]);
+    assertImagesUnchanged(cp);
   });
 });
