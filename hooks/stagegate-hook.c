@@ -232,6 +232,58 @@ static void watch_criu(pid_t criu) {
 	_exit(0);
 }
 
+/* Forks a guardian for a hook about to wait at pre-resume. If the hook dies
+ * while it waits, criu only logs the failed script and lets the tree go (held
+ * by the hook's SIGSTOP): the guardian then runs a new hook in its place
+ * (STAGEGATE_STAND_IN_ROOTFD: the root, pinned by a pidfd), which waits for
+ * the verdict and resumes or kills the tree, so the barrier still holds.
+ * Returns the pipe end the hook writes to when it is done (the guardian then
+ * exits), and the guardian's pid in *pid; -1 when there is none. */
+static int fork_guardian(pid_t root, pid_t *pid) {
+	int rootfd = pidfd_open(root);
+	int p[2];
+	if (rootfd < 0)
+		return -1;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		close(rootfd);
+		return -1;
+	}
+	*pid = fork();
+	if (*pid < 0) {
+		close(rootfd);
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (*pid > 0) {
+		close(rootfd);
+		close(p[0]);
+		return p[1];
+	}
+	close(p[1]);
+	char c;
+	ssize_t n;
+	do
+		n = read(p[0], &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n == 1)
+		_exit(0); /* the hook finished */
+	char fd[16];
+	snprintf(fd, sizeof(fd), "%d", rootfd);
+	fcntl(rootfd, F_SETFD, 0); /* pidfds are close-on-exec */
+	setenv("STAGEGATE_STAND_IN_ROOTFD", fd, 1);
+	die_line("the hook waiting at pre-resume died: a new one stands in for it");
+	execl("/proc/self/exe", "stagegate-hook", (char *)NULL);
+	die_line("cannot stand in: %s", strerror(errno));
+	_exit(1);
+}
+
+/* Whether this hook may signal the restored tree: its root is a child of our
+ * criu, or (a stand-in) the root its predecessor pinned is still there. */
+static int owns_tree(pid_t root, int pinned) {
+	return pinned >= 0 ? pidfd_signal(pinned, 0) == 0 : is_child_of(root, getppid());
+}
+
 /* Reads a 40-character Z85 CURVE key from a file into key (41 bytes). */
 static int read_key(const char *path, char key[41]) {
 	FILE *f = fopen(path, "r");
@@ -398,6 +450,12 @@ int main(void) {
 		die_line("CRTOOLS_INIT_PID is not set at pre-resume: cannot guard the tree");
 		return 1;
 	}
+	/* a stand-in for a pre-resume hook that died (see fork_guardian) */
+	int pinned = -1;
+	const char *si = getenv("STAGEGATE_STAND_IN_ROOTFD");
+	unsigned long pinned_fd;
+	if (si && *si && action == STAGEGATE__V1__ACTION__PRE_RESUME && !parse_uint(si, 0, INT_MAX, &pinned_fd))
+		pinned = (int)pinned_fd;
 
 	/* CRTOOLS_IMAGE_DIR is /proc/<criu>/fd/<n>: resolve it while it is valid;
 	 * at post-resume it no longer resolves and the cwd (criu's work dir) is used. */
@@ -425,6 +483,7 @@ int main(void) {
 	ev.expected_trees = (uint32_t)cfg.trees;
 	if (gated)
 		ev.resend_ms = RESEND_MS;
+	ev.resent = pinned >= 0;
 	Stagegate__V1__Request req = STAGEGATE__V1__REQUEST__INIT;
 	req.body_case = STAGEGATE__V1__REQUEST__BODY_EVENT;
 	req.event = &ev;
@@ -435,19 +494,28 @@ int main(void) {
 	/* Fire-and-forget actions must never hold CRIU up: give delivery a short,
 	 * bounded linger and drop the event if the coordinator is not there. */
 	int linger = gated ? 0 : (timeout_ms < 250 ? timeout_ms : 250);
+	/* before any ZeroMQ state exists: forking with a context is unsafe */
+	pid_t guardian = -1;
+	int guard = -1;
+	if (action == STAGEGATE__V1__ACTION__PRE_RESUME && pinned < 0 && is_child_of((pid_t)init_pid, getppid()))
+		guard = fork_guardian((pid_t)init_pid, &guardian);
+	int rc = 1;
+	Stagegate__V1__Verdict *v = NULL;
 	void *ctx = zmq_ctx_new();
 	void *sock = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
 	if (!sock) {
 		die_line("cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
-		return gated ? 1 : 0;
+		if (!gated)
+			rc = 0;
+		else
+			goto out_abort;
+		goto out;
 	}
 	zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof(timeout_ms));
 	int64_t maxmsg = MAX_FRAME;
 	zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
 
-	int rc = 1;
-	Stagegate__V1__Verdict *v = NULL;
 	seal_t seal;
 	if (setup_curve(sock, cfg.endpoint, &seal))
 		goto out_abort;
@@ -473,8 +541,8 @@ int main(void) {
 	/* Safety net at pre-resume: a pending SIGSTOP keeps the tree from running
 	 * user code if this hook dies while waiting (criu would only log the failed
 	 * script and resume the tree). PROCEED sends SIGCONT, which discards it. */
-	int held = 0;
-	if (action == STAGEGATE__V1__ACTION__PRE_RESUME && is_child_of((pid_t)init_pid, getppid()))
+	int held = pinned >= 0; /* a stand-in: its predecessor's SIGSTOP holds the tree */
+	if (action == STAGEGATE__V1__ACTION__PRE_RESUME && !held && owns_tree((pid_t)init_pid, pinned))
 		held = signal_tree((pid_t)init_pid, SIGSTOP) > 0;
 
 	zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
@@ -545,20 +613,30 @@ int main(void) {
 out_abort:
 	rc = 1;
 	if (action == STAGEGATE__V1__ACTION__PRE_RESUME) {
-		if (!is_child_of((pid_t)init_pid, getppid())) {
+		if (!owns_tree((pid_t)init_pid, pinned)) {
 			die_line("restored root %lu is not a child of criu %d: not killing it", init_pid, getppid());
 			goto out;
 		}
 		int k = signal_tree((pid_t)init_pid, SIGKILL);
 		if (k >= 0) {
 			die_line("killed %d task(s) of the restored tree rooted at %lu before they ran", k, init_pid);
-			watch_criu(getppid());
+			if (pinned < 0) /* a stand-in's parent is not criu */
+				watch_criu(getppid());
 		}
 	}
 out:
+	if (guard >= 0) {
+		/* done: the guardian exits, and is reaped here rather than left to criu */
+		ssize_t w = write(guard, "d", 1);
+		(void)w;
+		close(guard);
+		waitpid(guardian, NULL, 0);
+	}
 	if (v)
 		stagegate__v1__verdict__free_unpacked(v, NULL);
-	zmq_close(sock);
-	zmq_ctx_term(ctx);
+	if (sock)
+		zmq_close(sock);
+	if (ctx)
+		zmq_ctx_term(ctx);
 	return rc;
 }

@@ -148,8 +148,12 @@ describe('coordinated restore on real CRIU', () => {
     assert.ok(readSlots(cp.shm).every((s) => s.gaps === 1 && s.patternOk));
   });
 
-  /** Restores tree 1 slowly (its own pre-resume script sleeps), tree 0 by `start`; kills tree 0's hook once it waits at pre-resume. */
-  async function killHookAtPreResume(name: string, slowS: number, start: (sc: Awaited<ReturnType<typeof scenario>>) => Promise<{ code: number | null; output: string }>) {
+  /**
+   * Restores tree 1 slowly (its own pre-resume script sleeps), tree 0 by
+   * `start`; kills tree 0's hook once it waits at pre-resume (and first the
+   * guardian the hook forked, with `guardianToo`).
+   */
+  async function killHookAtPreResume(name: string, slowS: number, start: (sc: Awaited<ReturnType<typeof scenario>>) => Promise<{ code: number | null; output: string }>, guardianToo = false) {
     const sc = await scenario(name, 2, { deadlineS: 30 });
     const slow = join(sc.dir, 'slow-pre-resume.sh');
     writeFileSync(slow, `#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep ${slowS}\nexit 0\n`);
@@ -159,17 +163,20 @@ describe('coordinated restore on real CRIU', () => {
     const atBarrier = () => eventsOf(sc.daemon).find((e) => e.tree === 't0' && e.action === 'pre-resume');
     for (let i = 0; i < 200 && !atBarrier(); i++) await sleep(50);
     assert.ok(atBarrier(), 'tree t0 reached the resume barrier');
-    process.kill(atBarrier()!.hookPid, 'SIGKILL');
+    const hook = atBarrier()!.hookPid;
+    if (guardianToo) {
+      const guardian = childrenOf(hook);
+      assert.equal(guardian.length, 1, 'the waiting hook has forked its guardian');
+      process.kill(guardian[0]!, 'SIGKILL');
+    }
+    process.kill(hook, 'SIGKILL');
     const killedAt = Date.now();
     const [ra, rb] = await Promise.all([a, b.done]);
     return { ...sc, ra, rb, killedAt };
   }
 
-  it('a hook killed while it waits at pre-resume (stagegate restore): the wrapper waits in its place and the barrier holds', async () => {
-    const { cp, daemon, ra, rb } = await killHookAtPreResume('hookkill', 3, (sc) => sc.restore(0).done);
-    assert.equal(ra.code, 0, ra.output);
-    assert.equal(rb.code, 0, rb.output);
-    assert.match(ra.output, /the hook of tree t0 died at the resume barrier; waiting there in its place/);
+  /** Both trees resumed, none before the late tree reached the barrier, and they keep running. */
+  async function assertBarrierHeld(cp: Checkpoint, daemon: Daemon) {
     await sleep(300);
     const slots = readSlots(cp.shm);
     const lastArrival = eventsOf(daemon).find((e) => e.tree === 't1' && e.action === 'pre-resume')!;
@@ -183,23 +190,43 @@ describe('coordinated restore on real CRIU', () => {
     assert.ok(later.every((s) => s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter), 'every process runs, tree t0 too');
     assert.equal(decisions(daemon).filter((d) => d.kind === 'session-aborted').length, 0);
     assertImagesUnchanged(cp);
+  }
+
+  it('a hook killed while it waits at pre-resume (stagegate restore): someone stands in for it and the barrier holds', async () => {
+    const { cp, daemon, ra, rb } = await killHookAtPreResume('hookkill', 3, (sc) => sc.restore(0).done);
+    assert.equal(ra.code, 0, ra.output);
+    assert.equal(rb.code, 0, rb.output);
+    // the hook's guardian, and the wrapper once criu has exited, both wait in its place
+    assert.match(ra.output, /a new one stands in for it|waiting there in its place/);
+    await assertBarrierHeld(cp, daemon);
   });
 
-  it('a hook killed while it waits at pre-resume (plain criu): its silence aborts the session, no task of either tree runs', async () => {
-    let root = 0;
-    const { cp, daemon, ra, rb, killedAt } = await killHookAtPreResume('hookkill-criu', 6, async ({ dir, daemon, cp }) => {
-      // criu run by hand with the hook, no wrapper: nothing stands in for the dead hook
-      const work = join(dir, 'plain-t0');
-      mkdirSync(work);
-      const pidfile = join(work, 'root.pid');
-      const env = {
-        ...process.env, STAGEGATE_ENDPOINT: daemon.endpoint, STAGEGATE_SESSION: 'hookkill-criu', STAGEGATE_TREE: 't0',
-        STAGEGATE_TREES: '2', STAGEGATE_TIMEOUT: '30',
-      };
-      const r = await run(criuPath(), ['restore', '--action-script', hookPath(), '-D', cp.images[0]!, '-W', work, '-d', '--pidfile', pidfile, '-o', 'restore.log'], env);
-      root = readPidfile(pidfile) ?? 0;
-      return r;
-    });
+  /** Runs criu by hand with the hook (no wrapper) for tree 0; `root` receives its root pid. */
+  const plainCriu = (name: string, root: { pid: number }) => async ({ dir, daemon, cp }: Awaited<ReturnType<typeof scenario>>) => {
+    const work = join(dir, 'plain-t0');
+    mkdirSync(work);
+    const pidfile = join(work, 'root.pid');
+    const env = {
+      ...process.env, STAGEGATE_ENDPOINT: daemon.endpoint, STAGEGATE_SESSION: name, STAGEGATE_TREE: 't0',
+      STAGEGATE_TREES: '2', STAGEGATE_TIMEOUT: '30',
+    };
+    const r = await run(criuPath(), ['restore', '--action-script', hookPath(), '-D', cp.images[0]!, '-W', work, '-d', '--pidfile', pidfile, '-o', 'restore.log'], env);
+    root.pid = readPidfile(pidfile) ?? 0;
+    return { ...r, output: r.output + readFileSync(join(work, 'restore.log'), 'utf8') };
+  };
+
+  it('a hook killed while it waits at pre-resume (plain criu): its guardian stands in and the barrier holds', async () => {
+    const root = { pid: 0 };
+    const { cp, daemon, dir, ra, rb } = await killHookAtPreResume('hookkill-criu', 3, plainCriu('hookkill-criu', root));
+    assert.equal(ra.code, 0, `criu only logs a failed pre-resume script: ${ra.output}`);
+    assert.equal(rb.code, 0, rb.output);
+    await assertBarrierHeld(cp, daemon);
+    assert.match(readFileSync(join(dir, 'plain-t0', 'restore.log'), 'utf8'), /a new one stands in for it/);
+  });
+
+  it('a hook and its guardian killed at pre-resume (plain criu): the silence aborts the session, no task of either tree runs', async () => {
+    const root = { pid: 0 };
+    const { cp, daemon, ra, rb, killedAt } = await killHookAtPreResume('hookkill-all', 6, plainCriu('hookkill-all', root), true);
     assert.equal(ra.code, 0, `criu only logs a failed pre-resume script: ${ra.output}`);
     const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
     assert.equal(abort.code, 'E_HOOK_LOST');
@@ -207,9 +234,9 @@ describe('coordinated restore on real CRIU', () => {
     assert.ok(abort.at - killedAt < 5000, `noticed ${abort.at - killedAt} ms after the kill`);
     assert.notEqual(rb.code, 0, 'the other tree is aborted');
     assertNeverRan(cp, [0, 1]);
-    assert.ok(root > 0 && isLive(root), 'tree t0 is held');
-    assert.match(readFileSync(`/proc/${root}/status`, 'utf8'), /State:\s+T/, 'tree t0 is held stopped by the SIGSTOP its hook queued');
-    killTree(root);
+    assert.ok(root.pid > 0 && isLive(root.pid), 'tree t0 is held');
+    assert.match(readFileSync(`/proc/${root.pid}/status`, 'utf8'), /State:\s+T/, 'tree t0 is held stopped by the SIGSTOP its hook queued');
+    killTree(root.pid);
     assertImagesUnchanged(cp);
   });
 
