@@ -185,8 +185,6 @@ static int signal_tree(pid_t root, int sig) {
 	return killed;
 }
 
-/* The restored root is a child of the criu that runs this hook; anything
- * else (a stale or wrong CRTOOLS_INIT_PID) must never be killed. */
 /* Tells `stagegate restore` that this tree passed the resume barrier: criu
  * exits 0 even when its pre-resume script died, so without this mark the
  * wrapper could not tell a released tree from one whose hook was killed. */
@@ -199,6 +197,8 @@ static void mark_released(void) {
 		close(fd);
 }
 
+/* The restored root is a child of the criu that runs this hook; anything
+ * else (a stale or wrong CRTOOLS_INIT_PID) must never be killed. */
 static int is_child_of(pid_t pid, pid_t parent) {
 	char path[64], line[256];
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
@@ -497,7 +497,10 @@ int main(void) {
 	/* before any ZeroMQ state exists: forking with a context is unsafe */
 	pid_t guardian = -1;
 	int guard = -1;
-	if (action == STAGEGATE__V1__ACTION__PRE_RESUME && pinned < 0 && is_child_of((pid_t)init_pid, getppid()))
+	/* a pre-resume hook guards its tree (guardian, SIGSTOP hold) when the root
+	 * is its criu's child; a stand-in's tree is already held */
+	int guards = action == STAGEGATE__V1__ACTION__PRE_RESUME && pinned < 0 && is_child_of((pid_t)init_pid, getppid());
+	if (guards)
 		guard = fork_guardian((pid_t)init_pid, &guardian);
 	int rc = 1;
 	Stagegate__V1__Verdict *v = NULL;
@@ -542,7 +545,7 @@ int main(void) {
 	 * user code if this hook dies while waiting (criu would only log the failed
 	 * script and resume the tree). PROCEED sends SIGCONT, which discards it. */
 	int held = pinned >= 0; /* a stand-in: its predecessor's SIGSTOP holds the tree */
-	if (action == STAGEGATE__V1__ACTION__PRE_RESUME && !held && owns_tree((pid_t)init_pid, pinned))
+	if (guards)
 		held = signal_tree((pid_t)init_pid, SIGSTOP) > 0;
 
 	zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
