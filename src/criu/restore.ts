@@ -15,7 +15,7 @@ import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StageEvent } from '../core/model';
 import { criuPath, hookPath } from '../paths';
-import { childrenOf, killTreeStartedSince, startTime } from '../proc/tree';
+import { childrenOf, signalTreeStartedSince, startTime } from '../proc/tree';
 import { setChildSubreaper } from '../native';
 
 export interface RestoreOptions {
@@ -29,7 +29,7 @@ export interface RestoreOptions {
   criu?: string;
 }
 
-const SIGCONT = constants.signals.SIGCONT;
+const { SIGCONT, SIGKILL } = constants.signals;
 
 export async function restore(o: RestoreOptions): Promise<number> {
   const criu = o.criu ?? criuPath();
@@ -60,11 +60,12 @@ export async function restore(o: RestoreOptions): Promise<number> {
     });
     const rc = code ?? 128 + (signal ? constants.signals[signal] : 0);
     const ctx = { o, criuPid: child.pid ?? 0, criuStarted };
+    const released = existsSync(mark);
     if (rc !== 0) {
-      await reportFailure(ctx, signal ? `criu killed by ${signal}` : `criu exited with ${code}`, signal !== null && !existsSync(mark));
+      await reportFailure(ctx, signal ? `criu killed by ${signal}` : `criu exited with ${code}`, signal !== null && !released);
       return rc;
     }
-    return existsSync(mark) ? 0 : await standIn(ctx);
+    return released ? 0 : await standIn(ctx);
   } finally {
     rmSync(markDir, { recursive: true, force: true });
   }
@@ -115,7 +116,7 @@ function say(line: string): void {
 
 /** Kills the tree rooted at `root` if criu restored it (it started after criu). */
 function killOurs(ctx: Ctx, root: number, why: string): void {
-  const killed = root && ctx.criuStarted !== null ? killTreeStartedSince(root, ctx.criuStarted) : 0;
+  const killed = root && ctx.criuStarted !== null ? signalTreeStartedSince(root, ctx.criuStarted, SIGKILL) : 0;
   if (killed) say(`${why}; killed ${killed} leftover task(s) of tree ${ctx.o.tree} (root ${root})`);
 }
 
@@ -143,7 +144,7 @@ async function standIn(ctx: Ctx): Promise<number> {
     return 1;
   }
   const root = st.tree.initPid;
-  const resume = () => (root && ctx.criuStarted !== null ? killTreeStartedSince(root, ctx.criuStarted, SIGCONT) : 0);
+  const resume = () => (root && ctx.criuStarted !== null ? signalTreeStartedSince(root, ctx.criuStarted, SIGCONT) : 0);
   if (st.tree.preResumeReleased) {
     resume(); // the hook died after the release, perhaps before its SIGCONT
     return 0;

@@ -101,12 +101,12 @@ export function startTime(pid: number): number | null {
 }
 
 /**
- * Signals (by default: kills) the tree rooted at `root` only if that root
- * started no earlier than `since` (a pid recycled by an older process is left
- * alone). The root is pinned by a pidfd before the check, so the check holds
- * until the signal.
+ * Sends `sig` to the tree rooted at `root` only if that root started no
+ * earlier than `since` (a pid recycled by an older process is left alone).
+ * The root is pinned by a pidfd before the check, so the check holds until
+ * the signal.
  */
-export function killTreeStartedSince(root: number, since: number, sig = 9): number {
+export function signalTreeStartedSince(root: number, since: number, sig: number): number {
   let pin: PidFd;
   try {
     pin = PidFd.open(root);
