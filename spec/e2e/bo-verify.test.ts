@@ -5,10 +5,10 @@
  * the VMAs are final and passes at post-restore.
  */
 import { describe, it } from 'node:test';
-import { PROCS, scenario } from '../support/scenario';
+import { PROCS, actionScript, scenario } from '../support/scenario';
 import { isLive } from '../../src/proc/tree';
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Daemon, STAGEGATE, hashDir, readPidfile, readSlots, sleep } from '../../demo/harness';
 import { openSession } from '../../src/client';
@@ -122,19 +122,15 @@ describe('verify activator on real CRIU', () => {
 
   it('negative proof: the same check fails at setup-namespaces (VMAs not final) and passes at post-restore', async () => {
     const { dir, restore } = await scenario('negative', 1);
-    const script = join(dir, 'check.sh');
-    writeFileSync(
-      script,
-      `#!/bin/sh
-case "$CRTOOLS_SCRIPT_ACTION" in
+    const script = actionScript(
+      dir,
+      'check.sh',
+      `case "$CRTOOLS_SCRIPT_ACTION" in
   setup-namespaces|post-restore)
     ${STAGEGATE} verify --images "$CRTOOLS_IMAGE_DIR" --init-pid "$CRTOOLS_INIT_PID" > ${dir}/verify-$CRTOOLS_SCRIPT_ACTION.out 2>&1
     echo "exit $?" >> ${dir}/verify-$CRTOOLS_SCRIPT_ACTION.out ;;
-esac
-exit 0
-`,
+esac`,
     );
-    chmodSync(script, 0o755);
     const r = await restore(0, { criuArgs: ['--action-script', script] }).done;
     assert.equal(r.code, 0, r.output);
     const early = readFileSync(join(dir, 'verify-setup-namespaces.out'), 'utf8');

@@ -4,11 +4,11 @@
  * real coordinator daemon (`stagegate serve`) over ZeroMQ IPC.
  */
 import { describe, it } from 'node:test';
-import { PROCS, scenario } from '../support/scenario';
+import { PROCS, actionScript, scenario } from '../support/scenario';
 import { childrenOf, isLive, killTree } from '../../src/proc/tree';
 import { criuPath, hookPath } from '../../src/paths';
 import assert from 'node:assert/strict';
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Checkpoint, type Daemon, type RestoreRun, type Slot, hashDir, readPidfile, readSlots, run, sleep } from '../../demo/harness';
 
@@ -125,9 +125,7 @@ describe('coordinated restore on real CRIU', () => {
   it('a tree late at pre-resume past the deadline: the waiting tree is killed before it runs; a retry succeeds', async () => {
     const { dir, cp, daemon, restore } = await scenario('preresume', 2, { deadlineS: 3 });
     // A user action script of tree 1 that is slow at pre-resume (it runs before the stagegate hook).
-    const slow = join(dir, 'slow-pre-resume.sh');
-    writeFileSync(slow, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep 5\nexit 0\n');
-    chmodSync(slow, 0o755);
+    const slow = actionScript(dir, 'slow-pre-resume.sh', '[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep 5');
     const a = restore(0);
     const b = restore(1, { criuArgs: ['--action-script', slow] });
     const [ra, rb] = await Promise.all([a.done, b.done]);
@@ -155,9 +153,7 @@ describe('coordinated restore on real CRIU', () => {
    */
   async function killHookAtPreResume(name: string, slowS: number, start: (sc: Awaited<ReturnType<typeof scenario>>) => Promise<{ code: number | null; output: string }>, guardianToo = false) {
     const sc = await scenario(name, 2, { deadlineS: 30 });
-    const slow = join(sc.dir, 'slow-pre-resume.sh');
-    writeFileSync(slow, `#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep ${slowS}\nexit 0\n`);
-    chmodSync(slow, 0o755);
+    const slow = actionScript(sc.dir, 'slow-pre-resume.sh', `[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep ${slowS}`);
     const a = start(sc);
     const b = sc.restore(1, { criuArgs: ['--action-script', slow] });
     const atBarrier = () => eventsOf(sc.daemon).find((e) => e.tree === 't0' && e.action === 'pre-resume');
@@ -242,10 +238,8 @@ describe('coordinated restore on real CRIU', () => {
 
   it('criu killed after post-restore: the session aborts and the wrapper kills the tasks it left behind', async () => {
     const { dir, cp, daemon, restore } = await scenario('criukill', 2);
-    const killer = join(dir, 'kill-criu.sh');
     // runs before the stagegate hook at post-restore: kills criu while the tasks sleep in its restorer
-    writeFileSync(killer, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = post-restore ] && kill -9 $PPID\nexit 0\n');
-    chmodSync(killer, 0o755);
+    const killer = actionScript(dir, 'kill-criu.sh', '[ "$CRTOOLS_SCRIPT_ACTION" = post-restore ] && kill -9 $PPID');
     const a = restore(0, { criuArgs: ['--action-script', killer] });
     const b = restore(1);
     const [ra, rb] = await Promise.all([a.done, b.done]);
@@ -264,9 +258,7 @@ describe('coordinated restore on real CRIU', () => {
 
   it('criu killed while its hook waits at pre-resume: its tree stays stopped, then everything is aborted; none ran', async () => {
     const { dir, cp, daemon, restore } = await scenario('criukill2', 2);
-    const slow = join(dir, 'slow-pre-resume.sh');
-    writeFileSync(slow, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep 2\nexit 0\n');
-    chmodSync(slow, 0o755);
+    const slow = actionScript(dir, 'slow-pre-resume.sh', '[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep 2');
     const a = restore(0);
     const b = restore(1, { criuArgs: ['--action-script', slow] });
     const waiting = () => daemon.messages.flatMap((m) => ('event' in m && m.event.tree === 't0' && m.event.action === 'pre-resume' ? [m.event] : []))[0];
@@ -287,9 +279,7 @@ describe('coordinated restore on real CRIU', () => {
 
   it('criu killed after the trees were released (post-resume): the trees keep running', async () => {
     const { dir, cp, restore } = await scenario('criukill3', 2);
-    const killer = join(dir, 'kill-criu.sh');
-    writeFileSync(killer, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = post-resume ] && kill -9 $PPID\nexit 0\n');
-    chmodSync(killer, 0o755);
+    const killer = actionScript(dir, 'kill-criu.sh', '[ "$CRTOOLS_SCRIPT_ACTION" = post-resume ] && kill -9 $PPID');
     const [ra, rb] = await Promise.all([restore(0, { criuArgs: ['--action-script', killer] }).done, restore(1).done]);
     assert.notEqual(ra.code, 0, 'criu itself was killed');
     assert.equal(rb.code, 0);
@@ -307,9 +297,7 @@ describe('coordinated restore on real CRIU', () => {
 
   it('criu killed at pre-restore: the session aborts, nothing is left, nothing ran', async () => {
     const { dir, cp, daemon, restore } = await scenario('earlyprerestore', 2);
-    const killer = join(dir, 'kill-criu.sh');
-    writeFileSync(killer, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-restore ] && kill -9 $PPID\nexit 0\n');
-    chmodSync(killer, 0o755);
+    const killer = actionScript(dir, 'kill-criu.sh', '[ "$CRTOOLS_SCRIPT_ACTION" = pre-restore ] && kill -9 $PPID');
     const a = restore(0, { criuArgs: ['--action-script', killer] });
     await sleep(300);
     const b = restore(1);
@@ -329,9 +317,7 @@ describe('coordinated restore on real CRIU', () => {
     // the script runs in the restored root task here, not in criu: it only
     // holds the restore at this stage while the test kills criu from outside
     const at = join(dir, 'at-setup-namespaces');
-    const stall = join(dir, 'stall.sh');
-    writeFileSync(stall, `#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = setup-namespaces ] && { touch ${at}; sleep 3; }\nexit 0\n`);
-    chmodSync(stall, 0o755);
+    const stall = actionScript(dir, 'stall.sh', `[ "$CRTOOLS_SCRIPT_ACTION" = setup-namespaces ] && { touch ${at}; sleep 3; }`);
     const a = restore(0, { criuArgs: ['--action-script', stall] });
     for (let i = 0; i < 200 && !existsSync(at); i++) await sleep(25);
     assert.ok(existsSync(at), 'tree t0 reached setup-namespaces');

@@ -4,7 +4,8 @@
  * `cleanup()` kills whatever was restored, stops the daemon and removes files.
  */
 import { after } from 'node:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Daemon, checkpointTrees, killTree, readPidfile, restoreTree, type RestoreRun } from '../../demo/harness';
 
 export const PROCS = 3;
@@ -54,4 +55,11 @@ export async function scenario(name: string, trees: number, o: { deadlineS?: num
   };
   cleanups.push(cleanup);
   return { dir, cp, daemon, restore, runs };
+}
+
+/** Writes an executable `--action-script` DIR/NAME: `body`, then `exit 0` (criu must not fail on it). */
+export function actionScript(dir: string, name: string, body: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, `#!/bin/sh\n${body}\nexit 0\n`, { mode: 0o755 });
+  return path;
 }
