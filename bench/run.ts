@@ -77,7 +77,7 @@ async function restoreOverhead(dir: string, d: Daemon) {
   const maxTrees = Math.max(...RESTORE_SIZES);
   const shm = `/dev/shm/sg-bench-${process.pid}`;
   const cp = await checkpointTrees(dir, maxTrees, 3, shm);
-  const modes = ['no action script', 'empty shell script', 'stagegate hook', 'stagegate restore (CLI)'] as const;
+  const modes = ['no action script', 'empty shell script', 'stagegate hook', 'stagegate restore (CLI)', 'stagegate restore, arrival barrier'] as const;
   const rows: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[] = [];
   let session = 0;
   for (const n of RESTORE_SIZES) {
@@ -86,6 +86,8 @@ async function restoreOverhead(dir: string, d: Daemon) {
       const times: number[] = [];
       for (let rep = 0; rep < RESTORE_REPS; rep++) {
         const s = `restore-${n}-${session++}`;
+        // the arrival barrier is a session setting: opened before the clock starts
+        if (mode === 'stagegate restore, arrival barrier') await openSession(d.endpoint, { session: s, expectedTrees: n, attempt: 1, deadlineMs: 0, holdAt: 'pre-restore' });
         const started = performance.now();
         const procs = [...Array(n).keys()].map((k) => {
           const work = join(dir, `w-${s}-${k}`);

@@ -180,6 +180,8 @@ export function restoreTree(o: {
   criuArgs?: string[];
   /** a command that runs `stagegate restore`, e.g. ['ip', 'netns', 'exec', 'host1'] */
   via?: string[];
+  /** in a process group of its own (as a batch scheduler runs it) */
+  detached?: boolean;
 }): RestoreRun {
   const workDir = join(o.workDir, `restore-${o.tree}.a${o.attempt ?? 1}`);
   mkdirSync(workDir, { recursive: true });
@@ -200,7 +202,7 @@ export function restoreTree(o: {
     ...(o.criuArgs ?? []),
   ];
   const [cmd, ...pre] = [...(o.via ?? []), STAGEGATE];
-  const child = spawn(cmd!, [...pre, ...args], { env: { ...process.env, ...o.extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd!, [...pre, ...args], { env: { ...process.env, ...o.extraEnv }, stdio: ['ignore', 'pipe', 'pipe'], detached: o.detached ?? false });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));

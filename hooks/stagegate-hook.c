@@ -6,11 +6,19 @@
  * the environment, sends one StageEvent (proto/stagegate.proto) over ZeroMQ
  * and, for the gated actions, waits for the coordinator's Verdict:
  *
+ *   pre-restore   wait (the coordinator answers at once unless the session
+ *                 has an arrival barrier); ABORT or silence -> exit 1 (CRIU
+ *                 then restores nothing)
  *   post-restore  wait; ABORT or silence -> exit 1 (CRIU then kills the tree)
  *   pre-resume    wait; ABORT or silence -> SIGKILL the restored tree (its
  *                 tasks are ptrace-stopped and have run no user code) and
  *                 exit 1
  *   anything else publish and return 0 at once
+ *
+ * Every event names its run (STAGEGATE_RUN, else derived from this hook's
+ * criu): the coordinator lets one run restore a tree, once per attempt.
+ * While it waits with a restored tree (post-restore, pre-resume), a guardian
+ * in a session of its own cleans up if the hook dies (see fork_guardian).
  *
  * It is C, not Node, because it sits on the restore's critical path: a Node
  * process start alone costs more than the whole budget of this hook.
@@ -232,35 +240,87 @@ static void watch_criu(pid_t criu) {
 	_exit(0);
 }
 
-/* Forks a guardian for a hook about to wait at pre-resume. If the hook dies
- * while it waits, criu only logs the failed script and lets the tree go (held
- * by the hook's SIGSTOP): the guardian then runs a new hook in its place
- * (STAGEGATE_STAND_IN_ROOTFD: the root, pinned by a pidfd), which waits for
- * the verdict and resumes or kills the tree, so the barrier still holds.
+static void report_failure(const char *reason);
+
+/* A post-restore guardian whose hook or criu died: once criu has exited
+ * (after a failed post-restore script it aborts and kills the tree itself),
+ * kills what is left of the tree and tells the coordinator (restore-failed),
+ * which aborts the session at once. The tree never ran: it was never let past
+ * post-restore with a live criu. Without this, a tree whose criu was killed
+ * too (a whole process group killed at once) sleeps in criu's restorer
+ * forever, and the other trees wait for it until the deadline. */
+static void guard_post_restore(int done, int criufd, int rootfd, pid_t root) {
+	struct pollfd p[2] = {{.fd = done, .events = POLLIN}, {.fd = criufd, .events = POLLIN}};
+	for (;;) {
+		int r = poll(p, 2, -1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		break;
+	}
+	if (p[0].revents) {
+		char c;
+		if (read(done, &c, 1) == 1)
+			_exit(0); /* the hook finished */
+	}
+	struct pollfd q = {.fd = criufd, .events = POLLIN};
+	while (poll(&q, 1, -1) < 0 && errno == EINTR)
+		;
+	char reason[160];
+	if (pidfd_signal(rootfd, 0) == 0) {
+		int k = signal_tree(root, SIGKILL);
+		die_line("the hook waiting at post-restore and its criu are gone: killed %d task(s) of the unreleased tree rooted at %d", k,
+			 root);
+		snprintf(reason, sizeof(reason), "criu and its hook died at post-restore; the guardian killed %d task(s) of the tree", k);
+	} else {
+		snprintf(reason, sizeof(reason), "the hook died at post-restore (criu aborted the restore)");
+	}
+	report_failure(reason);
+	_exit(0);
+}
+
+/* Forks a guardian for a hook about to wait at post-restore or pre-resume
+ * with a restored tree. It runs in a session of its own, so that killing the
+ * whole process group of `stagegate restore` (wrapper, criu and hook at once,
+ * as batch schedulers do) spares it. If the hook dies while it waits:
+ * - post-restore: see guard_post_restore;
+ * - pre-resume: criu only logs the failed script and lets the tree go (held
+ *   by the hook's SIGSTOP): the guardian then runs a new hook in its place
+ *   (STAGEGATE_STAND_IN_ROOTFD: the root, pinned by a pidfd), which waits for
+ *   the verdict and resumes or kills the tree, so the barrier still holds.
  * Returns the pipe end the hook writes to when it is done (the guardian then
  * exits), and the guardian's pid in *pid; -1 when there is none. */
-static int fork_guardian(pid_t root, pid_t *pid) {
+static int fork_guardian(Stagegate__V1__Action action, pid_t root, pid_t *pid) {
 	int rootfd = pidfd_open(root);
+	int criufd = -1;
 	int p[2];
 	if (rootfd < 0)
 		return -1;
+	if (action == STAGEGATE__V1__ACTION__POST_RESTORE && (criufd = pidfd_open(getppid())) < 0) {
+		close(rootfd);
+		return -1;
+	}
 	if (pipe2(p, O_CLOEXEC) < 0) {
 		close(rootfd);
+		if (criufd >= 0)
+			close(criufd);
 		return -1;
 	}
 	*pid = fork();
-	if (*pid < 0) {
+	if (*pid != 0) {
 		close(rootfd);
+		if (criufd >= 0)
+			close(criufd);
 		close(p[0]);
+		if (*pid > 0)
+			return p[1];
 		close(p[1]);
 		return -1;
 	}
-	if (*pid > 0) {
-		close(rootfd);
-		close(p[0]);
-		return p[1];
-	}
 	close(p[1]);
+	setsid();
+	signal(SIGPIPE, SIG_IGN); /* criu's log may be a pipe whose reader is gone */
+	if (action == STAGEGATE__V1__ACTION__POST_RESTORE)
+		guard_post_restore(p[0], criufd, rootfd, root);
 	char c;
 	ssize_t n;
 	do
@@ -376,11 +436,92 @@ static size_t pack_frame(Stagegate__V1__Request *req, const seal_t *seal, uint8_
 	return olen > cap ? 0 : stagegate__v1__request__pack(&outer, out);
 }
 
+/* This hook's run: one `criu restore` of one tree. STAGEGATE_RUN when set
+ * (`stagegate restore` makes a nonce), else derived from the criu that runs
+ * this hook: boot id, pid and start time name one process of one boot. It is
+ * exported, so that a stand-in forked later keeps it. Returns 0 on success. */
+static int resolve_run(char *out, size_t cap) {
+	const char *set = getenv("STAGEGATE_RUN");
+	if (set && *set) {
+		if (!valid_name(set)) {
+			die_line("STAGEGATE_RUN is invalid: need 1-128 characters of [A-Za-z0-9._:-]");
+			return -1;
+		}
+		snprintf(out, cap, "%s", set);
+		return 0;
+	}
+	char boot[64] = "", stat[1024], path[64];
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	if (!f || !fgets(boot, sizeof(boot), f)) {
+		if (f)
+			fclose(f);
+		die_line("cannot read the boot id to name this run");
+		return -1;
+	}
+	fclose(f);
+	boot[strcspn(boot, "\n")] = '\0';
+	pid_t criu = getppid();
+	snprintf(path, sizeof(path), "/proc/%d/stat", criu);
+	f = fopen(path, "r");
+	size_t n = f ? fread(stat, 1, sizeof(stat) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	stat[n] = '\0';
+	/* field 22 (starttime), counting from after the ")" that ends comm */
+	char *p = strrchr(stat, ')');
+	unsigned long long start = 0;
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &start) != 1) {
+		die_line("cannot read the start time of criu %d to name this run", criu);
+		return -1;
+	}
+	snprintf(out, cap, "criu-%s-%d-%llu", boot, criu, start);
+	if (!valid_name(out)) {
+		die_line("cannot name this run (boot id '%s')", boot);
+		return -1;
+	}
+	setenv("STAGEGATE_RUN", out, 1);
+	return 0;
+}
+
 typedef struct {
 	const char *endpoint, *session, *tree;
 	unsigned long trees, attempt;
 	double timeout_s;
 } config_t;
+
+/* What a guardian needs to speak for its hook (set before it is forked). */
+static const config_t *g_cfg;
+static Stagegate__V1__Request *g_req;
+
+/* A guardian's one message: its tree failed to restore (restore-failed, the
+ * hook's own run), sent with a bounded linger; nothing waits for a reply. */
+static void report_failure(const char *reason) {
+	if (!g_cfg || !g_req)
+		return;
+	Stagegate__V1__StageEvent *ev = g_req->event;
+	ev->action = STAGEGATE__V1__ACTION__RESTORE_FAILED;
+	ev->action_name = "restore-failed";
+	ev->reason = (char *)reason;
+	ev->resend_ms = 0;
+	ev->resent = 0;
+	ev->hook_pid = getpid();
+	ev->mono_ns = clock_ns(CLOCK_MONOTONIC);
+	ev->wall_ns = clock_ns(CLOCK_REALTIME);
+	void *ctx = zmq_ctx_new();
+	void *sock = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
+	seal_t seal;
+	static uint8_t buf[MAX_FRAME];
+	size_t len;
+	int linger = 1000;
+	if (sock && !setup_curve(sock, g_cfg->endpoint, &seal) && (len = pack_frame(g_req, &seal, buf, sizeof(buf))) &&
+	    !zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger)) &&
+	    !zmq_setsockopt(sock, ZMQ_SNDTIMEO, &linger, sizeof(linger)) && !zmq_connect(sock, g_cfg->endpoint))
+		zmq_send(sock, buf, len, 0);
+	if (sock)
+		zmq_close(sock);
+	if (ctx)
+		zmq_ctx_term(ctx);
+}
 
 static int read_config(config_t *c) {
 	const char *t;
@@ -437,8 +578,13 @@ int main(void) {
 	if (read_config(&cfg))
 		return 2;
 
+	char run[129];
+	if (resolve_run(run, sizeof(run)))
+		return 2;
+
 	Stagegate__V1__Action action = parse_action(name);
-	int gated = action == STAGEGATE__V1__ACTION__POST_RESTORE || action == STAGEGATE__V1__ACTION__PRE_RESUME;
+	int gated = action == STAGEGATE__V1__ACTION__PRE_RESTORE || action == STAGEGATE__V1__ACTION__POST_RESTORE ||
+		    action == STAGEGATE__V1__ACTION__PRE_RESUME;
 
 	unsigned long init_pid = 0;
 	const char *ip = getenv("CRTOOLS_INIT_PID");
@@ -484,6 +630,7 @@ int main(void) {
 	if (gated)
 		ev.resend_ms = RESEND_MS;
 	ev.resent = pinned >= 0;
+	ev.run = run;
 	Stagegate__V1__Request req = STAGEGATE__V1__REQUEST__INIT;
 	req.body_case = STAGEGATE__V1__REQUEST__BODY_EVENT;
 	req.event = &ev;
@@ -497,11 +644,15 @@ int main(void) {
 	/* before any ZeroMQ state exists: forking with a context is unsafe */
 	pid_t guardian = -1;
 	int guard = -1;
-	/* a pre-resume hook guards its tree (guardian, SIGSTOP hold) when the root
-	 * is its criu's child; a stand-in's tree is already held */
-	int guards = action == STAGEGATE__V1__ACTION__PRE_RESUME && pinned < 0 && is_child_of((pid_t)init_pid, getppid());
+	/* a hook waiting with a restored tree guards it (guardian; at pre-resume
+	 * also the SIGSTOP hold) when the root is its criu's child; a stand-in's
+	 * tree is already held */
+	int guards = (action == STAGEGATE__V1__ACTION__PRE_RESUME || action == STAGEGATE__V1__ACTION__POST_RESTORE) &&
+		     init_pid && pinned < 0 && is_child_of((pid_t)init_pid, getppid());
+	g_cfg = &cfg;
+	g_req = &req;
 	if (guards)
-		guard = fork_guardian((pid_t)init_pid, &guardian);
+		guard = fork_guardian(action, (pid_t)init_pid, &guardian);
 	int rc = 1;
 	Stagegate__V1__Verdict *v = NULL;
 	void *ctx = zmq_ctx_new();
@@ -545,7 +696,7 @@ int main(void) {
 	 * user code if this hook dies while waiting (criu would only log the failed
 	 * script and resume the tree). PROCEED sends SIGCONT, which discards it. */
 	int held = pinned >= 0; /* a stand-in: its predecessor's SIGSTOP holds the tree */
-	if (guards)
+	if (guards && action == STAGEGATE__V1__ACTION__PRE_RESUME)
 		held = signal_tree((pid_t)init_pid, SIGSTOP) > 0;
 
 	zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};

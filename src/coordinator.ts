@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { type Subscription, Subject, merge, tap } from 'rxjs';
 import type { Activator, CoordinatorState, Effect, Input } from './core/model';
+import type { HoldAt } from './core/actions';
 import { inspectTree } from './images/inspect';
 import { observeMappings } from './proc/observe';
 import { activate } from './activators';
@@ -27,6 +28,8 @@ export interface CoordinatorOptions {
   deadlineMs: number;
   /** activator of sessions that do not choose one (default verify) */
   activator?: Activator;
+  /** arrival barrier of sessions that do not choose one (default none) */
+  holdAt?: HoldAt;
   /** CURVE for TCP endpoints: the server's secret key and the allowed client keys */
   curve?: CurveServer | null;
   /** where the journal lives; without it a restart forgets every session */
@@ -116,7 +119,7 @@ export class Coordinator {
     }
     const c = new Coordinator(hooks, publisher, opts);
     c.zap = zap;
-    const config = { defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify' } as const;
+    const config = { defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify', defaultHoldAt: opts.holdAt ?? 'none' } as const;
     let recovered: { state: CoordinatorState; effects: Effect[] } | undefined;
     if (opts.stateDir) {
       try {

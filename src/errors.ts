@@ -25,8 +25,13 @@ export const ErrorCodes = {
   FORBIDDEN: 'E_FORBIDDEN',
   /** The peer speaks a protocol version this daemon does not. */
   PROTOCOL_VERSION: 'E_PROTOCOL_VERSION',
-  /** The session is already closed (completed) for this attempt. */
+  /**
+   * The session has ended (released, completed or aborted) for this attempt: it
+   * takes no new restore run, and nothing that arrives changes its outcome.
+   */
   SESSION_CLOSED: 'E_SESSION_CLOSED',
+  /** Another restore run (another criu) already owns this tree in this session and attempt. */
+  RUN_CONFLICT: 'E_RUN_CONFLICT',
   /** Configuration or command-line usage error. */
   USAGE: 'E_USAGE',
   /** criu could not be found or is not usable. */

@@ -5,7 +5,7 @@
  * the VMAs are final and passes at post-restore.
  */
 import { describe, it } from 'node:test';
-import { PROCS, actionScript, scenario } from '../support/scenario';
+import { PROCS, actionScript, decisions, scenario } from '../support/scenario';
 import { isLive } from '../../src/proc/tree';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -18,7 +18,6 @@ const STRIDE = 0x4000000n;
 const C = 0x580000000000n; // demo/workload.c: the memfd region
 const addrC = (tree: number, idx: number) => C + BigInt(tree * 16 + idx) * STRIDE;
 
-const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
 const eventAt = (d: Daemon, tree: string, action: string) => {
   const m = d.messages.find((x) => 'event' in x && x.event.tree === tree && x.event.action === action);
   return m && 'event' in m ? Number(m.event.wallNs) / 1e6 : NaN;

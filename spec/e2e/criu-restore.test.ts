@@ -4,40 +4,14 @@
  * real coordinator daemon (`stagegate serve`) over ZeroMQ IPC.
  */
 import { describe, it } from 'node:test';
-import { PROCS, actionScript, scenario } from '../support/scenario';
+import { PROCS, actionScript, assertImagesUnchanged, assertNeverRan, assertNothingRunning, decisions, eventsOf, scenario } from '../support/scenario';
 import { childrenOf, isLive, killTree } from '../../src/proc/tree';
 import { criuPath, hookPath } from '../../src/paths';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Checkpoint, type Daemon, type RestoreRun, type Slot, hashDir, readPidfile, readSlots, run, sleep } from '../../demo/harness';
+import { type Checkpoint, type Daemon, type Slot, readPidfile, readSlots, run, sleep } from '../../demo/harness';
 
-
-const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
-const eventsOf = (d: Daemon) => d.messages.flatMap((m) => ('event' in m ? [m.event] : []));
-
-/** No process of the checkpoint ran user code: every slot is exactly as at dump time. */
-function assertNeverRan(cp: Checkpoint, trees: number[]): void {
-  const now = readSlots(cp.shm);
-  for (const t of trees) {
-    for (const s of cp.slots.filter((x) => x.tree === t)) {
-      const n = now.find((x) => x.tree === t && x.idx === s.idx)!;
-      assert.equal(n.counter, s.counter, `tree ${t} process ${s.idx} ran after the abort`);
-      assert.equal(n.gaps, 0);
-    }
-  }
-}
-
-function assertNothingRunning(runs: RestoreRun[]): void {
-  for (const r of runs) {
-    const root = readPidfile(r.pidfile);
-    if (root) assert.ok(!isLive(root), `restored root ${root} still running`);
-  }
-}
-
-function assertImagesUnchanged(cp: Checkpoint): void {
-  cp.images.forEach((d, i) => assert.deepEqual(hashDir(d), cp.hashes[i], `images of tree ${i} changed`));
-}
 
 const resumedAt = (slots: Slot[], tree: number) => slots.filter((s) => s.tree === tree).map((s) => s.resumedAtMs);
 
@@ -198,10 +172,11 @@ describe('coordinated restore on real CRIU', () => {
   });
 
   /** Runs criu by hand with the hook (no wrapper) for tree 0; `root` receives its root pid. */
-  const plainCriu = (name: string, root: { pid: number }) => async ({ dir, daemon, cp }: Awaited<ReturnType<typeof scenario>>) => {
+  const plainCriu = (name: string, root: { pid: number }) => async ({ dir, daemon, cp, track }: Awaited<ReturnType<typeof scenario>>) => {
     const work = join(dir, 'plain-t0');
     mkdirSync(work);
     const pidfile = join(work, 'root.pid');
+    track(pidfile); // the scenario's cleanup kills this tree too
     const env = {
       ...process.env, STAGEGATE_ENDPOINT: daemon.endpoint, STAGEGATE_SESSION: name, STAGEGATE_TREE: 't0',
       STAGEGATE_TREES: '2', STAGEGATE_TIMEOUT: '30',

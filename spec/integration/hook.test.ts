@@ -60,6 +60,21 @@ describe('hook against a real coordinator', () => {
     assert.equal(events('future')[0]!.actionName, 'some-future-action');
   });
 
+  it('names its run after its criu when STAGEGATE_RUN is unset: one criu is one run, another criu is refused', async () => {
+    const env = hookEnv(c.endpoint, 'pre-restore', { STAGEGATE_SESSION: 'derived', STAGEGATE_RUN: '', CRTOOLS_INIT_PID: '999' });
+    // one parent standing in for one criu runs the hook at two stages
+    const same = await runHook(env, '"$SG_HOOK" || exit 1; CRTOOLS_SCRIPT_ACTION=post-restore "$SG_HOOK"; rc=$?; exit $rc');
+    assert.equal(same.code, 0, same.stderr);
+    const other = await runHook({ ...env, CRTOOLS_SCRIPT_ACTION: 'post-restore' });
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /\[E_RUN_CONFLICT\] tree t1 of session derived attempt 1 is already being restored by run criu-/);
+    const runs = events('derived').map((e) => e.run);
+    assert.equal(runs.length, 3);
+    assert.match(runs[0]!, /^criu-[0-9a-f-]{36}-\d+-\d+$/);
+    assert.equal(runs[1], runs[0]);
+    assert.notEqual(runs[2], runs[0]);
+  });
+
   it('blocks post-restore until every tree of the session has arrived', async () => {
     const env = (tree: string) =>
       hookEnv(c.endpoint, 'post-restore', { STAGEGATE_SESSION: 'gate2', STAGEGATE_TREE: tree, STAGEGATE_TREES: '2', CRTOOLS_INIT_PID: '999' });
@@ -133,7 +148,7 @@ describe('hook against a real coordinator', () => {
     const script = `
       sleep 100 >/dev/null 2>&1 & root=$!
       CRTOOLS_INIT_PID=$root "$SG_HOOK"
-      sleep 30 >/dev/null 2>&1`; // criu stuck in wait4 on the dead tree
+      exec sleep 30 >/dev/null 2>&1`; // criu stuck in wait4 on the dead tree (exec: the watchdog's kill ends it)
     const r = await runHook(hookEnv(c.endpoint, 'pre-resume', { STAGEGATE_SESSION: 'stuck', STAGEGATE_TREES: '1' }), script);
     assert.equal(r.signal, 'SIGKILL');
     assert.ok(r.ms >= 900 && r.ms < 10_000, `took ${r.ms} ms`);
@@ -178,9 +193,16 @@ describe('hook without a coordinator', () => {
   });
 
   it('does not hold up an ungated action', async () => {
-    const r = await runHook(hookEnv(nowhere, 'pre-restore'));
+    const r = await runHook(hookEnv(nowhere, 'post-setup-namespaces'));
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.ms < 2000, `took ${r.ms} ms`);
+  });
+
+  it('fails pre-restore within its timeout, so that criu restores nothing', async () => {
+    const r = await runHook(hookEnv(nowhere, 'pre-restore', { STAGEGATE_TIMEOUT: '0.5' }));
+    assert.equal(r.code, 1);
+    assert.ok(r.ms >= 450 && r.ms < 3000, `took ${r.ms} ms`);
+    assert.match(r.stderr, /stagegate-hook\[pre-restore\]: no verdict from the coordinator/);
   });
 });
 

@@ -27,8 +27,14 @@ export function runHook(env: Record<string, string>, parentScript = '"$SG_HOOK";
   );
 }
 
+/**
+ * The environment criu gives the hook. Each runHook has a parent of its own,
+ * so hooks of one simulated criu run share STAGEGATE_RUN (one per session and
+ * tree by default, as `stagegate restore` sets it); pass STAGEGATE_RUN: '' to
+ * let the hook derive its run from its parent, as under plain criu.
+ */
 export function hookEnv(endpoint: string, action: string, over: Record<string, string> = {}): Record<string, string> {
-  return {
+  const env: Record<string, string> = {
     CRTOOLS_SCRIPT_ACTION: action,
     CRTOOLS_IMAGE_DIR: '/tmp',
     STAGEGATE_ENDPOINT: endpoint,
@@ -38,4 +44,6 @@ export function hookEnv(endpoint: string, action: string, over: Record<string, s
     STAGEGATE_TIMEOUT: '5',
     ...over,
   };
+  env.STAGEGATE_RUN ??= `run-${env.STAGEGATE_SESSION}-${env.STAGEGATE_TREE}`;
+  return env;
 }

@@ -6,7 +6,9 @@
 import { after } from 'node:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, checkpointTrees, killTree, readPidfile, restoreTree, type RestoreRun } from '../../demo/harness';
+import assert from 'node:assert/strict';
+import { type Checkpoint, Daemon, checkpointTrees, hashDir, killTree, readPidfile, readSlots, restoreTree, type RestoreRun } from '../../demo/harness';
+import { isLive } from '../../src/proc/tree';
 
 export const PROCS = 3;
 
@@ -22,13 +24,18 @@ export interface RestoreOptions {
   images?: string;
   criuArgs?: string[];
   endpoint?: string;
+  /** where its work directory goes (default the scenario's directory) */
+  workDir?: string;
+  detached?: boolean;
 }
 
-export async function scenario(name: string, trees: number, o: { deadlineS?: number; separate?: boolean } = {}) {
+export async function scenario(name: string, trees: number, o: { deadlineS?: number; separate?: boolean; serveArgs?: string[] } = {}) {
   const dir = mkdtempSync(`/tmp/sg-e2e-${name}-`);
   const cp = await checkpointTrees(dir, trees, PROCS, `/dev/shm/sg-e2e-${name}-${process.pid}`, o.separate ?? false);
-  const daemon = await Daemon.start(dir, o.deadlineS ?? 30);
+  const daemon = await Daemon.start(dir, o.deadlineS ?? 30, 'verify', '', o.serveArgs ?? []);
   const runs: RestoreRun[] = [];
+  /** pid files of trees restored by other means (plain criu): cleaned up like the runs */
+  const pidfiles: string[] = [];
   const restore = (tree: number, r: RestoreOptions = {}) => {
     const run = restoreTree({
       endpoint: r.endpoint ?? daemon.endpoint,
@@ -36,8 +43,9 @@ export async function scenario(name: string, trees: number, o: { deadlineS?: num
       tree: `t${tree}`,
       trees,
       images: r.images ?? cp.images[tree]!,
-      workDir: dir,
+      workDir: r.workDir ?? dir,
       attempt: r.attempt,
+      detached: r.detached,
       timeoutS: r.timeoutS,
       criuArgs: r.criuArgs,
     });
@@ -45,8 +53,8 @@ export async function scenario(name: string, trees: number, o: { deadlineS?: num
     return run;
   };
   const cleanup = async () => {
-    for (const r of runs) {
-      const root = readPidfile(r.pidfile);
+    for (const pidfile of [...runs.map((r) => r.pidfile), ...pidfiles]) {
+      const root = readPidfile(pidfile);
       if (root) killTree(root);
     }
     await daemon.stop();
@@ -54,7 +62,7 @@ export async function scenario(name: string, trees: number, o: { deadlineS?: num
     rmSync(dir, { recursive: true, force: true });
   };
   cleanups.push(cleanup);
-  return { dir, cp, daemon, restore, runs };
+  return { dir, cp, daemon, restore, runs, track: (pidfile: string) => void pidfiles.push(pidfile) };
 }
 
 /** Writes an executable `--action-script` DIR/NAME: `body`, then `exit 0` (criu must not fail on it). */
@@ -62,4 +70,30 @@ export function actionScript(dir: string, name: string, body: string): string {
   const path = join(dir, name);
   writeFileSync(path, `#!/bin/sh\n${body}\nexit 0\n`, { mode: 0o755 });
   return path;
+}
+
+export const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
+export const eventsOf = (d: Daemon) => d.messages.flatMap((m) => ('event' in m ? [m.event] : []));
+
+/** No process of the checkpoint ran user code: every slot is exactly as at dump time. */
+export function assertNeverRan(cp: Checkpoint, trees: number[]): void {
+  const now = readSlots(cp.shm);
+  for (const t of trees) {
+    for (const s of cp.slots.filter((x) => x.tree === t)) {
+      const n = now.find((x) => x.tree === t && x.idx === s.idx)!;
+      assert.equal(n.counter, s.counter, `tree ${t} process ${s.idx} ran after the abort`);
+      assert.equal(n.gaps, 0);
+    }
+  }
+}
+
+export function assertNothingRunning(runs: RestoreRun[]): void {
+  for (const r of runs) {
+    const root = readPidfile(r.pidfile);
+    if (root) assert.ok(!isLive(root), `restored root ${root} still running`);
+  }
+}
+
+export function assertImagesUnchanged(cp: Checkpoint): void {
+  cp.images.forEach((d, i) => assert.deepEqual(hashDir(d), cp.hashes[i], `images of tree ${i} changed`));
 }

@@ -58,7 +58,10 @@ describe('verify activator (pure reducer)', () => {
       ev('a', 'pre-restore'), images('a', [fa]), ev('a', 'post-restore', 2), observed('a', [ok(fa)]),
       ev('b', 'pre-restore', 10), images('b', [fb]), ev('b', 'post-restore', 12), observed('b', [ok(fb)], 13),
     ]);
-    assert.deepEqual(replies(effects.slice(0, 7).flat()), [], 'nobody released before b is verified');
+    const early = replies(effects.slice(0, 7).flat());
+    // without an arrival barrier, pre-restore is answered at once; post-restore waits
+    assert.deepEqual(early.map((r) => [r.peer, r.proceed]), [['a:pre-restore', true], ['b:pre-restore', true]]);
+    assert.deepEqual(early.filter((r) => r.peer.endsWith(':post-restore')), [], 'nobody released at post-restore before b is verified');
     assert.deepEqual(replies(effects[7]!).map((r) => r.peer), ['a:post-restore', 'b:post-restore']);
     assert.equal(state.sessions.s1!.gates['post-restore'].openedAt, 13);
     assert.deepEqual(decisions(effects[7]!).map((d) => d.kind), ['bo-verified', 'bo-activated', 'gate-opened', 'tree-released', 'tree-released']);

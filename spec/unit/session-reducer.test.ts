@@ -66,13 +66,14 @@ describe('session reducer', () => {
     assert.equal(state.sessions.s1!.status, 'aborted');
   });
 
-  it('answers later gated events of an aborted session with the same abort', () => {
+  it('answers later gated events of an aborted session\'s runs with the same abort', () => {
     const { effects } = feed([
       ev('a', 'post-restore'),
+      ev('b', 'pre-restore', 10),
       { type: 'deadline', session: 's1', attempt: 1, at: 1000 },
       ev('b', 'post-restore', 1001),
     ]);
-    assert.deepEqual(replies(effects[2]!), [{ peer: 'b:post-restore', proceed: false, code: 'E_DEADLINE' }]);
+    assert.deepEqual(replies(effects[3]!), [{ peer: 'b:post-restore', proceed: false, code: 'E_DEADLINE' }]);
   });
 
   it('ignores a deadline of an older attempt or of a released session', () => {
@@ -208,5 +209,100 @@ describe('session reducer', () => {
       ev('a', 'pre-restore', 500, { session: 'new', expectedTrees: 1 }),
     ]);
     assert.deepEqual(Object.keys(state.sessions).sort(), ['mid', 'new', 'waiting']);
+  });
+});
+
+describe('session reducer: runs, ended sessions and the arrival barrier', () => {
+  const r = (run: string) => ({ run });
+  /** Trees a and b of run ra/rb through every stage: the session completes. */
+  const completed: Input[] = [
+    ev('a', 'pre-restore', 0, r('ra')), ev('b', 'pre-restore', 0, r('rb')),
+    ev('a', 'post-restore', 1, r('ra')), ev('b', 'post-restore', 1, r('rb')),
+    ev('a', 'pre-resume', 2, r('ra')), ev('b', 'pre-resume', 2, r('rb')),
+    ev('a', 'post-resume', 3, r('ra'), null), ev('b', 'post-resume', 3, r('rb'), null),
+  ];
+  const proceeds = (effects: Effect[]) => replies(effects).filter((x) => x.proceed);
+
+  it('refuses a new run of a completed session at every gate and keeps its outcome', () => {
+    const done = feed(completed);
+    assert.equal(done.state.sessions.s1!.status, 'completed');
+    const replay = feed([ev('a', 'pre-restore', 10, r('again')), ev('a', 'post-restore', 11, r('again')), ev('a', 'pre-resume', 12, r('again'))], done.state);
+    assert.deepEqual(proceeds(replay.all), [], 'a lone replay never passes');
+    assert.deepEqual(replies(replay.all).map((x) => x.code), ['E_SESSION_CLOSED', 'E_SESSION_CLOSED', 'E_SESSION_CLOSED']);
+    const rejected = decisions(replay.all).filter((d) => d.kind === 'event-rejected');
+    assert.equal(rejected.length, 3);
+    assert.match(rejected[0]!.reason, /session s1 attempt 1 has completed and takes no new restore run .*--attempt 2, or use a new session name/);
+    assert.equal(replay.state.sessions.s1!.status, 'completed');
+    assert.equal(replay.state.sessions.s1!.trees.get('a')!.run, 'ra');
+  });
+
+  it('refuses a new run of an aborted session with E_SESSION_CLOSED, and answers its own runs with the abort', () => {
+    const aborted = feed([ev('a', 'post-restore', 0, r('ra')), { type: 'deadline', session: 's1', attempt: 1, at: 1000 }]);
+    const later = feed([ev('a', 'post-restore', 1001, r('ra2')), ev('a', 'post-restore', 1002, { ...r('ra'), resent: true })], aborted.state);
+    assert.deepEqual(replies(later.all).map((x) => [x.proceed, x.code]), [[false, 'E_SESSION_CLOSED'], [false, 'E_DEADLINE']]);
+    assert.equal(later.state.sessions.s1!.abort!.code, 'E_DEADLINE');
+  });
+
+  it('refuses a second run of a tree: it never gets PROCEED, its failure does not abort, the owner goes on', () => {
+    const { state, effects, all } = feed([
+      ev('a', 'pre-restore', 0, r('first')),
+      ev('a', 'pre-restore', 1, r('second'), 'a2:pre-restore'),
+      ev('a', 'post-restore', 2, r('second'), 'a2:post-restore'),
+      ev('a', 'restore-failed', 3, r('second'), null),
+      ev('a', 'post-restore', 4, r('first')), ev('b', 'post-restore', 5, r('rb')),
+      ev('a', 'pre-resume', 6, r('first')), ev('b', 'pre-resume', 7, r('rb')),
+      ev('a', 'pre-resume', 8, r('second'), 'a2:pre-resume'),
+    ]);
+    const second = replies(all).filter((x) => x.peer.startsWith('a2:'));
+    assert.deepEqual(second.map((x) => [x.proceed, x.code]), [[false, 'E_RUN_CONFLICT'], [false, 'E_RUN_CONFLICT'], [false, 'E_SESSION_CLOSED']]);
+    assert.match(decisions(effects[1]!)[0]!.reason, /tree a of session s1 attempt 1 is already being restored by run first; this run \(second\) is refused.*--attempt 2/);
+    assert.equal(decisions(all).filter((d) => d.kind === 'session-aborted').length, 0);
+    assert.equal(state.sessions.s1!.status, 'released');
+    assert.deepEqual(replies(effects[7]!).map((x) => x.peer), ['a:pre-resume', 'b:pre-resume']);
+  });
+
+  it('keeps re-sends of one run idempotent, and derives a run for older clients from host and criu pid', () => {
+    const { all } = feed([
+      ev('a', 'post-restore', 0), ev('a', 'post-restore', 1, { resent: true }, 'again'), ev('b', 'post-restore', 2, { criuPid: 99 }),
+      ev('b', 'post-restore', 3, { criuPid: 98 }, 'other-criu'),
+    ]);
+    assert.deepEqual(replies(all).map((x) => [x.peer, x.proceed, x.code]), [
+      ['again', true, ''], ['b:post-restore', true, ''], ['other-criu', false, 'E_RUN_CONFLICT'],
+    ]);
+  });
+
+  it('never lets a late contradictory event rewrite a completed session', () => {
+    const done = feed(completed);
+    const late = feed([ev('c', 'post-restore', 20, { ...r('rc'), expectedTrees: 3 }), ev('a', 'post-resume', 21, { ...r('ra'), expectedTrees: 5 }, null)], done.state);
+    assert.equal(late.state.sessions.s1!.status, 'completed');
+    assert.equal(late.state.sessions.s1!.abort, null);
+    assert.deepEqual(decisions(late.all).map((d) => [d.kind, d.code]), [['event-rejected', 'E_SESSION_CLOSED'], ['event-rejected', 'E_SESSION_CLOSED']]);
+  });
+
+  it('arrival barrier: no pre-restore is answered before every tree has started', () => {
+    const open: Input = { type: 'open', session: 's1', expectedTrees: 2, attempt: 1, deadlineMs: 500, manifest: [], activator: '', holdAt: 'pre-restore', peer: null, at: 0 };
+    const { state, effects } = feed([open, ev('a', 'pre-restore', 1, r('ra')), ev('b', 'pre-restore', 5, r('rb'))]);
+    assert.deepEqual(replies(effects[1]!), []);
+    assert.deepEqual(replies(effects[2]!).map((x) => [x.peer, x.proceed]), [['a:pre-restore', true], ['b:pre-restore', true]]);
+    const gate = decisions(effects[2]!).find((d) => d.kind === 'gate-opened')!;
+    assert.equal(gate.action, 'pre-restore');
+    assert.equal(gate.waitedMs, 4);
+    assert.equal(state.sessions.s1!.holdAt, 'pre-restore');
+  });
+
+  it('arrival barrier: a tree that never comes aborts the waiting ones at pre-restore (nothing restored yet)', () => {
+    const cfg = { ...config, defaultHoldAt: 'pre-restore' as const };
+    const { state, effects } = feedWith(cfg, [ev('a', 'pre-restore', 1, r('ra')), { type: 'deadline', session: 's1', attempt: 1, at: 1000 }]);
+    assert.deepEqual(replies(effects[0]!), []);
+    assert.deepEqual(replies(effects[1]!), [{ peer: 'a:pre-restore', proceed: false, code: 'E_DEADLINE' }]);
+    assert.match(decisions(effects[1]!).find((d) => d.kind === 'session-aborted')!.reason, /at the pre-restore gate; still missing: 1 tree\(s\) not seen yet/);
+    assert.equal(state.sessions.s1!.status, 'aborted');
+  });
+
+  it('arrival barrier: a tree at post-restore that never passed it is a contradiction', () => {
+    const cfg = { ...config, defaultHoldAt: 'pre-restore' as const };
+    const { effects } = feedWith(cfg, [ev('a', 'pre-restore', 1, r('ra')), ev('b', 'post-restore', 2, r('rb'))]);
+    assert.deepEqual(replies(effects[1]!).map((x) => x.code), ['E_CONTRADICTION', 'E_CONTRADICTION']);
+    assert.match(decisions(effects[1]!).find((d) => d.kind === 'session-aborted')!.reason, /tree b reached post-restore before its pre-restore was answered/);
   });
 });

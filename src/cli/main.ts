@@ -9,8 +9,9 @@ import { criuPath, hookPath } from '../paths';
 import { defaultEventsEndpoint, defaultHookEndpoint } from '../transport/endpoints';
 import { StagegateError, UsageError } from '../errors';
 import { validateName } from '../core/validate';
-import { parseActivator } from '../core/validate';
+import { parseActivator, parseHoldAt } from '../core/validate';
 import type { Activator } from '../core/model';
+import type { HoldAt } from '../core/actions';
 
 const HELP: Record<string, string> = {
   main: `usage: stagegate <command> [options]
@@ -33,7 +34,7 @@ commands:
   help          this text
 
 'stagegate <command> --help' describes each command.`,
-  serve: `usage: stagegate serve [--listen EP]... [--events EP]... [--timeout SECONDS] [--log-level LEVEL]
+  serve: `usage: stagegate serve [--listen EP]... [--events EP]... [--timeout SECONDS] [--hold-at H] [--log-level LEVEL]
 
   --listen EP      ZeroMQ endpoint for hooks (default ${defaultHookEndpoint()});
                    ipc://PATH (its directory is made 0700) or tcp://HOST:PORT
@@ -53,6 +54,9 @@ commands:
   --allow F        allowed clients, one per line: KEY [SESSION[/TREE]]...
                    (globs with *); a key with scopes acts only on those
                    (with --curve-secret)
+  --hold-at H      default arrival barrier of sessions: pre-restore (no tree
+                   restores anything until every tree's criu has started) or
+                   none (default); 'open --hold-at' chooses per session
   --state-dir D    journal every session change there (fsync'd); a daemon
                    restarted with the same directory resumes open sessions,
                    and waiting hooks re-send their events to it
@@ -69,6 +73,10 @@ use STAGEGATE_CURVE_SERVER_PUBLIC=daemon.public and STAGEGATE_CURVE_CLIENT=PREFI
 
 Runs 'criu restore <arguments> --action-script <hook>' with STAGEGATE_* set,
 and exits with criu's exit code. If criu fails, the session is aborted at once.
+Each run is one restore of the tree: the coordinator refuses a second run for
+a tree of the same session and attempt, and any new run once the session has
+ended (completed or aborted); restore the job again with --attempt A+1 (or a
+new session name).
 
   --session S    restore session (all trees of one job); [A-Za-z0-9._:-]{1,128}
   --tree T       this tree's name, unique within the session
@@ -78,9 +86,15 @@ and exits with criu's exit code. If criu fails, the session is aborted at once.
   --attempt A    restore attempt, from 1; bump it to retry after an abort (default 1)
   --timeout S    how long a gated hook waits for a verdict before aborting (default 60)`,
   open: `usage: stagegate open --session S --trees N [--attempt A] [--deadline SECONDS]
-                      [--activator verify|none|kfd|exec:CMD] [--manifest FILE] [--endpoint EP]
+                      [--activator verify|none|kfd|exec:CMD] [--manifest FILE]
+                      [--hold-at pre-restore|none] [--endpoint EP]
 
 Opens a session before any tree starts; otherwise the first event opens it.
+
+  --hold-at H      pre-restore: an arrival barrier; no tree restores anything
+                   until every tree's criu has started, so a tree that never
+                   comes aborts the session with nothing restored (one more
+                   round trip per tree); none: no barrier (default: the daemon's)
 
   --manifest FILE  JSON declaring BOs the images do not show (e.g. device memory):
                    {"bos": [{"id": "gpu0", "mappers": [{"tree": "rank0", "pid": 1,
@@ -165,6 +179,7 @@ async function serve(argv: string[]): Promise<number> {
     allow: { type: 'string' },
     'insecure-tcp': { type: 'boolean' },
     'state-dir': { type: 'string' },
+    'hold-at': { type: 'string' },
   });
   if (values.help) return help('serve');
   const listen = (values.listen as string[] | undefined) ?? [defaultHookEndpoint()];
@@ -189,6 +204,7 @@ async function serve(argv: string[]): Promise<number> {
     stateDir: values['state-dir'] as string | undefined,
     deadlineMs: seconds('serve', 'timeout', values.timeout as string | undefined, 60) * 1000,
     activator,
+    holdAt: holdAtOf('serve', values['hold-at'] as string | undefined) || 'none',
     logger,
   });
   const stop = (sig: string) => {
@@ -242,6 +258,7 @@ async function openCmd(argv: string[]): Promise<number> {
     endpoint: { type: 'string' },
     activator: { type: 'string' },
     manifest: { type: 'string' },
+    'hold-at': { type: 'string' },
   });
   if (values.help) return help('open');
   const v = values as Record<string, string | undefined>;
@@ -253,6 +270,7 @@ async function openCmd(argv: string[]): Promise<number> {
     attempt: int('open', 'attempt', v.attempt, 1, 1, 1_000_000),
     deadlineMs: v.deadline === undefined ? 0 : Math.round(seconds('open', 'deadline', v.deadline, 60) * 1000),
     activator: activatorOf('open', v.activator) || undefined,
+    holdAt: holdAtOf('open', v['hold-at']) || undefined,
     manifest: v.manifest === undefined ? [] : (await import('./manifest')).readManifest(v.manifest),
   });
   if (!verdict.proceed) {
@@ -345,6 +363,13 @@ function activatorOf(cmd: string, v: string | undefined): Activator | '' {
   const a = parseActivator(v);
   if (!a) throw new UsageError(`${cmd}: --activator must be verify, none, kfd or exec:<command>, got '${v}'`);
   return a;
+}
+
+function holdAtOf(cmd: string, v: string | undefined): HoldAt | '' {
+  if (v === undefined) return '';
+  const h = parseHoldAt(v);
+  if (!h) throw new UsageError(`${cmd}: --hold-at must be pre-restore or none, got '${v}'`);
+  return h;
 }
 
 function help(cmd: string): number {

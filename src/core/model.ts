@@ -3,7 +3,7 @@
  * what the state is (CoordinatorState) and what should happen (Effect).
  * No I/O and no protobuf types here: adapters translate at the edge.
  */
-import type { ActionName, GateName } from './actions';
+import type { ActionName, GateName, HoldAt } from './actions';
 import type { ErrorCode } from '../errors';
 import type { BoKind } from './bo-graph';
 
@@ -29,6 +29,8 @@ export interface StageEvent {
   resent?: boolean;
   /** a gated hook that re-sends every resendMs while it waits (liveness); 0 or absent: it does not */
   resendMs?: number;
+  /** the criu run that sent it (one `criu restore` of one tree); empty from older clients (see runOf) */
+  run?: string;
 }
 
 export type Input =
@@ -44,6 +46,8 @@ export type Input =
       /** BOs the images do not show, declared by the user */
       manifest: MappingRef[];
       activator: Activator | '';
+      /** arrival barrier; '' takes the daemon's default */
+      holdAt?: HoldAt | '';
       peer: Peer | null;
       at: number;
     }
@@ -185,6 +189,8 @@ export type SessionStatus = 'open' | 'released' | 'completed' | 'aborted';
 
 export interface TreeState {
   name: string;
+  /** the run that owns this tree for the session's attempt (the first one seen) */
+  run: string;
   lastAction: ActionName;
   initPid: number;
   host: string;
@@ -210,6 +216,8 @@ export interface SessionState {
   trees: Map<string, TreeState>;
   gates: Record<GateName, GateState>;
   activator: Activator;
+  /** 'pre-restore': no tree restores before every tree's criu has started */
+  holdAt: HoldAt;
   manifest: MappingRef[];
   /** BO id -> when it was activated */
   activeBos: Map<string, number>;
@@ -222,6 +230,8 @@ export interface CoordinatorConfig {
   defaultDeadlineMs: number;
   /** Activator of sessions that do not choose one. */
   defaultActivator: Activator;
+  /** Arrival barrier of sessions that do not choose one (default none). */
+  defaultHoldAt?: HoldAt;
   /** How long a closed session is remembered (duplicates, retries); default 10 min. */
   retentionMs?: number;
 }

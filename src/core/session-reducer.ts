@@ -14,13 +14,22 @@
  *   LEASE_PERIODS re-send periods, renewed by each re-send; one silent for a
  *   whole lease is lost (killed, or its host gone): the session aborts, since
  *   its tree can no longer be released or killed by its hook.
+ * - Every event names its run (one `criu restore` of one tree). The first run
+ *   seen for a tree owns it for the session's attempt; another run for that
+ *   tree is refused (E_RUN_CONFLICT) and never gets PROCEED.
+ * - A session that has ended (released, completed, aborted) is history: no
+ *   event changes its outcome; a run it does not know is refused
+ *   (E_SESSION_CLOSED), a run it knows gets the answer it had.
+ * - Arrival barrier (holdAt pre-restore): no tree's pre-restore is answered
+ *   before every tree has reached pre-restore; without it pre-restore is
+ *   answered at once.
  * - Duplicates are idempotent: a hook that re-sends a gated event after its
  *   gate opened gets the same PROCEED; while waiting, the newest peer waits.
  * - A newer attempt supersedes an open older one (which is aborted); events of
  *   older attempts are answered ABORT (E_STALE_ATTEMPT).
  * The state passed in is never mutated.
  */
-import { GATES, isGate, type GateName } from './actions';
+import { GATES, isGate, type GateName, type HoldAt } from './actions';
 import type {
   Activator,
   MappingRef,
@@ -131,6 +140,11 @@ function reply(peer: Peer | null, v: Verdict): Effect[] {
   return peer === null ? [] : [{ type: 'reply', peer, verdict: v }];
 }
 
+/** The run of an event: its own, or for older clients one derived from the criu that sent it. */
+export function runOf(ev: StageEvent): string {
+  return ev.run || `legacy:${ev.host}:${ev.criuPid}`;
+}
+
 function emptyGate(): GateState {
   return { arrived: new Map(), waiting: new Map(), released: new Set(), leases: new Map(), openedAt: null };
 }
@@ -142,6 +156,7 @@ function newSession(
   deadlineMs: number,
   at: number,
   activator: Activator,
+  holdAt: HoldAt,
   manifest: MappingRef[] = [],
 ): SessionState {
   return {
@@ -154,8 +169,9 @@ function newSession(
     closedAt: null,
     abort: null,
     trees: new Map(),
-    gates: { 'post-restore': emptyGate(), 'pre-resume': emptyGate() },
+    gates: { 'pre-restore': emptyGate(), 'post-restore': emptyGate(), 'pre-resume': emptyGate() },
     activator,
+    holdAt,
     manifest,
     activeBos: new Map(),
     activating: new Set(),
@@ -171,6 +187,7 @@ function draft(s: SessionState, own: boolean): SessionState {
     activeBos: new Map(s.activeBos),
     activating: new Set(s.activating),
     gates: {
+      'pre-restore': copyGate(s.gates['pre-restore']),
       'post-restore': copyGate(s.gates['post-restore']),
       'pre-resume': copyGate(s.gates['pre-resume']),
     },
@@ -212,7 +229,7 @@ function opened(s: SessionState, at: number): Effect[] {
   return [
     publish(
       decision('session-opened', s, at, {
-        reason: `expecting ${s.expectedTrees} tree(s), deadline ${s.deadlineMs} ms, activator ${s.activator}${s.manifest.length ? `, ${new Set(s.manifest.map((m) => m.bo)).size} BO(s) from a manifest` : ''}`,
+        reason: `expecting ${s.expectedTrees} tree(s), deadline ${s.deadlineMs} ms, activator ${s.activator}${s.holdAt === 'pre-restore' ? ', arrival barrier at pre-restore' : ''}${s.manifest.length ? `, ${new Set(s.manifest.map((m) => m.bo)).size} BO(s) from a manifest` : ''}`,
       }),
     ),
     { type: 'schedule-deadline', session: s.session, attempt: s.attempt, inMs: s.deadlineMs },
@@ -282,16 +299,22 @@ function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>
   }
   const deadlineMs = input.deadlineMs > 0 ? input.deadlineMs : state.config.defaultDeadlineMs;
   const activator = input.activator || state.config.defaultActivator;
-  const s = newSession(input.session, input.attempt, input.expectedTrees, deadlineMs, input.at, activator, input.manifest);
+  const holdAt = input.holdAt || defaultHoldAt(state.config);
+  const s = newSession(input.session, input.attempt, input.expectedTrees, deadlineMs, input.at, activator, holdAt, input.manifest);
   next = withSession(prune(next, input.at, own), s, own);
   return [next, [...effects, ...opened(s, input.at), ...reply(input.peer, verdict(ack, true))]];
 }
+
+const defaultHoldAt = (c: CoordinatorConfig): HoldAt => c.defaultHoldAt ?? 'none';
+
+/** Whether `gate` holds trees in `s` (pre-restore only with an arrival barrier). */
+const holds = (s: SessionState, gate: GateName) => gate !== 'pre-restore' || s.holdAt === 'pre-restore';
 
 function onDeadline(state: CoordinatorState, session: string, attempt: number, at: number, own: boolean): Result {
   const current = state.sessions[session];
   if (!current || current.attempt !== attempt || current.status !== 'open') return [state, []];
   const s = draft(current, own);
-  const gate: GateName = s.gates['post-restore'].released.size < s.expectedTrees ? 'post-restore' : 'pre-resume';
+  const gate = GATES.find((g) => holds(s, g) && s.gates[g].released.size < s.expectedTrees) ?? 'pre-resume';
   const missing = missingAt(s, gate);
   const pendingBos = [...groupBos(allMappings(s)).keys()].filter((id) => !s.activeBos.has(id));
   const reason =
@@ -333,9 +356,23 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
       const old = draft(current, own);
       effects.push(...abortSession(old, ErrorCodes.SUPERSEDED, `superseded by attempt ${ev.attempt}`, at));
     }
-    current = newSession(ev.session, ev.attempt, ev.expectedTrees, state.config.defaultDeadlineMs, at, state.config.defaultActivator);
+    current = newSession(ev.session, ev.attempt, ev.expectedTrees, state.config.defaultDeadlineMs, at, state.config.defaultActivator, defaultHoldAt(state.config));
     effects.push(...opened(current, at));
     next = prune(next, at, own);
+  }
+
+  const run = runOf(ev);
+  const prev = current.trees.get(ev.tree);
+  const known = prev !== undefined && prev.run === run;
+  if (current.status === 'completed' || current.status === 'aborted' || (current.status === 'released' && (!known || ev.expectedTrees !== current.expectedTrees))) {
+    // history: answered, never applied
+    return [next, [...effects, ...answerEnded(current, ev, peer, gated, known, at)]];
+  }
+  if (prev && !known) {
+    const reason =
+      `tree ${ev.tree} of session ${current.session} attempt ${current.attempt} is already being restored by run ${prev.run}; ` +
+      `this run (${run}) is refused: a tree is restored once per attempt. To restore the job again, restore every tree with --attempt ${current.attempt + 1}, or use a new session name`;
+    return [next, [...effects, ...reject(ev, peer, gated, ErrorCodes.RUN_CONFLICT, reason, at)]];
   }
   const s = draft(current, own);
   next = withSession(next, s, own);
@@ -347,15 +384,13 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     return [next, effects];
   }
 
-  if (!s.trees.has(ev.tree)) {
-    if (s.trees.size >= s.expectedTrees) {
-      const reason = `session ${s.session} already has its ${s.expectedTrees} tree(s) (${[...s.trees.keys()].sort().join(', ')}); tree ${ev.tree} does not belong to it`;
-      return [state, [...effects, ...reject(ev, peer, gated, ErrorCodes.TOO_MANY_TREES, reason, at)]];
-    }
+  if (!prev && s.trees.size >= s.expectedTrees) {
+    const reason = `session ${s.session} already has its ${s.expectedTrees} tree(s) (${[...s.trees.keys()].sort().join(', ')}); tree ${ev.tree} does not belong to it`;
+    return [next, [...effects, ...reject(ev, peer, gated, ErrorCodes.TOO_MANY_TREES, reason, at)]];
   }
-  const prev = s.trees.get(ev.tree);
   s.trees.set(ev.tree, {
     name: ev.tree,
+    run,
     lastAction: ev.action,
     initPid: ev.initPid || prev?.initPid || 0,
     host: ev.host,
@@ -367,12 +402,6 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     observations: prev?.observations ?? null,
   });
 
-  if (s.status === 'aborted') {
-    const a = s.abort!;
-    effects.push(...(gated ? reply(peer, verdict(ev, false, a.code, a.reason)) : []));
-    return [next, effects];
-  }
-
   if (ev.action === 'restore-failed') {
     const reason = `tree ${ev.tree} failed to restore: ${ev.reason || 'no reason given'}`;
     const released = s.gates['pre-resume'].openedAt !== null;
@@ -382,6 +411,10 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
   }
 
   effects.push(...inspect(s, ev.tree));
+  if (ev.action === 'pre-restore' && !holds(s, 'pre-restore')) {
+    effects.push(...reply(peer, verdict(ev, true))); // no arrival barrier: go on at once
+    return [next, effects];
+  }
   if (gated) {
     effects.push(...arriveAtGate(s, ev, peer, at));
     return [next, effects];
@@ -395,6 +428,24 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     }
   }
   return [next, effects];
+}
+
+/**
+ * An event for a session that has ended: it changes nothing. A run the session
+ * knows gets the answer it had (a re-send after release: PROCEED again; after
+ * an abort: the abort); any other run is told to start a new attempt.
+ */
+function answerEnded(s: SessionState, ev: StageEvent, peer: Peer | null, gated: boolean, known: boolean, at: number): Effect[] {
+  if (known && s.abort) return reject(ev, peer, gated, s.abort.code, s.abort.reason, at);
+  if (known && gated && s.gates[ev.action as GateName].released.has(ev.tree) && ev.expectedTrees === s.expectedTrees) {
+    return reply(peer, verdict(ev, true)); // a duplicate after its release: the same answer
+  }
+  const ended = s.status === 'aborted' ? `was aborted [${s.abort?.code ?? ''}]` : s.status === 'completed' ? 'has completed' : 'has released its trees';
+  const reason = known
+    ? `session ${s.session} attempt ${s.attempt} ${ended}: this ${ev.action} event changes nothing`
+    : `session ${s.session} attempt ${s.attempt} ${ended} and takes no new restore run (tree ${ev.tree}, run ${runOf(ev)}); ` +
+      `to restore the job again, restore every tree with --attempt ${s.attempt + 1}, or use a new session name`;
+  return reject(ev, peer, gated, ErrorCodes.SESSION_CLOSED, reason, at);
 }
 
 function reject(
@@ -417,8 +468,9 @@ function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null, at: nu
   if (g.released.has(ev.tree)) {
     return reply(peer, verdict(ev, true)); // duplicate after release: same answer
   }
-  if (gate === 'pre-resume' && !s.gates['post-restore'].released.has(ev.tree)) {
-    const reason = `tree ${ev.tree} reached pre-resume before its post-restore was answered`;
+  const before = gate === 'pre-resume' ? 'post-restore' : gate === 'post-restore' && holds(s, 'pre-restore') ? 'pre-restore' : null;
+  if (before && !s.gates[before].released.has(ev.tree)) {
+    const reason = `tree ${ev.tree} reached ${gate} before its ${before} was answered`;
     return [
       ...abortSession(s, ErrorCodes.CONTRADICTION, reason, at),
       ...reply(peer, verdict(ev, false, ErrorCodes.CONTRADICTION, reason)),
@@ -467,7 +519,7 @@ function allInspected(s: SessionState): boolean {
 function releasableTrees(s: SessionState, gate: GateName): string[] {
   const g = s.gates[gate];
   const pending = [...g.arrived.keys()].filter((t) => !g.released.has(t));
-  if (gate === 'pre-resume' || s.activator === 'none') {
+  if (gate !== 'post-restore' || s.activator === 'none') {
     return g.arrived.size >= s.expectedTrees ? pending : [];
   }
   if (pending.length === 0) return [];

@@ -17,6 +17,7 @@ export interface TreeView {
   preResumeReleased: boolean;
   inspected: boolean;
   observed: boolean;
+  run: string;
 }
 
 export interface BoView {
@@ -40,6 +41,8 @@ export interface SessionView {
   trees: TreeView[];
   bos: BoView[];
   waitingFor: string[];
+  /** 'pre-restore' when the session has an arrival barrier */
+  holdAt: string;
 }
 
 const mapper = (m: MappingRef) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`;
@@ -59,6 +62,7 @@ export function sessionView(s: SessionState): SessionView {
         preResumeReleased: s.gates['pre-resume'].released.has(t.name),
         inspected: t.mappings !== null,
         observed: t.observations !== null,
+        run: t.run,
       };
     })
     .sort((a, b) => (a.tree < b.tree ? -1 : 1));
@@ -90,6 +94,7 @@ export function sessionView(s: SessionState): SessionView {
     trees,
     bos,
     waitingFor,
+    holdAt: s.holdAt === 'none' ? '' : s.holdAt,
   };
 }
 

@@ -2,6 +2,7 @@
  * Field validation shared by every input path. Returns a reason string when
  * the input is invalid, null when it is fine. Pure.
  */
+import type { HoldAt } from './actions';
 import type { Activator, MappingRef, StageEvent } from './model';
 
 /** Session and tree names: what the hook accepts too (hooks/stagegate-hook.c). */
@@ -30,6 +31,7 @@ export function validateEvent(ev: StageEvent): string | null {
     inRange('hook_pid', ev.hookPid, 0, MAX_PID) ??
     inRange('criu_pid', ev.criuPid, 0, MAX_PID) ??
     inRange('resend_ms', ev.resendMs ?? 0, 0, MAX_RESEND_MS) ??
+    (ev.run ? validateName('run', ev.run) : null) ??
     (ev.imageDir.length > MAX_PATH || ev.imageDir.includes('\0') ? 'image_dir is not a valid path' : null) ??
     (ev.action === 'pre-resume' && ev.initPid === 0 ? 'pre-resume without init_pid' : null)
   );
@@ -62,6 +64,11 @@ function validateManifest(ms: MappingRef[]): string | null {
     if (bad) return bad;
   }
   return null;
+}
+
+/** Parses an arrival barrier setting; null when unknown. */
+export function parseHoldAt(v: string): HoldAt | null {
+  return v === 'pre-restore' || v === 'none' ? v : null;
 }
 
 /** Parses an activator name; null when unknown. */

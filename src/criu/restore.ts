@@ -10,6 +10,7 @@
  *   barrier in the hook's place and resumes or kills the tree by the verdict.
  */
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +35,8 @@ const { SIGCONT, SIGKILL } = constants.signals;
 export async function restore(o: RestoreOptions): Promise<number> {
   const criu = o.criu ?? criuPath();
   const markDir = mkdtempSync(join(tmpdir(), 'stagegate-restore-'));
+  // this restore's identity: every hook of this criu, and this wrapper, speak as this run
+  const run = `sg-${randomUUID()}`;
   const mark = join(markDir, 'released');
   // Registered first, so it runs last at each stage (criu runs action scripts
   // in reverse order of registration): a tree counts as having reached a stage
@@ -48,6 +51,7 @@ export async function restore(o: RestoreOptions): Promise<number> {
     STAGEGATE_ATTEMPT: String(o.attempt),
     STAGEGATE_TIMEOUT: String(o.timeoutS),
     STAGEGATE_RELEASE_MARK: mark,
+    STAGEGATE_RUN: run,
   };
   try {
     // a killed criu's tasks (at any stage) become our children, not init's
@@ -59,7 +63,7 @@ export async function restore(o: RestoreOptions): Promise<number> {
       child.once('exit', (c, s) => res([c, s]));
     });
     const rc = code ?? 128 + (signal ? constants.signals[signal] : 0);
-    const ctx = { o, criuPid: child.pid ?? 0, criuStarted };
+    const ctx = { o, run, criuPid: child.pid ?? 0, criuStarted };
     const released = existsSync(mark);
     if (rc !== 0) {
       await reportFailure(ctx, signal ? `criu killed by ${signal}` : `criu exited with ${code}`, signal !== null && !released);
@@ -73,6 +77,7 @@ export async function restore(o: RestoreOptions): Promise<number> {
 
 interface Ctx {
   o: RestoreOptions;
+  run: string;
   criuPid: number;
   /** criu's start time (clock ticks): tasks older than this are not ours */
   criuStarted: number | null;
@@ -95,18 +100,22 @@ function event(ctx: Ctx, action: 'restore-failed' | 'pre-resume', initPid = 0, r
     attempt: o.attempt,
     expectedTrees: o.trees,
     reason,
+    run: ctx.run,
   };
 }
 
 // zeromq is loaded only on these paths: it costs start-up time on every restore
 const client = () => import('../client');
 
-/** This tree's status in the coordinator, or null when it cannot be asked. */
+/**
+ * This tree's status in the coordinator, or null when it cannot be asked or
+ * the tree belongs to another run (whose tasks are never ours to touch).
+ */
 async function treeStatus(ctx: Ctx) {
   const { requestStatus } = await client();
   const status = await requestStatus(ctx.o.endpoint, ctx.o.session, 2000).catch(() => null);
   const session = status?.sessions.find((s) => s.session === ctx.o.session && s.attempt === ctx.o.attempt);
-  const tree = session?.trees.find((t) => t.tree === ctx.o.tree);
+  const tree = session?.trees.find((t) => t.tree === ctx.o.tree && t.run === ctx.run);
   return session && tree ? { session, tree } : null;
 }
 

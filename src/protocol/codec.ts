@@ -5,10 +5,10 @@
  */
 import Long from 'long';
 import { stagegate } from './generated/stagegate';
-import type { ActionName } from '../core/actions';
+import type { ActionName, HoldAt } from '../core/actions';
 import type { Activator, Decision, DecisionKind, Input, MappingRef, StageEvent, Verdict } from '../core/model';
 import { ErrorCodes, ProtocolError } from '../errors';
-import { parseActivator } from '../core/validate';
+import { parseActivator, parseHoldAt } from '../core/validate';
 import type { SessionView } from '../core/status';
 
 import pb = stagegate.v1;
@@ -52,6 +52,7 @@ function decodeEvent(e: pb.IStageEvent): StageEvent {
     reason: e.reason ?? '',
     ...(e.resent ? { resent: true } : {}),
     ...(e.resendMs ? { resendMs: e.resendMs } : {}),
+    ...(e.run ? { run: e.run } : {}),
   };
 }
 
@@ -138,6 +139,12 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
         session: o.session ?? '', tree: '', action: 'unknown', attempt: o.attempt ?? 0,
       });
     }
+    const holdAt = o.holdAt ?? '';
+    if (holdAt !== '' && !parseHoldAt(holdAt)) {
+      throw new FrameError(ErrorCodes.BAD_FRAME, `unknown hold_at '${holdAt.slice(0, 100)}' (known: pre-restore, none)`, {
+        session: o.session ?? '', tree: '', action: 'unknown', attempt: o.attempt ?? 0,
+      });
+    }
     return {
       type: 'open',
       session: o.session ?? '',
@@ -146,6 +153,7 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
       deadlineMs: o.deadlineMs ?? 0,
       manifest: manifestMappings(o.manifest ?? []),
       activator: activator as Activator | '',
+      holdAt: holdAt as HoldAt | '',
     };
   }
   if (req.body === 'status' && req.status) {
@@ -180,6 +188,7 @@ export function encodeEvent(ev: StageEvent): pb.IStageEvent {
     reason: ev.reason,
     resent: ev.resent ?? false,
     resendMs: ev.resendMs ?? 0,
+    run: ev.run ?? '',
   };
 }
 
@@ -199,13 +208,14 @@ export function encodeOpen(o: {
   deadlineMs: number;
   manifest?: ManifestBo[];
   activator?: Activator;
+  holdAt?: HoldAt;
 }): Uint8Array {
   const manifest = (o.manifest ?? []).map((b) => ({
     id: b.id,
     mappers: b.mappers.map((m) => ({ tree: m.tree, pid: m.pid, start: toLong(m.start), size: toLong(m.size), prot: m.prot })),
   }));
   return pb.Request.encode({
-    open: { protocolVersion: PROTOCOL_VERSION, session: o.session, expectedTrees: o.expectedTrees, attempt: o.attempt, deadlineMs: o.deadlineMs, manifest, activator: o.activator ?? '' },
+    open: { protocolVersion: PROTOCOL_VERSION, session: o.session, expectedTrees: o.expectedTrees, attempt: o.attempt, deadlineMs: o.deadlineMs, manifest, activator: o.activator ?? '', holdAt: o.holdAt ?? '' },
   }).finish();
 }
 
@@ -324,6 +334,7 @@ export function encodeStatusReply(views: SessionView[], nowMs: number): Uint8Arr
       trees: v.trees.map((t) => ({ ...t, waitingSinceNs: toLong(msToNs(t.waitingSince)) })),
       bos: v.bos,
       waitingFor: v.waitingFor,
+      holdAt: v.holdAt,
     })),
   }).finish();
 }
@@ -346,10 +357,11 @@ export function decodeStatusReply(frame: Uint8Array): { now: number; sessions: S
       trees: (v.trees as pb.TreeStatus[]).map((t) => ({
         tree: t.tree, lastAction: t.lastAction, initPid: t.initPid, host: t.host, waitingAt: t.waitingAt,
         waitingSince: ms(t.waitingSinceNs), postRestoreReleased: t.postRestoreReleased, preResumeReleased: t.preResumeReleased,
-        inspected: t.inspected, observed: t.observed,
+        inspected: t.inspected, observed: t.observed, run: t.run,
       })),
       bos: (v.bos as pb.BoStatus[]).map((b) => ({ id: b.id, label: b.label, kind: b.kind, active: b.active, mappers: b.mappers })),
       waitingFor: v.waitingFor,
+      holdAt: v.holdAt,
     })),
   };
 }
