@@ -7,4 +7,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 node_modules/.bin/tsc --noEmit
 shopt -s nullglob
 files=(spec/unit/*.test.ts spec/marble/*.test.ts spec/integration/*.test.ts spec/e2e/*.test.ts)
-exec node --import tsx --test --test-concurrency=1 "${files[@]}"
+# leak-check: a test file that leaves a process running fails
+exec node --import tsx --import ./spec/support/leak-check.ts --test --test-concurrency=1 "${files[@]}"

@@ -1,0 +1,99 @@
+/**
+ * Loaded into every test file's process (scripts/test.sh, --import): once the
+ * file's tests and cleanups are done, any process started since the file
+ * began that is still running fails the file, listed by pid and command line,
+ * and is killed so that it cannot disturb the next file. Every test must end
+ * what it started (restored trees, daemons, guardians, helpers).
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+
+/** How long leftovers may take to go (a guardian or watchdog finishing its work). */
+const GRACE_MS = 5000;
+const ESBUILD_SERVICE = /\/node_modules\/@esbuild\/[^/]+\/bin\/esbuild --service=/;
+
+interface Proc {
+  pid: number;
+  ppid: number;
+  state: string;
+  start: number;
+}
+
+function stat(pid: number): Proc | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return { pid, state: f[0]!, ppid: Number(f[1]), start: Number(f[19]) };
+  } catch {
+    return null;
+  }
+}
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** Our own ancestors: the test runner and whatever started it. */
+function ancestors(): Set<number> {
+  const out = new Set<number>();
+  for (let p = stat(process.pid); p && p.ppid > 0 && !out.has(p.ppid); p = stat(p.ppid)) out.add(p.ppid);
+  return out;
+}
+
+/**
+ * Processes started since `since` and still running that this file's tests
+ * may have left: descendants of this process, of its ancestors, or orphans
+ * adopted by init. Whatever descends from some other older process (a
+ * developer's shell, a cron job) is not ours.
+ */
+function leftovers(since: number, mine: Set<number>): { pid: number; cmd: string }[] {
+  const all = new Map<number, Proc>();
+  for (const name of readdirSync('/proc')) {
+    const p = Number.isInteger(Number(name)) ? stat(Number(name)) : null;
+    if (p) all.set(p.pid, p);
+  }
+  const out: { pid: number; cmd: string }[] = [];
+  for (const p of all.values()) {
+    if (p.pid === process.pid || p.start < since || p.state === 'Z' || p.ppid === 2) continue;
+    let a = all.get(p.ppid);
+    while (a && a.start >= since && a.pid !== process.pid) a = all.get(a.ppid);
+    if (a && a.pid !== 1 && a.pid !== process.pid && !mine.has(a.pid)) continue; // another old process's child
+    const cmd = cmdline(p.pid);
+    if (!cmd) continue; // kernel threads have no command line
+    if (p.ppid === process.pid && ESBUILD_SERVICE.test(cmd)) continue; // tsx's compiler, ends with this process
+    out.push({ pid: p.pid, cmd });
+  }
+  return out;
+}
+
+if (process.env.NODE_TEST_CONTEXT) {
+  const since = stat(process.pid)!.start;
+  const mine = ancestors();
+  let checked = false;
+  process.on('beforeExit', () => {
+    if (checked) return;
+    checked = true;
+    void (async () => {
+      const end = Date.now() + GRACE_MS;
+      let left = leftovers(since, mine);
+      while (left.length && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 100));
+        left = leftovers(since, mine);
+      }
+      if (!left.length) return;
+      process.stderr.write(`leak check: ${left.length} process(es) this test file started are still running ${GRACE_MS} ms after its tests ended:\n`);
+      for (const l of left) {
+        process.stderr.write(`  ${l.pid} ${l.cmd.slice(0, 200)}\n`);
+        try {
+          process.kill(l.pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+      process.exitCode = 1;
+    })();
+  });
+}
