@@ -44,6 +44,8 @@ export const ErrorCodes = {
   ACTIVATOR: 'E_ACTIVATOR',
   /** A CRIU image is missing, truncated, corrupt or of another kind. */
   IMAGE: 'E_IMAGE',
+  /** The coordinator failed on one input (a bug): that input was dropped, every other session goes on. */
+  INTERNAL: 'E_INTERNAL',
   /** A native call failed (errno in `errno`). */
   NATIVE: 'E_NATIVE',
 } as const;

@@ -72,7 +72,7 @@ describe('CURVE on TCP', () => {
       assert.equal(r.code, 1);
       assert.match(r.stderr, /no verdict from the coordinator at tcp:\/\/127\.0\.0\.1:\d+ within 1\.5s/);
     }
-    assert.equal(c.snapshot()?.sessions['curve-rogue'], undefined, 'the rogue event never reached the pipeline');
+    assert.equal(c.snapshot()?.sessions.get('curve-rogue'), undefined, 'the rogue event never reached the pipeline');
   });
 
   it('binds a scoped key to its sessions and trees: anything else is refused with E_FORBIDDEN', async () => {
@@ -83,8 +83,8 @@ describe('CURVE on TCP', () => {
       assert.equal(r.code, 1);
       assert.match(r.stderr, new RegExp(`\\[E_FORBIDDEN\\] client key \\S+ may not act on session ${session} tree ${tree}`));
     }
-    assert.equal(c.snapshot()?.sessions['job-b'], undefined, 'the refused event never reached the pipeline');
-    assert.deepEqual([...c.snapshot()!.sessions['job-a']!.trees.keys()].sort(), ['rank-3', 't1']);
+    assert.equal(c.snapshot()?.sessions.get('job-b'), undefined, 'the refused event never reached the pipeline');
+    assert.deepEqual([...c.snapshot()!.sessions.get('job-a')!.trees.keys()].sort(), ['rank-3', 't1']);
   });
 
   it('lets only a key scoped to a whole session open it', async () => {
@@ -126,7 +126,7 @@ describe('CURVE on TCP', () => {
     } finally {
       d.close();
     }
-    const rejected = c.snapshot()?.sessions['unsealed'];
+    const rejected = c.snapshot()?.sessions.get('unsealed');
     assert.equal(rejected, undefined);
   });
 

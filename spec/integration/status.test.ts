@@ -19,7 +19,7 @@ describe('stagegate status', () => {
   it('shows who waits at which gate, since when, and what the session still waits for', async () => {
     const env = (tree: string) => hookEnv(c.endpoint, 'post-restore', { STAGEGATE_SESSION: 'st', STAGEGATE_TREE: tree, STAGEGATE_TREES: '2', CRTOOLS_INIT_PID: '999' });
     const first = runHook(env('a'));
-    assert.ok(await until(() => c.coordinator.snapshot()?.sessions.st?.gates['post-restore'].waiting.size === 1));
+    assert.ok(await until(() => c.coordinator.snapshot()?.sessions.get('st')?.gates['post-restore'].waiting.size === 1));
     await sleep(300);
     const json = await run(STAGEGATE, ['status', '--json', '--session', 'st', '--endpoint', c.endpoint]);
     assert.equal(json.code, 0, json.output);

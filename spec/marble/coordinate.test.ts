@@ -70,3 +70,28 @@ describe('coordinate pipeline (marble, virtual time)', () => {
     });
   });
 });
+
+describe('coordinate pipeline: hostile inputs', () => {
+  it('rejects an input the reducer fails on, alone: the pipeline goes on and serves the next session', () => {
+    const ts = scheduler();
+    ts.run(({ hot, expectObservable }) => {
+      // a field of the wrong type (e.g. from a crafted journal line) makes the reducer throw
+      const broken = ev('x', 'post-restore', 0, { imageDir: null as unknown as string }, 'bad');
+      const input = hot('a b', { a: broken, b: ev('a', 'post-restore', 0, { expectedTrees: 1 }) });
+      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 1000, defaultActivator: 'none' }, ts), replies)).toBe('x y', {
+        x: 'bad=A:E_INTERNAL',
+        y: 'a:post-restore=P',
+      });
+    });
+  });
+
+  it('serves sessions named like Object.prototype members', () => {
+    const ts = scheduler();
+    const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty'];
+    ts.run(({ hot, expectObservable }) => {
+      const values = Object.fromEntries(names.map((n, i) => [String.fromCharCode(97 + i), ev('t', 'post-restore', 0, { session: n, expectedTrees: 1 }, n)]));
+      const input = hot('abcd', values);
+      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 1000, defaultActivator: 'none' }, ts), replies)).toBe('abcd', Object.fromEntries(names.map((n, i) => [String.fromCharCode(97 + i), `${n}=P`])));
+    });
+  });
+});

@@ -63,7 +63,7 @@ describe('verify activator (pure reducer)', () => {
     assert.deepEqual(early.map((r) => [r.peer, r.proceed]), [['a:pre-restore', true], ['b:pre-restore', true]]);
     assert.deepEqual(early.filter((r) => r.peer.endsWith(':post-restore')), [], 'nobody released at post-restore before b is verified');
     assert.deepEqual(replies(effects[7]!).map((r) => r.peer), ['a:post-restore', 'b:post-restore']);
-    assert.equal(state.sessions.s1!.gates['post-restore'].openedAt, 13);
+    assert.equal(state.sessions.get('s1')!.gates['post-restore'].openedAt, 13);
     assert.deepEqual(decisions(effects[7]!).map((d) => d.kind), ['bo-verified', 'bo-activated', 'gate-opened', 'tree-released', 'tree-released']);
   });
 

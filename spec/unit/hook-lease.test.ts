@@ -36,7 +36,7 @@ describe('hook leases', () => {
       ev('b', 'post-restore', 1, { expectedTrees: 3, resendMs: 1000 }),
       lost('a', 'post-restore', 3001),
     ]);
-    const s = state.sessions.s1!;
+    const s = state.sessions.get('s1')!;
     assert.equal(s.status, 'aborted');
     assert.equal(s.abort!.code, 'E_HOOK_LOST');
     assert.match(s.abort!.reason, /hook of tree a went silent while it waited at post-restore/);
@@ -54,9 +54,9 @@ describe('hook leases', () => {
       ev('b', 'post-restore', 1, { resendMs: 1000 }),
       lost('a', 'post-restore', 3000),
     ]);
-    assert.equal(state.sessions.s1!.status, 'open');
+    assert.equal(state.sessions.get('s1')!.status, 'open');
     assert.deepEqual(effects[2], []);
-    assert.equal(state.sessions.s1!.gates['post-restore'].leases.size, 0);
+    assert.equal(state.sessions.get('s1')!.gates['post-restore'].leases.size, 0);
   });
 
   it('ignores a lease of another attempt or of a gate the tree does not wait at', () => {
@@ -65,7 +65,7 @@ describe('hook leases', () => {
       lost('a', 'post-restore', 3000, 2),
       lost('a', 'pre-resume', 3000),
     ]);
-    assert.equal(state.sessions.s1!.status, 'open');
+    assert.equal(state.sessions.get('s1')!.status, 'open');
   });
 
   it('re-arms the lease of every waiting hook after a restart', () => {
@@ -76,7 +76,7 @@ describe('hook leases', () => {
 
   it('rejects a resend period over 60 s', () => {
     const [state, effects] = reduce(initialState(config), ev('a', 'post-restore', 0, { resendMs: 60_001 }));
-    assert.equal(state.sessions.s1, undefined);
+    assert.equal(state.sessions.get('s1'), undefined);
     assert.deepEqual(replies(effects), [{ peer: 'a:post-restore', proceed: false, code: 'E_BAD_EVENT' }]);
   });
 });

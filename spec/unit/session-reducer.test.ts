@@ -11,7 +11,7 @@ const feed = (inputs: Input[], state?: CoordinatorState) => feedWith(config, inp
 describe('session reducer', () => {
   it('opens a session implicitly from the first event, with its tree count and a deadline', () => {
     const { state, effects } = feed([ev('a', 'pre-restore', 5)]);
-    const s = state.sessions.s1!;
+    const s = state.sessions.get('s1')!;
     assert.equal(s.expectedTrees, 2);
     assert.equal(s.attempt, 1);
     assert.equal(s.status, 'open');
@@ -42,7 +42,7 @@ describe('session reducer', () => {
     ]);
     assert.deepEqual(replies(effects[2]!), []);
     assert.deepEqual(replies(effects[3]!).map((r) => r.peer), ['a:pre-resume', 'b:pre-resume']);
-    assert.equal(state.sessions.s1!.status, 'released');
+    assert.equal(state.sessions.get('s1')!.status, 'released');
     assert.ok(effects[3]!.some((e) => e.type === 'cancel-deadline'));
   });
 
@@ -51,7 +51,7 @@ describe('session reducer', () => {
       ev('a', 'post-restore'), ev('b', 'post-restore'), ev('a', 'pre-resume'), ev('b', 'pre-resume'),
       ev('a', 'post-resume', 9, {}, null), ev('b', 'post-resume', 10, {}, null),
     ]);
-    assert.equal(state.sessions.s1!.status, 'completed');
+    assert.equal(state.sessions.get('s1')!.status, 'completed');
     assert.equal(decisions(all).filter((d) => d.kind === 'session-completed').length, 1);
   });
 
@@ -63,7 +63,7 @@ describe('session reducer', () => {
     assert.deepEqual(replies(effects[1]!), [{ peer: 'a:post-restore', proceed: false, code: 'E_DEADLINE' }]);
     const abort = decisions(effects[1]!).find((d) => d.kind === 'session-aborted')!;
     assert.match(abort.reason, /post-restore gate; still missing: 1 tree\(s\) not seen yet/);
-    assert.equal(state.sessions.s1!.status, 'aborted');
+    assert.equal(state.sessions.get('s1')!.status, 'aborted');
   });
 
   it('answers later gated events of an aborted session\'s runs with the same abort', () => {
@@ -97,7 +97,7 @@ describe('session reducer', () => {
       ev('a', 'post-restore'), ev('b', 'post-restore'), ev('a', 'pre-resume'), ev('b', 'pre-resume'),
       ev('b', 'restore-failed', 5, {}, null),
     ]);
-    assert.equal(state.sessions.s1!.status, 'released');
+    assert.equal(state.sessions.get('s1')!.status, 'released');
   });
 
   it('answers a duplicate gated event after release with the same PROCEED', () => {
@@ -126,8 +126,8 @@ describe('session reducer', () => {
   it('rejects a tree beyond the expected count without disturbing the session', () => {
     const { state, effects } = feed([ev('a', 'post-restore'), ev('b', 'pre-restore'), ev('c', 'post-restore')]);
     assert.deepEqual(replies(effects[2]!), [{ peer: 'c:post-restore', proceed: false, code: 'E_TOO_MANY_TREES' }]);
-    assert.equal(state.sessions.s1!.status, 'open');
-    assert.deepEqual([...state.sessions.s1!.trees.keys()].sort(), ['a', 'b']);
+    assert.equal(state.sessions.get('s1')!.status, 'open');
+    assert.deepEqual([...state.sessions.get('s1')!.trees.keys()].sort(), ['a', 'b']);
   });
 
   it('aborts when a tree reaches pre-resume before the post-restore gate opened', () => {
@@ -142,7 +142,7 @@ describe('session reducer', () => {
       ev('a', 'post-restore', 2000, { attempt: 2 }),
       ev('b', 'post-restore', 2001, { attempt: 2 }),
     ]);
-    assert.equal(state.sessions.s1!.attempt, 2);
+    assert.equal(state.sessions.get('s1')!.attempt, 2);
     assert.deepEqual(replies(effects[3]!).map((r) => r.proceed), [true, true]);
   });
 
@@ -158,7 +158,7 @@ describe('session reducer', () => {
 
   it('rejects invalid events with a specific reason and never opens a session for them', () => {
     const { state, effects } = feed([ev('bad tree!', 'post-restore')]);
-    assert.deepEqual(state.sessions, {});
+    assert.equal(state.sessions.size, 0);
     assert.deepEqual(replies(effects[0]!).map((r) => r.code), ['E_BAD_EVENT']);
     assert.match(decisions(effects[0]!)[0]!.reason, /tree "bad tree!" is not 1-128 characters/);
   });
@@ -166,8 +166,8 @@ describe('session reducer', () => {
   it('opens sessions explicitly, idempotently, and refuses a contradicting re-open', () => {
     const open = (trees: number, peer: string): Input => ({ type: 'open', session: 's1', expectedTrees: trees, attempt: 1, deadlineMs: 500, manifest: [], activator: '', peer, at: 0 });
     const { state, effects } = feed([open(3, 'p1'), open(3, 'p2'), open(2, 'p3')]);
-    assert.equal(state.sessions.s1!.expectedTrees, 3);
-    assert.equal(state.sessions.s1!.deadlineMs, 500);
+    assert.equal(state.sessions.get('s1')!.expectedTrees, 3);
+    assert.equal(state.sessions.get('s1')!.deadlineMs, 500);
     assert.deepEqual(replies(effects.flat()).map((r) => [r.peer, r.proceed]), [['p1', true], ['p2', true], ['p3', false]]);
   });
 
@@ -177,7 +177,7 @@ describe('session reducer', () => {
     reduce(s0, ev('b', 'post-restore'));
     reduce(s0, { type: 'deadline', session: 's1', attempt: 1, at: 9 });
     assert.deepEqual(s0, copy);
-    assert.equal(s0.sessions.s1!.gates['post-restore'].waiting.size, 1);
+    assert.equal(s0.sessions.get('s1')!.gates['post-restore'].waiting.size, 1);
   });
 
   it('in place, produces exactly the states and effects of the pure reducer', () => {
@@ -208,7 +208,7 @@ describe('session reducer', () => {
       ev('a', 'pre-restore', 50, { session: 'mid', expectedTrees: 1 }),
       ev('a', 'pre-restore', 500, { session: 'new', expectedTrees: 1 }),
     ]);
-    assert.deepEqual(Object.keys(state.sessions).sort(), ['mid', 'new', 'waiting']);
+    assert.deepEqual([...state.sessions.keys()].sort(), ['mid', 'new', 'waiting']);
   });
 });
 
@@ -225,22 +225,22 @@ describe('session reducer: runs, ended sessions and the arrival barrier', () => 
 
   it('refuses a new run of a completed session at every gate and keeps its outcome', () => {
     const done = feed(completed);
-    assert.equal(done.state.sessions.s1!.status, 'completed');
+    assert.equal(done.state.sessions.get('s1')!.status, 'completed');
     const replay = feed([ev('a', 'pre-restore', 10, r('again')), ev('a', 'post-restore', 11, r('again')), ev('a', 'pre-resume', 12, r('again'))], done.state);
     assert.deepEqual(proceeds(replay.all), [], 'a lone replay never passes');
     assert.deepEqual(replies(replay.all).map((x) => x.code), ['E_SESSION_CLOSED', 'E_SESSION_CLOSED', 'E_SESSION_CLOSED']);
     const rejected = decisions(replay.all).filter((d) => d.kind === 'event-rejected');
     assert.equal(rejected.length, 3);
     assert.match(rejected[0]!.reason, /session s1 attempt 1 has completed and takes no new restore run .*--attempt 2, or use a new session name/);
-    assert.equal(replay.state.sessions.s1!.status, 'completed');
-    assert.equal(replay.state.sessions.s1!.trees.get('a')!.run, 'ra');
+    assert.equal(replay.state.sessions.get('s1')!.status, 'completed');
+    assert.equal(replay.state.sessions.get('s1')!.trees.get('a')!.run, 'ra');
   });
 
   it('refuses a new run of an aborted session with E_SESSION_CLOSED, and answers its own runs with the abort', () => {
     const aborted = feed([ev('a', 'post-restore', 0, r('ra')), { type: 'deadline', session: 's1', attempt: 1, at: 1000 }]);
     const later = feed([ev('a', 'post-restore', 1001, r('ra2')), ev('a', 'post-restore', 1002, { ...r('ra'), resent: true })], aborted.state);
     assert.deepEqual(replies(later.all).map((x) => [x.proceed, x.code]), [[false, 'E_SESSION_CLOSED'], [false, 'E_DEADLINE']]);
-    assert.equal(later.state.sessions.s1!.abort!.code, 'E_DEADLINE');
+    assert.equal(later.state.sessions.get('s1')!.abort!.code, 'E_DEADLINE');
   });
 
   it('refuses a second run of a tree: it never gets PROCEED, its failure does not abort, the owner goes on', () => {
@@ -257,7 +257,7 @@ describe('session reducer: runs, ended sessions and the arrival barrier', () => 
     assert.deepEqual(second.map((x) => [x.proceed, x.code]), [[false, 'E_RUN_CONFLICT'], [false, 'E_RUN_CONFLICT'], [false, 'E_SESSION_CLOSED']]);
     assert.match(decisions(effects[1]!)[0]!.reason, /tree a of session s1 attempt 1 is already being restored by run first; this run \(second\) is refused.*--attempt 2/);
     assert.equal(decisions(all).filter((d) => d.kind === 'session-aborted').length, 0);
-    assert.equal(state.sessions.s1!.status, 'released');
+    assert.equal(state.sessions.get('s1')!.status, 'released');
     assert.deepEqual(replies(effects[7]!).map((x) => x.peer), ['a:pre-resume', 'b:pre-resume']);
   });
 
@@ -274,8 +274,8 @@ describe('session reducer: runs, ended sessions and the arrival barrier', () => 
   it('never lets a late contradictory event rewrite a completed session', () => {
     const done = feed(completed);
     const late = feed([ev('c', 'post-restore', 20, { ...r('rc'), expectedTrees: 3 }), ev('a', 'post-resume', 21, { ...r('ra'), expectedTrees: 5 }, null)], done.state);
-    assert.equal(late.state.sessions.s1!.status, 'completed');
-    assert.equal(late.state.sessions.s1!.abort, null);
+    assert.equal(late.state.sessions.get('s1')!.status, 'completed');
+    assert.equal(late.state.sessions.get('s1')!.abort, null);
     assert.deepEqual(decisions(late.all).map((d) => [d.kind, d.code]), [['event-rejected', 'E_SESSION_CLOSED'], ['event-rejected', 'E_SESSION_CLOSED']]);
   });
 
@@ -287,7 +287,7 @@ describe('session reducer: runs, ended sessions and the arrival barrier', () => 
     const gate = decisions(effects[2]!).find((d) => d.kind === 'gate-opened')!;
     assert.equal(gate.action, 'pre-restore');
     assert.equal(gate.waitedMs, 4);
-    assert.equal(state.sessions.s1!.holdAt, 'pre-restore');
+    assert.equal(state.sessions.get('s1')!.holdAt, 'pre-restore');
   });
 
   it('arrival barrier: a tree that never comes aborts the waiting ones at pre-restore (nothing restored yet)', () => {
@@ -296,7 +296,7 @@ describe('session reducer: runs, ended sessions and the arrival barrier', () => 
     assert.deepEqual(replies(effects[0]!), []);
     assert.deepEqual(replies(effects[1]!), [{ peer: 'a:pre-restore', proceed: false, code: 'E_DEADLINE' }]);
     assert.match(decisions(effects[1]!).find((d) => d.kind === 'session-aborted')!.reason, /at the pre-restore gate; still missing: 1 tree\(s\) not seen yet/);
-    assert.equal(state.sessions.s1!.status, 'aborted');
+    assert.equal(state.sessions.get('s1')!.status, 'aborted');
   });
 
   it('arrival barrier: a tree at post-restore that never passed it is a contradiction', () => {

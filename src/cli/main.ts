@@ -214,7 +214,7 @@ async function serve(argv: string[]): Promise<number> {
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
   await c.whenClosed();
-  return 0;
+  return c.failed ? 1 : 0;
 }
 
 async function restoreCmd(argv: string[]): Promise<number> {

@@ -238,5 +238,6 @@ export interface CoordinatorConfig {
 
 export interface CoordinatorState {
   config: CoordinatorConfig;
-  sessions: Record<string, SessionState>;
+  /** by session name: a Map, since names are chosen by clients ("__proto__" is a valid one) */
+  sessions: Map<string, SessionState>;
 }

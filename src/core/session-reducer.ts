@@ -51,7 +51,7 @@ import { crossTree, groupBos } from './bo-graph';
 import { compareBo, mapperKey } from './verify';
 
 export function initialState(config: CoordinatorConfig): CoordinatorState {
-  return { config, sessions: {} };
+  return { config, sessions: new Map() };
 }
 
 type Result = [CoordinatorState, Effect[]];
@@ -210,19 +210,19 @@ export const DEFAULT_RETENTION_MS = 10 * 60 * 1000;
 /** Drops sessions that ended more than the retention period before `at`. */
 export function prune(state: CoordinatorState, at: number, own: boolean): CoordinatorState {
   const limit = at - (state.config.retentionMs ?? DEFAULT_RETENTION_MS);
-  const old = Object.values(state.sessions).filter((s) => s.status !== 'open' && s.closedAt !== null && s.closedAt < limit);
+  const old = [...state.sessions.values()].filter((s) => s.status !== 'open' && s.closedAt !== null && s.closedAt < limit);
   if (old.length === 0) return state;
-  const sessions = own ? state.sessions : { ...state.sessions };
-  for (const s of old) delete sessions[s.session];
+  const sessions = own ? state.sessions : new Map(state.sessions);
+  for (const s of old) sessions.delete(s.session);
   return own ? state : { ...state, sessions };
 }
 
 function withSession(state: CoordinatorState, s: SessionState, own: boolean): CoordinatorState {
   if (own) {
-    state.sessions[s.session] = s;
+    state.sessions.set(s.session, s);
     return state;
   }
-  return { ...state, sessions: { ...state.sessions, [s.session]: s } };
+  return { ...state, sessions: new Map(state.sessions).set(s.session, s) };
 }
 
 function opened(s: SessionState, at: number): Effect[] {
@@ -283,7 +283,7 @@ function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>
       ],
     ];
   }
-  const existing = state.sessions[input.session];
+  const existing = state.sessions.get(input.session);
   if (existing && existing.attempt >= input.attempt) {
     const same = existing.attempt === input.attempt && existing.expectedTrees === input.expectedTrees;
     const reason = same
@@ -311,7 +311,7 @@ const defaultHoldAt = (c: CoordinatorConfig): HoldAt => c.defaultHoldAt ?? 'none
 const holds = (s: SessionState, gate: GateName) => gate !== 'pre-restore' || s.holdAt === 'pre-restore';
 
 function onDeadline(state: CoordinatorState, session: string, attempt: number, at: number, own: boolean): Result {
-  const current = state.sessions[session];
+  const current = state.sessions.get(session);
   if (!current || current.attempt !== attempt || current.status !== 'open') return [state, []];
   const s = draft(current, own);
   const gate = GATES.find((g) => holds(s, g) && s.gates[g].released.size < s.expectedTrees) ?? 'pre-resume';
@@ -344,7 +344,7 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
   }
 
   const effects: Effect[] = ev.resent ? [] : [{ type: 'publish-event', event: ev }];
-  let current = state.sessions[ev.session];
+  let current = state.sessions.get(ev.session);
   let next = state;
 
   if (current && ev.attempt < current.attempt) {
@@ -491,7 +491,7 @@ function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null, at: nu
 export const LEASE_PERIODS = 3;
 
 function onHookLost(state: CoordinatorState, input: Extract<Input, { type: 'hook-lost' }>, own: boolean): Result {
-  const current = state.sessions[input.session];
+  const current = state.sessions.get(input.session);
   if (!current || current.attempt !== input.attempt || current.status !== 'open') return [state, []];
   if (!current.gates[input.gate].waiting.has(input.tree)) return [state, []]; // answered meanwhile
   const s = draft(current, own);
@@ -614,7 +614,7 @@ function activated(s: SessionState, id: string, at: number): Effect[] {
 }
 
 function onActivation(state: CoordinatorState, input: Extract<Input, { type: 'bo-activation' }>, own: boolean): Result {
-  const current = state.sessions[input.session];
+  const current = state.sessions.get(input.session);
   if (!current || current.attempt !== input.attempt || current.status !== 'open' || !current.activating.has(input.bo)) return [state, []];
   const s = draft(current, own);
   const next = withSession(state, s, own);
@@ -626,7 +626,7 @@ function onActivation(state: CoordinatorState, input: Extract<Input, { type: 'bo
 }
 
 function onTreeResult(state: CoordinatorState, input: Extract<Input, { type: 'tree-images' | 'tree-observed' }>, own: boolean): Result {
-  const current = state.sessions[input.session];
+  const current = state.sessions.get(input.session);
   if (!current || current.attempt !== input.attempt || current.status !== 'open' || !current.trees.has(input.tree)) return [state, []];
   const s = draft(current, own);
   const next = withSession(state, s, own);
@@ -657,6 +657,32 @@ function onTreeResult(state: CoordinatorState, input: Extract<Input, { type: 'tr
 }
 
 /**
+ * What answers an input the reducer failed on (a bug): the waiting hook, if
+ * any, gets ABORT, and the failure is published; the input is dropped.
+ */
+export function failedInput(input: Input, err: unknown): Effect[] {
+  const reason = `the coordinator failed on this ${String(input.type)} input and dropped it: ${(err as Error)?.message ?? String(err)}`.slice(0, 500);
+  try {
+    return answerFailed(input, reason);
+  } catch {
+    return [publish(decision('event-rejected', { session: '', attempt: 0 }, 0, { code: ErrorCodes.INTERNAL, reason }))];
+  }
+}
+
+function answerFailed(input: Input, reason: string): Effect[] {
+  const ev = input.type === 'event' && typeof input.event === 'object' && input.event !== null ? input.event : null;
+  if (ev && typeof ev.session === 'string' && typeof ev.tree === 'string') {
+    return reject(ev, input.type === 'event' ? input.peer : null, isGate(ev.action), ErrorCodes.INTERNAL, reason, input.at);
+  }
+  const s = { session: 'session' in input && typeof input.session === 'string' ? input.session : '', attempt: 'attempt' in input && typeof input.attempt === 'number' ? input.attempt : 0 };
+  const ack = { session: s.session, tree: '', action: 'unknown' as const, attempt: s.attempt };
+  return [
+    ...(input.type === 'open' ? reply(input.peer, verdict(ack, false, ErrorCodes.INTERNAL, reason)) : []),
+    publish(decision('event-rejected', s, 'at' in input ? input.at : 0, { code: ErrorCodes.INTERNAL, reason })),
+  ];
+}
+
+/**
  * After a restart from the journal: in-flight image reads, observations and
  * activations were lost with the old process, so they are asked for again
  * when their trees' hooks re-send; every open session's deadline is re-armed
@@ -664,7 +690,7 @@ function onTreeResult(state: CoordinatorState, input: Extract<Input, { type: 'tr
  */
 export function recover(state: CoordinatorState, now: number): [CoordinatorState, Effect[]] {
   const effects: Effect[] = [];
-  for (const s of Object.values(state.sessions)) {
+  for (const s of state.sessions.values()) {
     for (const t of s.trees.values()) {
       t.inspecting &&= t.mappings !== null;
       t.verifying &&= t.observations !== null;

@@ -105,7 +105,7 @@ function g0Waiting(s: SessionState): boolean {
 
 export function statusView(state: CoordinatorState | null, session = ''): SessionView[] {
   if (!state) return [];
-  return Object.values(state.sessions)
+  return [...state.sessions.values()]
     .filter((s) => !session || s.session === session)
     .map(sessionView)
     .sort((a, b) => a.openedAt - b.openedAt);

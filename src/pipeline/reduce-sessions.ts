@@ -1,11 +1,13 @@
 import { type OperatorFunction, concatMap, from, scan } from 'rxjs';
 import type { CoordinatorConfig, CoordinatorState, Effect, Input } from '../core/model';
-import { initialState, reduceInPlace } from '../core/session-reducer';
+import { initialState, reduceInPlace, failedInput } from '../core/session-reducer';
 
 /**
  * Folds inputs through the session reducer and emits the effects of each
  * input in order. The scan owns its state (nothing else holds it), so it uses
  * the in-place variant of the reducer. Optional `onState` observes the state.
+ * An input the reducer throws on is answered and published as rejected
+ * (E_INTERNAL) and dropped: one bad input never stops every other session.
  */
 export function reduceSessions(
   config: CoordinatorConfig,
@@ -16,9 +18,13 @@ export function reduceSessions(
     input$.pipe(
       scan(
         (acc, input) => {
-          const [state, effects] = reduceInPlace(acc.state, input);
-          onState?.(state);
-          return { state, effects };
+          try {
+            const [state, effects] = reduceInPlace(acc.state, input);
+            onState?.(state);
+            return { state, effects };
+          } catch (err) {
+            return { state: acc.state, effects: failedInput(input, err) };
+          }
         },
         { state: initial, effects: [] as Effect[] },
       ),
