@@ -45,6 +45,8 @@ export class Coordinator {
   private zap: ZapHandler | null = null;
   private locks: FileLock[] = [];
   private journal: Journal | null = null;
+  /** the pipeline died: the daemon can no longer serve */
+  failed = false;
 
   /** Journals an input before the pipeline acts on it. */
   private record(i: Input): void {
@@ -128,8 +130,9 @@ export class Coordinator {
         const [state, effects] = recover(j.state, wallMs());
         recovered = { state, effects };
         c.state = state;
-        const open = Object.values(state.sessions).filter((s) => s.status === 'open').map((s) => s.session);
-        opts.logger.info('journal replayed', { inputs: j.replayed, sessions: Object.keys(state.sessions).length, open });
+        const open = [...state.sessions.values()].filter((s) => s.status === 'open').map((s) => s.session);
+        opts.logger.info('journal replayed', { inputs: j.replayed, sessions: state.sessions.size, open });
+        for (const why of j.skipped) opts.logger.warn('journal line not replayed', { reason: why });
       } catch (err) {
         hooks.close();
         publisher.close();
@@ -147,7 +150,10 @@ export class Coordinator {
       .subscribe({
         next: (e) => c.apply(e),
         error: (err) => {
+          // unreachable by design (failing inputs are dropped one by one); if it happens, the
+          // daemon must exit non-zero so that a supervisor restarts it from its journal
           opts.logger.error('pipeline failed', { error: String(err) });
+          c.failed = true;
           c.resolveClosed();
         },
         complete: () => c.resolveClosed(),

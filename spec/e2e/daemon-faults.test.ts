@@ -86,7 +86,7 @@ describe("faults of the coordinator's machine, on real CRIU", () => {
       (dir, beforeRemoval) => {
         state = join(dir, 'state');
         mkdirSync(state);
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', state]);
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', state]);
         beforeRemoval(() => execFileSync('umount', [state]));
         return Daemon.start(dir, 20, 'verify', '', ['--state-dir', state]);
       },

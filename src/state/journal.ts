@@ -3,18 +3,95 @@
  * as a JSON line and fsync'd before it is acted on, in a private state
  * directory. A restarted daemon replays it through the same reducer and
  * resumes the open sessions; hooks that were waiting re-send their events.
+ *
+ * The directory and its files are treated as hostile until checked: the
+ * directory must be this user's own and private (a planted symlink or another
+ * user's file is never followed), and a line that is not a known input is
+ * skipped with a warning, never trusted and never lost.
  */
-import { closeSync, fdatasyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, existsSync } from 'node:fs';
+import { closeSync, constants, fdatasyncSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoordinatorConfig, CoordinatorState, Input } from '../core/model';
 import { initialState, prune, reduceInPlace } from '../core/session-reducer';
+import { UsageError } from '../errors';
 
 const encode = (i: Input) => JSON.stringify(i, (_k, v) => (typeof v === 'bigint' ? { $big: v.toString() } : v));
-const decode = (line: string) =>
-  JSON.parse(line, (_k, v) => (v && typeof v === 'object' && typeof v.$big === 'string' ? BigInt(v.$big) : v)) as Input;
+const decode = (line: string): unknown =>
+  JSON.parse(line, (_k, v) => (v && typeof v === 'object' && typeof v.$big === 'string' ? BigInt(v.$big) : v));
 
 /** Inputs that change state; queries and rejected frames are not journaled. */
 export const journaled = (i: Input) => i.type !== 'rejected';
+
+const INPUT_TYPES = new Set(['event', 'open', 'tree-images', 'bo-activation', 'tree-observed', 'deadline', 'hook-lost']);
+/** A journal this large is not one this daemon wrote in any sane period: refused rather than read. */
+export const MAX_JOURNAL_BYTES = 256 * 1024 * 1024;
+
+/** The shape a journal line must have to be replayed (the reducer validates the fields). */
+function isInput(x: unknown): x is Input {
+  if (typeof x !== 'object' || x === null) return false;
+  const i = x as Record<string, unknown>;
+  if (typeof i.type !== 'string' || !INPUT_TYPES.has(i.type)) return false;
+  if (i.type === 'event') {
+    const e = i.event as Record<string, unknown> | null;
+    return typeof e === 'object' && e !== null && typeof e.session === 'string' && typeof e.tree === 'string' && typeof e.action === 'string';
+  }
+  return typeof i.session === 'string';
+}
+
+const O_NOFOLLOW = constants.O_NOFOLLOW;
+
+/** Creates DIR (0700) or checks that it is a directory of this user's, private to it. */
+function privateDir(dir: string): void {
+  let st;
+  try {
+    st = lstatSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    st = lstatSync(dir);
+  }
+  const uid = process.getuid?.();
+  if (!st.isDirectory()) throw new UsageError(`state directory ${dir} is not a directory (a symlink?)`);
+  if (uid !== undefined && st.uid !== uid) throw new UsageError(`state directory ${dir} belongs to uid ${st.uid}, not to this user (${uid})`);
+  if ((st.mode & 0o022) !== 0) {
+    throw new UsageError(`state directory ${dir} is writable by others (mode ${(st.mode & 0o7777).toString(8)}): use a private one (chmod 700)`);
+  }
+}
+
+/** Reads a regular file of this user's without following a symlink; '' when there is none. */
+function readOwnFile(path: string): string {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw err;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new UsageError(`${path} is not a regular file`);
+    if (st.size > MAX_JOURNAL_BYTES) throw new UsageError(`${path} is ${st.size} bytes, more than ${MAX_JOURNAL_BYTES}`);
+    const buf = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const n = readSync(fd, buf, off, buf.length - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    return buf.subarray(0, off).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface Replay {
+  journal: Journal;
+  state: CoordinatorState;
+  /** inputs replayed */
+  replayed: number;
+  /** lines not replayed, and why (1-based line numbers) */
+  skipped: string[];
+}
 
 export class Journal {
   private constructor(
@@ -23,35 +100,62 @@ export class Journal {
   ) {}
 
   /**
-   * Opens (creating) DIR/journal.jsonl, replays it, and rewrites it with only
-   * the inputs of sessions still remembered. Returns the recovered state.
+   * Opens (creating) DIR/journal.jsonl, replays it, and rewrites it with the
+   * inputs of sessions still remembered. A torn last line (a crash mid-write)
+   * is dropped; any other line that is not a valid input is skipped, reported
+   * and kept as it is.
    */
-  static open(dir: string, config: CoordinatorConfig, now: number): { journal: Journal; state: CoordinatorState; replayed: number } {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  static open(dir: string, config: CoordinatorConfig, now: number): Replay {
+    privateDir(dir);
     const path = join(dir, 'journal.jsonl');
-    const inputs: Input[] = [];
-    if (existsSync(path)) {
-      for (const line of readFileSync(path, 'utf8').split('\n')) {
-        if (!line.trim()) continue;
-        try {
-          inputs.push(decode(line));
-        } catch {
-          break; // a torn last line (crash mid-write): everything before it is intact
+    const lines = readOwnFile(path).split('\n');
+    while (lines.length && !lines[lines.length - 1]!.trim()) lines.pop();
+    const entries: ({ input: Input; line: string } | { input: null; line: string })[] = [];
+    const skipped: string[] = [];
+    lines.forEach((line, n) => {
+      if (!line.trim()) return;
+      let parsed: unknown;
+      try {
+        parsed = decode(line);
+      } catch {
+        if (n === lines.length - 1) {
+          skipped.push(`line ${n + 1}: torn (a crash mid-write), dropped`);
+          return;
         }
+        parsed = undefined;
+      }
+      if (isInput(parsed)) entries.push({ input: parsed, line });
+      else {
+        skipped.push(`line ${n + 1}: not a journal input, skipped and kept: ${line.slice(0, 80)}`);
+        entries.push({ input: null, line });
+      }
+    });
+    let state = initialState(config);
+    let replayed = 0;
+    for (const [n, e] of entries.entries()) {
+      if (!e.input) continue;
+      try {
+        state = reduceInPlace(state, e.input)[0];
+        replayed++;
+      } catch (err) {
+        skipped.push(`entry ${n + 1}: the reducer failed on it (${(err as Error).message}), skipped`);
       }
     }
-    let state = initialState(config);
-    for (const i of inputs) state = reduceInPlace(state, i)[0];
-    // forget what retention already dropped: keep the inputs of remembered sessions
+    // forget what retention already dropped: keep the inputs of remembered sessions (and lines kept for a human)
     state = prune(state, now, true);
-    const keep = inputs.filter((i) => sessionOf(i) in state.sessions);
+    const keep = entries.filter((e) => !e.input || state.sessions.has(sessionOf(e.input))).map((e) => (e.input ? encode(e.input) : e.line));
     const tmp = `${path}.tmp`;
-    const t = openSync(tmp, 'w', 0o600);
-    writeSync(t, keep.map(encode).join('\n') + (keep.length ? '\n' : ''));
-    fdatasyncSync(t);
-    closeSync(t);
+    rmSync(tmp, { force: true }); // a leftover (or planted) file or symlink: unlinked, never followed
+    const t = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
+    try {
+      writeSync(t, keep.join('\n') + (keep.length ? '\n' : ''));
+      fdatasyncSync(t);
+    } finally {
+      closeSync(t);
+    }
     renameSync(tmp, path);
-    return { journal: new Journal(openSync(path, 'a', 0o600), path), state, replayed: inputs.length };
+    const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | O_NOFOLLOW, 0o600);
+    return { journal: new Journal(fd, path), state, replayed, skipped };
   }
 
   /** Appends and syncs one input; throws when the disk refuses (the caller decides what that means). */
