@@ -28,6 +28,8 @@ export interface CoordinatorOptions {
   deadlineMs: number;
   /** activator of sessions that do not choose one (default verify) */
   activator?: Activator;
+  /** activators clients may choose besides verify, none and the default (serve --allow-activator) */
+  allowedActivators?: Activator[];
   /** arrival barrier of sessions that do not choose one (default none) */
   holdAt?: HoldAt;
   /** CURVE for TCP endpoints: the server's secret key and the allowed client keys */
@@ -121,7 +123,7 @@ export class Coordinator {
     }
     const c = new Coordinator(hooks, publisher, opts);
     c.zap = zap;
-    const config = { defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify', defaultHoldAt: opts.holdAt ?? 'none' } as const;
+    const config = { defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify', defaultHoldAt: opts.holdAt ?? 'none', allowedActivators: opts.allowedActivators ?? [] } as const;
     let recovered: { state: CoordinatorState; effects: Effect[] } | undefined;
     if (opts.stateDir) {
       try {

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { PROCS, actionScript, decisions, scenario } from '../support/scenario';
 import { isLive } from '../../src/proc/tree';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Daemon, STAGEGATE, hashDir, readPidfile, readSlots, sleep } from '../../demo/harness';
 import { openSession } from '../../src/client';
@@ -90,11 +90,13 @@ describe('verify activator on real CRIU', () => {
     });
   }
 
-  it('exec activator: runs once per verified mapping, in the frozen restored task, before anything resumes', async () => {
-    const { dir, cp, daemon, restore } = await scenario('exec', 2);
-    const calls = join(dir, 'calls');
+  it('exec activator: runs once per verified mapping, in the frozen restored task, before anything resumes', async (t) => {
+    const calls = `/tmp/sg-exec-calls-${process.pid}`;
     // the command checks that the mapping is live in that task, then records when it ran
     const command = `grep -q "^\${STAGEGATE_ADDRESS#0x}-" /proc/$STAGEGATE_PID/maps && echo "$(date +%s%3N) $STAGEGATE_TREE $STAGEGATE_IMAGE_PID $STAGEGATE_ADDRESS" >> ${calls}`;
+    // a client may choose an exec activator only if the operator allowed that command
+    const { cp, daemon, restore } = await scenario('exec', 2, { serveArgs: ['--allow-activator', `exec:${command}`] });
+    t.after(() => rmSync(calls, { force: true }));
     const opened = await openSession(daemon.endpoint, { session: 'exec', expectedTrees: 2, attempt: 1, deadlineMs: 20_000, activator: `exec:${command}` });
     assert.equal(opened.proceed, true, opened.reason);
     for (const r of await Promise.all([restore(0).done, restore(1).done])) assert.equal(r.code, 0, r.output);
@@ -108,8 +110,9 @@ describe('verify activator on real CRIU', () => {
   });
 
   it('exec activator: a failing command aborts every tree before any task runs', async () => {
-    const { cp, daemon, restore } = await scenario('execfail', 2);
-    const opened = await openSession(daemon.endpoint, { session: 'execfail', expectedTrees: 2, attempt: 1, deadlineMs: 20_000, activator: 'exec:echo "device busy" >&2; exit 7' });
+    const failing = 'exec:echo "device busy" >&2; exit 7';
+    const { cp, daemon, restore } = await scenario('execfail', 2, { serveArgs: ['--allow-activator', failing] });
+    const opened = await openSession(daemon.endpoint, { session: 'execfail', expectedTrees: 2, attempt: 1, deadlineMs: 20_000, activator: failing });
     assert.equal(opened.proceed, true, opened.reason);
     const results = await Promise.all([restore(0).done, restore(1).done]);
     for (const r of results) assert.notEqual(r.code, 0);

@@ -306,3 +306,43 @@ describe('session reducer: runs, ended sessions and the arrival barrier', () => 
     assert.match(decisions(effects[1]!).find((d) => d.kind === 'session-aborted')!.reason, /tree b reached post-restore before its pre-restore was answered/);
   });
 });
+
+describe('session reducer: what a client may not choose', () => {
+  const open = (over: Partial<Extract<Input, { type: 'open' }>> = {}): Input => ({ type: 'open', session: 's1', expectedTrees: 2, attempt: 1, deadlineMs: 0, manifest: [], activator: '', peer: 'p', at: 0, ...over });
+
+  it('refuses a client-chosen exec or kfd activator unless the operator allowed it by name', () => {
+    const refused = feed([open({ activator: 'exec:touch /tmp/pwned' }), open({ session: 's2', activator: 'kfd' })]);
+    assert.deepEqual(replies(refused.all).map((r) => [r.proceed, r.code]), [[false, 'E_FORBIDDEN'], [false, 'E_FORBIDDEN']]);
+    assert.match(decisions(refused.all)[0]!.reason, /activator exec:touch \/tmp\/pwned is not allowed by this coordinator.*serve --allow-activator/);
+    assert.equal(refused.state.sessions.size, 0);
+    const cfg = { ...config, allowedActivators: ['exec:/usr/local/bin/activate-gpu' as const] };
+    const allowed = feedWith(cfg, [open({ activator: 'exec:/usr/local/bin/activate-gpu' }), open({ session: 's2', activator: 'exec:/usr/local/bin/other' }), open({ session: 's3', activator: 'verify' })]);
+    assert.deepEqual(replies(allowed.all).map((r) => r.proceed), [true, false, true]);
+  });
+
+  it('refuses a repeated open that asks for another activator, deadline or manifest', () => {
+    const { all } = feed([open({ deadlineMs: 500 }), open({ deadlineMs: 500 }), open({ deadlineMs: 900 }), open({ activator: 'verify' })]);
+    assert.deepEqual(replies(all).map((r) => [r.proceed, r.code]), [[true, ''], [true, ''], [false, 'E_CONTRADICTION'], [false, 'E_CONTRADICTION']]);
+  });
+
+  it('never lets a verify session borrow the root pid or images of another live session on the same host', () => {
+    const cfg = { ...config, defaultActivator: 'verify' as const };
+    const { all, state } = feedWith(cfg, [
+      ev('a', 'post-restore', 0, { session: 'job1', initPid: 100, imageDir: '/img/job1-a', run: 'r1' }),
+      ev('x', 'post-restore', 1, { session: 'job2', initPid: 100, imageDir: '/img/job2-x', run: 'r2' }, 'pid-thief'),
+      ev('y', 'pre-restore', 2, { session: 'job2', imageDir: '/img/job1-a', run: 'r3' }, 'dir-thief'),
+      ev('z', 'post-restore', 3, { session: 'job2', initPid: 100, host: 'other-host', imageDir: '/img/z', run: 'r4' }, 'elsewhere'),
+    ]);
+    const r = replies(all);
+    assert.deepEqual(r.filter((x) => x.peer !== 'elsewhere').map((x) => [x.peer, x.code]), [['pid-thief', 'E_FORBIDDEN'], ['dir-thief', 'E_FORBIDDEN']]);
+    assert.match(decisions(all).find((d) => d.tree === 'x' && d.kind === 'event-rejected')!.reason, /pid 100 on h is the root of tree a of session job1/);
+    assert.ok(!state.sessions.get('job2')!.trees.has('x'));
+    assert.ok(state.sessions.get('job2')!.trees.has('z'), 'the same pid on another host is another process');
+  });
+
+  it('keeps the root pid a run first named', () => {
+    const { all, state } = feed([ev('a', 'post-restore', 0, { initPid: 100 }), ev('a', 'post-restore', 1, { initPid: 200, resent: true }, 'moved')]);
+    assert.deepEqual(replies(all).filter((x) => x.peer === 'moved').map((x) => x.code), ['E_CONTRADICTION']);
+    assert.equal(state.sessions.get('s1')!.trees.get('a')!.initPid, 100);
+  });
+});

@@ -48,6 +48,9 @@ commands:
                    environment); exit 0 activates the BO;
                    kfd: verify, then AMD KFD CRIU RESUME per task (/dev/kfd);
                    none: no BO checks, post-restore waits for every tree
+  --allow-activator A  an activator clients may choose in 'open' besides verify,
+                   none and the --activator default (repeatable; exec:CMD by its
+                   exact command): exec and kfd run with this daemon's privileges
   --log-level L    error|warn|info|debug (default info, or STAGEGATE_LOG_LEVEL)
   --curve-secret F the daemon's CURVE secret key file (stagegate keygen); TCP
                    endpoints then require CURVE from every client
@@ -180,6 +183,7 @@ async function serve(argv: string[]): Promise<number> {
     'insecure-tcp': { type: 'boolean' },
     'state-dir': { type: 'string' },
     'hold-at': { type: 'string' },
+    'allow-activator': { type: 'string', multiple: true },
   });
   if (values.help) return help('serve');
   const listen = (values.listen as string[] | undefined) ?? [defaultHookEndpoint()];
@@ -205,6 +209,7 @@ async function serve(argv: string[]): Promise<number> {
     deadlineMs: seconds('serve', 'timeout', values.timeout as string | undefined, 60) * 1000,
     activator,
     holdAt: holdAtOf('serve', values['hold-at'] as string | undefined) || 'none',
+    allowedActivators: ((values['allow-activator'] as string[] | undefined) ?? []).map((a) => activatorOf('serve', a) as Activator),
     logger,
   });
   const stop = (sig: string) => {

@@ -230,6 +230,8 @@ export interface CoordinatorConfig {
   defaultDeadlineMs: number;
   /** Activator of sessions that do not choose one. */
   defaultActivator: Activator;
+  /** Activators a client may choose besides verify, none and the default (exec:CMD by exact command). */
+  allowedActivators?: Activator[];
   /** Arrival barrier of sessions that do not choose one (default none). */
   defaultHoldAt?: HoldAt;
   /** How long a closed session is remembered (duplicates, retries); default 10 min. */

@@ -43,6 +43,7 @@ import type {
   Peer,
   SessionState,
   StageEvent,
+  TreeState,
   Verdict,
 } from './model';
 import { ErrorCodes, type ErrorCode } from '../errors';
@@ -283,13 +284,18 @@ function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>
       ],
     ];
   }
+  if (input.activator && !activatorAllowed(state.config, input.activator)) {
+    const reason = `activator ${input.activator.slice(0, 200)} is not allowed by this coordinator: clients may choose verify or none, and what the operator allows (serve --allow-activator)`;
+    return [
+      state,
+      [...reply(input.peer, verdict(ack, false, ErrorCodes.FORBIDDEN, reason)), publish(decision('event-rejected', ack, input.at, { code: ErrorCodes.FORBIDDEN, reason }))],
+    ];
+  }
   const existing = state.sessions.get(input.session);
   if (existing && existing.attempt >= input.attempt) {
-    const same = existing.attempt === input.attempt && existing.expectedTrees === input.expectedTrees;
-    const reason = same
-      ? ''
-      : `session ${input.session} is already open as attempt ${existing.attempt} with ${existing.expectedTrees} tree(s)`;
-    return [state, reply(input.peer, verdict(ack, same, same ? '' : ErrorCodes.CONTRADICTION, reason))];
+    const differs = openDiffers(existing, input);
+    const reason = differs ? `session ${input.session} is already open as attempt ${existing.attempt} with ${differs}` : '';
+    return [state, reply(input.peer, verdict(ack, !differs, differs ? ErrorCodes.CONTRADICTION : '', reason))];
   }
   let effects: Effect[] = [];
   let next = state;
@@ -306,6 +312,49 @@ function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>
 }
 
 const defaultHoldAt = (c: CoordinatorConfig): HoldAt => c.defaultHoldAt ?? 'none';
+
+/**
+ * Whether a client may choose `a` for its session: verify and none only
+ * weaken or keep checks on its own session; exec and kfd act with the
+ * daemon's privileges (running commands, ioctls on other processes), so only
+ * what the operator started the daemon with, or allowed by name.
+ */
+function activatorAllowed(c: CoordinatorConfig, a: Activator): boolean {
+  return a === 'verify' || a === 'none' || a === c.defaultActivator || (c.allowedActivators ?? []).includes(a);
+}
+
+const manifestKey = (ms: MappingRef[]) => ms.map((m) => `${m.bo}|${m.tree}|${m.pid}|${m.start}|${m.size}|${m.prot}`).join(',');
+
+/** What a repeated open of the same attempt asks differently, in words; '' when nothing. */
+function openDiffers(s: SessionState, o: Extract<Input, { type: 'open' }>): string {
+  if (s.attempt !== o.attempt || s.expectedTrees !== o.expectedTrees) return `attempt ${s.attempt} with ${s.expectedTrees} tree(s)`;
+  if (o.activator && o.activator !== s.activator) return `activator ${s.activator}`;
+  if (o.deadlineMs > 0 && o.deadlineMs !== s.deadlineMs) return `a deadline of ${s.deadlineMs} ms`;
+  if (o.holdAt && o.holdAt !== s.holdAt) return `hold-at ${s.holdAt}`;
+  if (manifestKey(o.manifest) !== manifestKey(s.manifest)) return 'another manifest';
+  return '';
+}
+
+/**
+ * Whether a tree's root pid or images directory is already claimed by a tree
+ * of another live session on the same host: a session whose activator reads
+ * or acts on them (all but none) must never borrow another job's.
+ */
+function borrowed(state: CoordinatorState, s: SessionState, ev: StageEvent, prev: TreeState | undefined): string | null {
+  if (s.activator === 'none') return null;
+  const pid = prev?.initPid ? 0 : ev.initPid;
+  const dir = prev?.imageDir || ev.action === 'post-resume' ? '' : ev.imageDir;
+  if (!pid && !dir) return null;
+  for (const o of state.sessions.values()) {
+    if (o.session === s.session || o.activator === 'none' || (o.status !== 'open' && o.status !== 'released')) continue;
+    for (const t of o.trees.values()) {
+      if (t.host !== ev.host) continue;
+      if (pid && t.initPid === pid) return `pid ${pid} on ${ev.host} is the root of tree ${t.name} of session ${o.session}`;
+      if (dir && t.imageDir === dir) return `images ${dir} on ${ev.host} are those of tree ${t.name} of session ${o.session}`;
+    }
+  }
+  return null;
+}
 
 /** Whether `gate` holds trees in `s` (pre-restore only with an arrival barrier). */
 const holds = (s: SessionState, gate: GateName) => gate !== 'pre-restore' || s.holdAt === 'pre-restore';
@@ -384,6 +433,15 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     return [next, effects];
   }
 
+  if (prev?.initPid && ev.initPid && ev.initPid !== prev.initPid) {
+    const reason = `tree ${ev.tree} was restored as root pid ${prev.initPid}; its run now names pid ${ev.initPid}`;
+    return [next, [...effects, ...reject(ev, peer, gated, ErrorCodes.CONTRADICTION, reason, at)]];
+  }
+  const claimed = borrowed(state, s, ev, prev);
+  if (claimed) {
+    const reason = `tree ${ev.tree} of session ${s.session} is refused: ${claimed}`;
+    return [next, [...effects, ...reject(ev, peer, gated, ErrorCodes.FORBIDDEN, reason, at)]];
+  }
   if (!prev && s.trees.size >= s.expectedTrees) {
     const reason = `session ${s.session} already has its ${s.expectedTrees} tree(s) (${[...s.trees.keys()].sort().join(', ')}); tree ${ev.tree} does not belong to it`;
     return [next, [...effects, ...reject(ev, peer, gated, ErrorCodes.TOO_MANY_TREES, reason, at)]];
@@ -392,9 +450,10 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     name: ev.tree,
     run,
     lastAction: ev.action,
-    initPid: ev.initPid || prev?.initPid || 0,
+    initPid: prev?.initPid || ev.initPid || 0,
     host: ev.host,
-    imageDir: ev.imageDir || prev?.imageDir || '',
+    // the first directory a run names sticks (at post-resume the hook can only name criu's cwd)
+    imageDir: prev?.imageDir || ev.imageDir || '',
     resumed: (prev?.resumed ?? false) || ev.action === 'post-resume',
     mappings: prev?.mappings ?? null,
     inspecting: prev?.inspecting ?? false,
