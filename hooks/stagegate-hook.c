@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -344,6 +345,44 @@ static int owns_tree(pid_t root, int pinned) {
 	return pinned >= 0 ? pidfd_signal(pinned, 0) == 0 : is_child_of(root, getppid());
 }
 
+/* An IPC endpoint is trusted through its directory: it must exist, belong to
+ * this user or root and be private, or another local user could put a socket
+ * there and answer in the coordinator's place. */
+static int check_endpoint(const char *endpoint) {
+	if (strncmp(endpoint, "ipc://", 6) != 0)
+		return 0;
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", endpoint + 6);
+	char *slash = strrchr(dir, '/');
+	if (!slash) {
+		die_line("IPC endpoint %s is not an absolute path", endpoint);
+		return -1;
+	}
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	struct stat st;
+	if (lstat(dir, &st) != 0) {
+		die_line("IPC endpoint %s: directory %s does not exist (is the coordinator running?)", endpoint, dir);
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		die_line("refusing IPC endpoint %s: %s is not a directory", endpoint, dir);
+		return -1;
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		die_line("refusing IPC endpoint %s: %s belongs to uid %u, neither this user nor root", endpoint, dir,
+			 (unsigned)st.st_uid);
+		return -1;
+	}
+	if (st.st_mode & 077) {
+		die_line("refusing IPC endpoint %s: %s is not private (mode %o)", endpoint, dir, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
 /* Reads a 40-character Z85 CURVE key from a file into key (41 bytes). */
 static int read_key(const char *path, char key[41]) {
 	FILE *f = fopen(path, "r");
@@ -515,7 +554,8 @@ static void report_failure(const char *reason) {
 	int linger = 1000;
 	if (sock && !setup_curve(sock, g_cfg->endpoint, &seal) && (len = pack_frame(g_req, &seal, buf, sizeof(buf))) &&
 	    !zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger)) &&
-	    !zmq_setsockopt(sock, ZMQ_SNDTIMEO, &linger, sizeof(linger)) && !zmq_connect(sock, g_cfg->endpoint))
+	    !zmq_setsockopt(sock, ZMQ_SNDTIMEO, &linger, sizeof(linger)) && !check_endpoint(g_cfg->endpoint) &&
+	    !zmq_connect(sock, g_cfg->endpoint))
 		zmq_send(sock, buf, len, 0);
 	if (sock)
 		zmq_close(sock);
@@ -679,6 +719,8 @@ int main(void) {
 		die_line("event too large for one frame");
 		goto out_abort;
 	}
+	if (check_endpoint(cfg.endpoint))
+		goto out_abort;
 	if (zmq_connect(sock, cfg.endpoint) != 0) {
 		die_line("cannot connect to '%s': %s", cfg.endpoint, zmq_strerror(zmq_errno()));
 		goto out_abort;

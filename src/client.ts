@@ -6,6 +6,7 @@ import { Dealer } from 'zeromq';
 import type { StageEvent, Verdict } from './core/model';
 import { decodeStatusReply, decodeVerdict, encodeOpen, encodeRequestEvent, encodeSealed, encodeStatusRequest } from './protocol/codec';
 import { EndpointError } from './errors';
+import { checkClientEndpoint } from './transport/endpoints';
 import { readKey } from './transport/curve';
 import { seal } from './transport/seal';
 
@@ -22,6 +23,7 @@ interface CurveClient {
  * STAGEGATE_CURVE_CLIENT (PREFIX of this client's PREFIX.public/.secret).
  */
 export function curveClient(endpoint: string): CurveClient {
+  checkClientEndpoint(endpoint); // every client connection starts here
   const server = process.env.STAGEGATE_CURVE_SERVER_PUBLIC;
   const client = process.env.STAGEGATE_CURVE_CLIENT;
   if (!endpoint.startsWith('tcp://') || !server || !client) return { options: {}, wrap: (f) => f };

@@ -1,9 +1,11 @@
 /** The `stagegate` command line as a user runs it (bin/stagegate). */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import { Daemon, run, STAGEGATE } from '../../demo/harness';
+import winston from 'winston';
+import { Coordinator } from '../../src/coordinator';
 
 const sg = (...args: string[]) => run(STAGEGATE, args);
 
@@ -26,6 +28,25 @@ describe('stagegate CLI', () => {
     assert.ok(Number(major) > 4 || (Number(major) === 4 && Number(minor) >= 2), v.output);
   });
 
+  it('refuses a client-chosen exec activator (it would run as the daemon\'s user); one the operator allowed is accepted', async () => {
+    const dir = mkdtempSync('/tmp/sg-cli-exec-');
+    const pwned = `${dir}/pwned`;
+    const allowed = 'exec:true';
+    const d = await Daemon.start(dir, 30, 'verify', '', ['--allow-activator', allowed]);
+    try {
+      const r = await sg('open', '--session', 'x', '--trees', '1', '--activator', `exec:touch ${pwned}`, '--endpoint', d.endpoint);
+      assert.equal(r.code, 1);
+      assert.match(r.output, /refused \[E_FORBIDDEN\] activator exec:touch .* is not allowed by this coordinator/);
+      const st = await sg('status', '--json', '--endpoint', d.endpoint);
+      assert.equal(JSON.parse(st.output).sessions.length, 0, 'no session was opened');
+      assert.ok(!existsSync(pwned));
+      assert.equal((await sg('open', '--session', 'y', '--trees', '1', '--activator', allowed, '--endpoint', d.endpoint)).code, 0);
+    } finally {
+      await d.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses bad usage with a specific message and exit code 64', async () => {
     const cases: [string[], RegExp][] = [
       [['frobnicate'], /unknown command 'frobnicate'/],
@@ -46,6 +67,23 @@ describe('stagegate CLI', () => {
     const r = await sg('serve', '--listen', 'ipc://relative/path.sock');
     assert.equal(r.code, 1);
     assert.match(r.output, /\[E_ENDPOINT\] IPC endpoint 'ipc:\/\/relative\/path.sock' must be an absolute path/);
+  });
+
+  it('serve never changes a directory it did not make: a shared one is refused as it is, a new one is made 0700', async () => {
+    const dir = mkdtempSync('/tmp/sg-shared-');
+    try {
+      chmodSync(dir, 0o1777); // like /tmp
+      const r = await sg('serve', '--listen', `ipc://${dir}/hooks.sock`, '--events', `ipc://${dir}/events.sock`);
+      assert.equal(r.code, 1);
+      assert.match(r.output, /IPC directory .* is accessible to others \(mode 1777\)/);
+      assert.equal(statSync(dir).mode & 0o7777, 0o1777, 'the shared directory is left as it was');
+      const fresh = join(dir, 'fresh');
+      const c = await Coordinator.start({ listen: [`ipc://${fresh}/h.sock`], events: [`ipc://${fresh}/e.sock`], deadlineMs: 1000, logger: winston.createLogger({ silent: true }) });
+      c.close();
+      assert.equal(statSync(fresh).mode & 0o777, 0o700);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('lets one daemon own an IPC endpoint: a second one is refused; the socket is removed on shutdown', async () => {

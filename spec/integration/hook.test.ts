@@ -5,15 +5,16 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { Dealer } from 'zeromq';
+import { Dealer, Router } from 'zeromq';
 import { hookPath } from '../../src/paths';
 import { CRIU_ACTIONS } from '../../src/core/actions';
 import { startCoordinator, until, type TestCoordinator } from '../support/coordinator';
 import { hookEnv, runHook } from '../support/hook';
-import { decodeVerdict } from '../../src/protocol/codec';
+import { decodeRequest, decodeVerdict, encodeVerdict } from '../../src/protocol/codec';
+import { STAGEGATE, run } from '../../demo/harness';
 import { openSession } from '../../src/client';
 import { stagegate } from '../../src/protocol/generated/stagegate';
 import { isLive } from '../../src/proc/tree';
@@ -182,14 +183,17 @@ describe('hook against a real coordinator', () => {
 });
 
 describe('hook without a coordinator', () => {
-  const nowhere = 'ipc:///tmp/stagegate-no-such-dir/hooks.sock';
+  // a private directory where no coordinator listens
+  const quiet = mkdtempSync('/tmp/stagegate-quiet-');
+  after(() => rmSync(quiet, { recursive: true, force: true }));
+  const nowhere = `ipc://${quiet}/hooks.sock`;
 
   it('aborts a gated action within its timeout, with one clear line', async () => {
     const r = await runHook(hookEnv(nowhere, 'post-restore', { STAGEGATE_TIMEOUT: '0.5', CRTOOLS_INIT_PID: '999' }));
     assert.equal(r.code, 1);
     assert.ok(r.ms >= 450 && r.ms < 3000, `took ${r.ms} ms`);
     assert.equal(r.stderr.trim().split('\n').length, 1);
-    assert.match(r.stderr, /no verdict from the coordinator at ipc:\/\/\/tmp\/stagegate-no-such-dir\/hooks.sock within 0.5s/);
+    assert.match(r.stderr, /no verdict from the coordinator at ipc:\/\/\/tmp\/stagegate-quiet-\w+\/hooks.sock within 0.5s/);
   });
 
   it('does not hold up an ungated action', async () => {
@@ -260,6 +264,39 @@ describe('coordinator under a flood of malformed frames', () => {
       assert.ok(await until(() => c2.messages.filter((m) => 'decision' in m && m.decision.kind === 'event-rejected').length > 1000, 10_000));
     } finally {
       await c2.close();
+    }
+  });
+});
+
+describe('clients refuse an IPC endpoint another local user could have made', () => {
+  it('the hook and the CLI refuse a directory of another user, with a fake coordinator answering PROCEED there, and one that is not private', async () => {
+    const dir = mkdtempSync('/tmp/sg-fake-');
+    const endpoint = `ipc://${dir}/hooks.sock`;
+    const fake = new Router();
+    await fake.bind(endpoint);
+    void (async () => {
+      for await (const [id, frame] of fake) {
+        const req = decodeRequest(frame!);
+        const ev = req.type === 'event' ? req.event : { session: '', tree: '', action: 'unknown' as const, attempt: 1 };
+        await fake.send([id!, encodeVerdict({ session: ev.session, tree: ev.tree, action: ev.action, attempt: ev.attempt, proceed: true, code: '', reason: '' })]);
+      }
+    })().catch(() => {});
+    try {
+      chownSync(dir, 65534, 65534); // nobody's directory, nobody's "coordinator"
+      const r = await runHook(hookEnv(endpoint, 'post-restore', { CRTOOLS_INIT_PID: '999' }));
+      assert.equal(r.code, 1, 'never PROCEED from an impostor');
+      assert.match(r.stderr, /refusing IPC endpoint .* belongs to uid 65534, neither this user nor root/);
+      const st = await run(STAGEGATE, ['status', '--endpoint', endpoint]);
+      assert.notEqual(st.code, 0);
+      assert.match(st.output, /refusing IPC endpoint .* belongs to uid 65534/);
+      chownSync(dir, process.getuid!(), process.getgid!());
+      chmodSync(dir, 0o755);
+      const open = await runHook(hookEnv(endpoint, 'pre-restore'));
+      assert.equal(open.code, 1);
+      assert.match(open.stderr, /refusing IPC endpoint .* is not private \(mode 755\)/);
+    } finally {
+      fake.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -3,6 +3,7 @@ import { Subscriber } from 'zeromq';
 import { requestStatus } from '../client';
 import type { SessionView } from '../core/status';
 import { decodePublished, type PublishedMessage } from '../protocol/codec';
+import { checkClientEndpoint } from '../transport/endpoints';
 
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
@@ -64,6 +65,7 @@ export class GapDetector {
 }
 
 export async function watch(events: string, endpoint: string, session: string, signal: AbortSignal): Promise<number> {
+  checkClientEndpoint(events);
   const sub = new Subscriber({ receiveHighWaterMark: 0 });
   sub.connect(events);
   sub.subscribe(session);

@@ -5,6 +5,7 @@ import { decodePublished, type PublishedMessage } from '../protocol/codec';
 import { fromJsonl } from '../trace/jsonl';
 import { renderTrace, writeTrace } from '../trace/write';
 import { UsageError } from '../errors';
+import { checkClientEndpoint } from '../transport/endpoints';
 
 export interface TraceOptions {
   out: string;
@@ -36,6 +37,7 @@ export async function trace(o: TraceOptions): Promise<number> {
 
 /** Until interrupted, the duration passes, or (with --session) the session ends. */
 async function record(o: TraceOptions): Promise<PublishedMessage[]> {
+  checkClientEndpoint(o.events);
   const sub = new Subscriber({ receiveHighWaterMark: 0 });
   sub.connect(o.events);
   sub.subscribe(o.session);

@@ -2,7 +2,7 @@
  * Endpoint defaults and preparation. IPC sockets live in a private directory
  * (0700) so only its owner can talk to the coordinator.
  */
-import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { constants } from 'node:os';
 import { EndpointError } from '../errors';
@@ -49,7 +49,36 @@ export function lockEndpoint(ep: string): FileLock | null {
   }
 }
 
-/** Validates an endpoint and, for IPC, makes its directory private (0700). */
+/**
+ * A client's check of an IPC endpoint before it connects: its directory must
+ * exist, belong to this user or root, and be private, or another local user
+ * could put a socket there and answer in the coordinator's place.
+ */
+export function checkClientEndpoint(ep: string): void {
+  const path = ipcPath(ep);
+  if (!path) return;
+  const dir = dirname(path);
+  let st;
+  try {
+    st = lstatSync(dir);
+  } catch {
+    throw new EndpointError(`IPC endpoint ${ep}: directory ${dir} does not exist (is the coordinator running?)`);
+  }
+  const uid = process.getuid?.();
+  if (!st.isDirectory()) throw new EndpointError(`refusing IPC endpoint ${ep}: ${dir} is not a directory`);
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
+    throw new EndpointError(`refusing IPC endpoint ${ep}: ${dir} belongs to uid ${st.uid}, neither this user nor root (another user could answer in the coordinator's place)`);
+  }
+  if ((st.mode & 0o077) !== 0) {
+    throw new EndpointError(`refusing IPC endpoint ${ep}: ${dir} is not private (mode ${(st.mode & 0o7777).toString(8)}; the coordinator makes it 0700)`);
+  }
+}
+
+/**
+ * Validates an endpoint and, for IPC, prepares its directory: one stagegate
+ * creates is made private (0700); one that exists must already be private and
+ * this user's own (it is never changed: it may be a shared directory like /tmp).
+ */
 export function prepareEndpoint(ep: string): void {
   const m = /^(ipc|tcp):\/\/(.+)$/.exec(ep);
   if (!m) throw new EndpointError(`endpoint '${ep}' is neither ipc://PATH nor tcp://HOST:PORT`);
@@ -58,10 +87,16 @@ export function prepareEndpoint(ep: string): void {
   if (!path.startsWith('/')) throw new EndpointError(`IPC endpoint '${ep}' must be an absolute path`);
   if (path.length > IPC_PATH_MAX) throw new EndpointError(`IPC path '${path}' is longer than ${IPC_PATH_MAX} bytes`);
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const st = statSync(dir);
+  const made = mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (made) chmodSync(dir, 0o700); // ours, whatever the umask
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) throw new EndpointError(`IPC directory ${dir} is not a directory`);
   if (st.uid !== process.getuid?.()) throw new EndpointError(`IPC directory ${dir} is not owned by this user`);
-  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  if ((st.mode & 0o077) !== 0) {
+    throw new EndpointError(
+      `IPC directory ${dir} is accessible to others (mode ${(st.mode & 0o7777).toString(8)}): give an endpoint in a private directory, or one that does not exist yet (stagegate creates it 0700)`,
+    );
+  }
 }
 
 /** Binds `socket` to each endpoint (preparing IPC directories); a failure names the endpoint. */
