@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { type Subscription, Subject, merge, tap } from 'rxjs';
 import type { Activator, CoordinatorState, Effect, Input } from './core/model';
 import type { HoldAt } from './core/actions';
-import { inspectTree } from './images/inspect';
+import { ImageInspector } from './images/inspector';
 import { observeMappings } from './proc/observe';
 import { activate } from './activators';
 import { encodeStatusReply } from './protocol/codec';
@@ -47,6 +47,8 @@ export class Coordinator {
   private zap: ZapHandler | null = null;
   private locks: FileLock[] = [];
   private journal: Journal | null = null;
+  /** reads checkpoints in a worker thread, with limits (a checkpoint is untrusted input) */
+  private readonly inspector = new ImageInspector();
   /** the pipeline died: the daemon can no longer serve */
   failed = false;
 
@@ -123,6 +125,7 @@ export class Coordinator {
     }
     const c = new Coordinator(hooks, publisher, opts);
     c.zap = zap;
+    if ((opts.activator ?? 'verify') !== 'none') c.inspector.warm();
     const config = { defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify', defaultHoldAt: opts.holdAt ?? 'none', allowedActivators: opts.allowedActivators ?? [] } as const;
     let recovered: { state: CoordinatorState; effects: Effect[] } | undefined;
     if (opts.stateDir) {
@@ -237,7 +240,7 @@ export class Coordinator {
     const started = wallMs();
     if (e.type === 'inspect-tree') {
       try {
-        const mappings = inspectTree(e.tree, e.imageDir);
+        const mappings = await this.inspector.inspect(e.tree, e.imageDir);
         this.results.next({ type: 'tree-images', ...base, mappings, error: '', at: wallMs() });
       } catch (err) {
         this.results.next({ type: 'tree-images', ...base, mappings: null, error: (err as Error).message, at: wallMs() });
@@ -273,6 +276,7 @@ export class Coordinator {
     this.publisher.close();
     this.zap?.close();
     this.journal?.close();
+    this.inspector.close();
     for (const l of this.locks) l.release();
     this.sub?.unsubscribe();
     this.resolveClosed();

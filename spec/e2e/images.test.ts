@@ -11,6 +11,8 @@ import { checkpointTrees, run, STAGEGATE, type Checkpoint as Dumped } from '../.
 import { readCheckpoint } from '../../src/images/checkpoint';
 import { boGraph } from '../../src/core/bo-graph';
 import { ImageError } from '../../src/errors';
+import { ImageInspector } from '../../src/images/inspector';
+import { execFileSync } from 'node:child_process';
 
 const PROCS = 3;
 // demo/workload.c's per-process addresses
@@ -100,7 +102,8 @@ describe('CRIU image reader on bad input', () => {
   it('refuses a file that is not a CRIU image, or an image of another kind', () => {
     const d = bad();
     writeFileSync(join(d, 'pstree.img'), 'hello, world');
-    expectImageError(d, 'pstree.img', /not a CRIU image: magic 0x6c6c6568 at offset 0, expected 0x54564319/, 0);
+    expectImageError(d, 'pstree.img', /not a CRIU image: no magic 0x54564319 at offset 0$/, 0);
+    assert.throws(() => readCheckpoint(d), (e: unknown) => !/6c6c6568|hell/.test((e as Error).message), 'the file\'s bytes are never echoed');
     copyFileSync(join(dumped.images[0]!, 'files.img'), join(d, 'pstree.img'));
     expectImageError(d, 'pstree.img', /wrong kind of CRIU image: magic 0x56303138 at offset 4, expected 0x50273030/, 4);
     writeFileSync(join(d, 'pstree.img'), Buffer.from([0x19, 0x43]));
@@ -116,6 +119,57 @@ describe('CRIU image reader on bad input', () => {
     const d2 = bad();
     rmSync(join(d2, 'pstree.img'));
     expectImageError(d2, 'pstree.img', /cannot read: ENOENT/);
+  });
+
+  it('refuses what would stall or exhaust the reader: a FIFO, a device, a symlinked file, a huge zero tail, too many entries', async () => {
+    const fifo = bad();
+    rmSync(join(fifo, 'pstree.img'));
+    execFileSync('mkfifo', [join(fifo, 'pstree.img')]);
+    expectImageError(fifo, 'pstree.img', /not a regular file/); // returns at once: no writer ever comes
+    const dev = bad();
+    rmSync(join(dev, 'mm-1.img'));
+    symlinkSync('/dev/zero', join(dev, 'mm-1.img'));
+    expectImageError(dev, 'mm-1.img', /a symlink \(not followed\)/);
+    const tail = bad();
+    const mm = readFileSync(join(tail, 'mm-1.img'));
+    writeFileSync(join(tail, 'mm-1.img'), Buffer.concat([mm, Buffer.alloc(32 << 20)])); // 8M empty entries after the real one
+    const started = Date.now();
+    expectImageError(tail, 'mm-1.img', /more than 1 entries/);
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+    const big = bad();
+    writeFileSync(join(big, 'files.img'), Buffer.alloc((64 << 20) + 1));
+    expectImageError(big, 'files.img', /larger than any image of this kind/);
+  });
+
+  it('reads checkpoints off the daemon\'s event loop: a checkpoint that exhausts the reader fails alone, the next one is read', async () => {
+    const inspector = new ImageInspector({ timeoutMs: 5000, heapMb: 64 });
+    try {
+      const hostile = bad();
+      // within the size limit, and each entry a valid empty message: millions of them
+      const pstree = readFileSync(join(hostile, 'pstree.img'));
+      writeFileSync(join(hostile, 'pstree.img'), Buffer.concat([pstree.subarray(0, 8), Buffer.alloc(15 << 20)]));
+      let last = Date.now();
+      let worst = 0;
+      const probe = setInterval(() => ((worst = Math.max(worst, Date.now() - last)), (last = Date.now())), 5);
+      await assert.rejects(inspector.inspect('t0', hostile), /more than 65536 entries|exhausted|took longer/);
+      clearInterval(probe);
+      assert.ok(worst < 500, `the event loop stalled for ${worst} ms`);
+      const good = await inspector.inspect('t0', dumped.images[0]!);
+      assert.ok(good.length > 0, 'the next checkpoint is read');
+    } finally {
+      inspector.close();
+    }
+  });
+
+  it('gives up on a checkpoint that takes longer than its time limit, and goes on with the next', async () => {
+    const inspector = new ImageInspector({ timeoutMs: 1, heapMb: 64 });
+    try {
+      const results = await Promise.allSettled([inspector.inspect('t0', dumped.images[0]!), inspector.inspect('t1', dumped.images[1]!)]);
+      for (const r of results) assert.match(String(r.status === 'rejected' ? r.reason : 'fulfilled'), /took longer than 1 ms|fulfilled/);
+      assert.equal(results[0]!.status, 'rejected', 'a worker start alone takes longer than 1 ms');
+    } finally {
+      inspector.close();
+    }
   });
 
   it('does not follow a symlinked checkpoint directory', () => {

@@ -13,6 +13,9 @@ import type { Checkpoint, FileObject, MemfdInode, Task, Vma } from '../core/chec
 
 export type { Checkpoint };
 
+/** More tasks than any tree restored through one criu (PID_MAX_LIMIT is 4,194,304; 65,536 tasks is already huge). */
+const MAX_TASKS = 65536;
+
 const big = (v: Long | number | null | undefined): bigint => (v === null || v === undefined ? 0n : BigInt(v.toString()));
 
 /** Refuses anything but a readable real directory (no symlink is followed). */
@@ -34,13 +37,12 @@ export function checkImageDir(dir: string): void {
 export function readCheckpoint(dir: string): Checkpoint {
   checkImageDir(dir);
   const pstreePath = join(dir, 'pstree.img');
-  const pstree = readEntries(pstreePath, MAGIC.pstree, (b) => criu.PstreeEntry.decode(b));
+  const pstree = readEntries(pstreePath, MAGIC.pstree, (b) => criu.PstreeEntry.decode(b), undefined, { maxBytes: 16 << 20, maxEntries: MAX_TASKS });
   if (pstree.length === 0) throw new ImageError(pstreePath, 8, 'no task in the process tree');
   const tasks: Task[] = pstree.map((p, i) => {
     if (!p.pid) throw new ImageError(pstreePath, 8, `entry ${i} has no pid`);
     const mmPath = join(dir, `mm-${p.pid}.img`);
-    const mm = existsSync(mmPath) ? readEntries(mmPath, MAGIC.mm, (b) => criu.MmEntry.decode(b)) : [];
-    if (mm.length > 1) throw new ImageError(mmPath, 8, `${mm.length} entries, expected one`);
+    const mm = existsSync(mmPath) ? readEntries(mmPath, MAGIC.mm, (b) => criu.MmEntry.decode(b), undefined, { maxEntries: 1 }) : [];
     const vmas = (mm[0]?.vmas ?? []).map((v, j): Vma => {
       const start = big(v.start as Long);
       const end = big(v.end as Long);

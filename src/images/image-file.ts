@@ -3,7 +3,7 @@
  * prefixed by a u32 length (little-endian, as CRIU writes them on x86-64).
  * Every problem is an ImageError naming the file and the byte offset.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { ImageError } from '../errors';
 
 export const COMMON_MAGIC = 0x54564319;
@@ -17,30 +17,62 @@ export const MAGIC = {
   memfd: 0x48453499,
 } as const;
 
-/** Larger than any image of the kinds read here (mm and files images are small). */
-const MAX_IMAGE_BYTES = 256 * 1024 * 1024;
+/**
+ * Bounds on what one image may make the reader do. Larger than any image of
+ * the kinds read here (mm images hold at most vm.max_map_count VMAs, a few MB).
+ */
+export interface ReadLimits {
+  maxBytes: number;
+  maxEntries: number;
+}
+export const DEFAULT_LIMITS: ReadLimits = { maxBytes: 64 * 1024 * 1024, maxEntries: 1_000_000 };
 
 const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
 
-/** Decodes every entry of `path`; `decode` turns one entry's bytes into a message. */
-export function readEntries<T>(path: string, magic: number, decode: (bytes: Uint8Array) => T, first = COMMON_MAGIC): T[] {
-  let buf: Buffer;
+/**
+ * Reads a regular file of at most `maxBytes` without following a symlink or
+ * blocking on a FIFO or device (a checkpoint directory is untrusted input).
+ */
+function readBounded(path: string, maxBytes: number): Buffer {
+  let fd: number;
   try {
-    const size = statSync(path).size;
-    if (size > MAX_IMAGE_BYTES) throw new ImageError(path, 0, `${size} bytes is larger than any image of this kind`);
-    buf = readFileSync(path);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ImageError(path, 0, code === 'ELOOP' ? 'cannot read: a symlink (not followed)' : `cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new ImageError(path, 0, 'not a regular file');
+    if (st.size > maxBytes) throw new ImageError(path, 0, `${st.size} bytes is larger than any image of this kind (limit ${maxBytes})`);
+    const buf = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const n = readSync(fd, buf, off, buf.length - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    return buf.subarray(0, off);
   } catch (err) {
     if (err instanceof ImageError) throw err;
     throw new ImageError(path, 0, `cannot read: ${(err as Error).message}`, { cause: err });
+  } finally {
+    closeSync(fd);
   }
-  return decodeEntries(path, buf, magic, decode, first);
 }
 
-export function decodeEntries<T>(path: string, buf: Buffer, magic: number, decode: (bytes: Uint8Array) => T, first = COMMON_MAGIC): T[] {
+/** Decodes every entry of `path`; `decode` turns one entry's bytes into a message. */
+export function readEntries<T>(path: string, magic: number, decode: (bytes: Uint8Array) => T, first = COMMON_MAGIC, limits: Partial<ReadLimits> = {}): T[] {
+  const l = { ...DEFAULT_LIMITS, ...limits };
+  return decodeEntries(path, readBounded(path, l.maxBytes), magic, decode, first, l.maxEntries);
+}
+
+export function decodeEntries<T>(path: string, buf: Buffer, magic: number, decode: (bytes: Uint8Array) => T, first = COMMON_MAGIC, maxEntries = DEFAULT_LIMITS.maxEntries): T[] {
   if (buf.length < 8) throw new ImageError(path, 0, `truncated: ${buf.length} bytes, a CRIU image starts with an 8-byte magic header`);
   const common = buf.readUInt32LE(0);
   if (common !== first) {
-    throw new ImageError(path, 0, `not a CRIU image: magic ${hex(common)} at offset 0, expected ${hex(first)}`);
+    // the bytes are not echoed: the file may be anything (another user's secret)
+    throw new ImageError(path, 0, `not a CRIU image: no magic ${hex(first)} at offset 0`);
   }
   const kind = buf.readUInt32LE(4);
   if (kind !== magic) {
@@ -50,6 +82,7 @@ export function decodeEntries<T>(path: string, buf: Buffer, magic: number, decod
   let off = 8;
   while (off < buf.length) {
     if (buf.length - off < 4) throw new ImageError(path, off, `truncated: ${buf.length - off} byte(s) where an entry length (4 bytes) starts`);
+    if (out.length >= maxEntries) throw new ImageError(path, off, `more than ${maxEntries} entries`);
     const len = buf.readUInt32LE(off);
     if (len > buf.length - off - 4) {
       throw new ImageError(path, off, `truncated: entry at offset ${off} claims ${len} bytes, ${buf.length - off - 4} left`);
