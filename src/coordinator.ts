@@ -30,6 +30,8 @@ export interface CoordinatorOptions {
   activator?: Activator;
   /** activators clients may choose besides verify, none and the default (serve --allow-activator) */
   allowedActivators?: Activator[];
+  /** sessions held at most (serve --max-sessions) */
+  maxSessions?: number;
   /** arrival barrier of sessions that do not choose one (default none) */
   holdAt?: HoldAt;
   /** CURVE for TCP endpoints: the server's secret key and the allowed client keys */
@@ -126,7 +128,7 @@ export class Coordinator {
     const c = new Coordinator(hooks, publisher, opts);
     c.zap = zap;
     if ((opts.activator ?? 'verify') !== 'none') c.inspector.warm();
-    const config = { defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify', defaultHoldAt: opts.holdAt ?? 'none', allowedActivators: opts.allowedActivators ?? [] } as const;
+    const config = { defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify', defaultHoldAt: opts.holdAt ?? 'none', allowedActivators: opts.allowedActivators ?? [], ...(opts.maxSessions ? { maxSessions: opts.maxSessions } : {}) } as const;
     let recovered: { state: CoordinatorState; effects: Effect[] } | undefined;
     if (opts.stateDir) {
       try {
@@ -269,6 +271,20 @@ export class Coordinator {
   /** Resolves when the hook endpoint has closed. */
   whenClosed(): Promise<void> {
     return this.closed;
+  }
+
+  /**
+   * Stops the daemon promptly. Without a journal its open sessions die with
+   * it: every waiting hook is told (ABORT, E_SHUTDOWN) instead of waiting for
+   * its timeout. With one, waiting hooks keep re-sending, for a restarted
+   * daemon to answer.
+   */
+  async shutdown(): Promise<void> {
+    if (!this.journal && this.sub) {
+      this.results.next({ type: 'shutdown', at: wallMs() });
+      await this.hooks.flush(1000);
+    }
+    this.close();
   }
 
   close(): void {

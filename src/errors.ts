@@ -46,6 +46,10 @@ export const ErrorCodes = {
   IMAGE: 'E_IMAGE',
   /** The coordinator failed on one input (a bug): that input was dropped, every other session goes on. */
   INTERNAL: 'E_INTERNAL',
+  /** The coordinator holds as many sessions as it may (serve --max-sessions). */
+  LIMIT: 'E_LIMIT',
+  /** The coordinator shut down without a journal: its open sessions are lost. */
+  SHUTDOWN: 'E_SHUTDOWN',
   /** A native call failed (errno in `errno`). */
   NATIVE: 'E_NATIVE',
 } as const;

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { Daemon, run, STAGEGATE } from '../../demo/harness';
+import { Daemon, exited, run, sleep, STAGEGATE } from '../../demo/harness';
+import { hookEnv, runHook } from '../support/hook';
 import winston from 'winston';
 import { Coordinator } from '../../src/coordinator';
 
@@ -81,6 +82,27 @@ describe('stagegate CLI', () => {
       const c = await Coordinator.start({ listen: [`ipc://${fresh}/h.sock`], events: [`ipc://${fresh}/e.sock`], deadlineMs: 1000, logger: winston.createLogger({ silent: true }) });
       c.close();
       assert.equal(statSync(fresh).mode & 0o777, 0o700);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('SIGTERM stops the daemon at once, telling waiting hooks (no journal); a new daemon can take the endpoint right away', async () => {
+    const dir = mkdtempSync('/tmp/sg-term-');
+    try {
+      const d = await Daemon.start(dir, 7 * 24 * 3600, 'none');
+      const hook = runHook(hookEnv(d.endpoint, 'post-restore', { STAGEGATE_SESSION: 'term', STAGEGATE_TREES: '2', STAGEGATE_TIMEOUT: '60', CRTOOLS_INIT_PID: '999' }));
+      for (let i = 0; i < 100 && !d.messages.some((m) => 'event' in m && m.event.session === 'term'); i++) await sleep(20);
+      const started = Date.now();
+      d.child.kill('SIGTERM');
+      const r = await hook;
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /\[E_SHUTDOWN\] the coordinator shut down and keeps no journal: session term attempt 1 is lost; restore the job again with --attempt 2/);
+      await exited(d.child);
+      assert.ok(Date.now() - started < 3000, `the daemon took ${Date.now() - started} ms to stop`);
+      await d.stop(); // its subscriber
+      const again = await Daemon.start(dir, 30, 'none');
+      await again.stop();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

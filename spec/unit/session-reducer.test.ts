@@ -346,3 +346,39 @@ describe('session reducer: what a client may not choose', () => {
     assert.equal(state.sessions.get('s1')!.trees.get('a')!.initPid, 100);
   });
 });
+
+describe('session reducer: bounds and shutdown', () => {
+  it('refuses new sessions beyond its limit (E_LIMIT), making room from ended sessions first; known sessions go on', () => {
+    const cfg = { ...config, maxSessions: 2, retentionMs: 100 };
+    const one = (session: string, at: number, action: 'post-restore' | 'pre-resume' = 'post-restore') => ev('a', action, at, { session, expectedTrees: 1 }, `${session}@${at}`);
+    const { all, state } = feedWith(cfg, [
+      one('s1', 0), one('s2', 1), one('s3', 2), // full: s3 refused
+      one('s1', 3, 'pre-resume'), // s1 goes on (and ends: released)
+      one('s4', 200), // s1 ended more than 100 ms ago: room is made
+    ]);
+    assert.deepEqual(replies(all).map((r) => [r.peer, r.code]), [['s1@0', ''], ['s2@1', ''], ['s3@2', 'E_LIMIT'], ['s1@3', ''], ['s4@200', '']]);
+    assert.match(decisions(all).find((d) => d.code === 'E_LIMIT')!.reason, /already holds 2 sessions, its limit \(serve --max-sessions\): session s3 is refused/);
+    assert.deepEqual([...state.sessions.keys()].sort(), ['s2', 's4']);
+  });
+
+  it('prunes at most once per interval: a flood of new sessions does not rescan every session each time', () => {
+    const cfg = { ...config, retentionMs: 60_000 };
+    const inputs: Input[] = [];
+    for (let i = 0; i < 3000; i++) inputs.push(ev('a', 'pre-restore', 1000 + i / 10, { session: `f${i}`, expectedTrees: 1 }, null));
+    let state = initialState(cfg);
+    for (const i of inputs) state = reduceInPlace(state, i)[0];
+    assert.equal(state.sessions.size, 3000);
+    assert.equal(state.prunedAt, 1000, 'one scan in the first second of daemon time, not 3,000');
+  });
+
+  it('on shutdown without a journal, aborts every open session and tells its waiting hooks; ended sessions stay as they were', () => {
+    const { all, state } = feed([
+      ev('a', 'post-restore', 0, { session: 'done', expectedTrees: 1 }), ev('a', 'pre-resume', 1, { session: 'done', expectedTrees: 1 }),
+      ev('a', 'post-restore', 2),
+      { type: 'shutdown', at: 3 },
+    ]);
+    assert.deepEqual(replies(all).filter((r) => !r.proceed).map((r) => [r.peer, r.code]), [['a:post-restore', 'E_SHUTDOWN']]);
+    assert.equal(state.sessions.get('s1')!.status, 'aborted');
+    assert.equal(state.sessions.get('done')!.status, 'released');
+  });
+});

@@ -60,6 +60,8 @@ commands:
   --hold-at H      default arrival barrier of sessions: pre-restore (no tree
                    restores anything until every tree's criu has started) or
                    none (default); 'open --hold-at' chooses per session
+  --max-sessions N sessions held at most, open or ended and still remembered
+                   (default 10000); beyond, new sessions are refused (E_LIMIT)
   --state-dir D    journal every session change there (fsync'd); a daemon
                    restarted with the same directory resumes open sessions,
                    and waiting hooks re-send their events to it
@@ -184,6 +186,7 @@ async function serve(argv: string[]): Promise<number> {
     'state-dir': { type: 'string' },
     'hold-at': { type: 'string' },
     'allow-activator': { type: 'string', multiple: true },
+    'max-sessions': { type: 'string' },
   });
   if (values.help) return help('serve');
   const listen = (values.listen as string[] | undefined) ?? [defaultHookEndpoint()];
@@ -209,12 +212,13 @@ async function serve(argv: string[]): Promise<number> {
     deadlineMs: seconds('serve', 'timeout', values.timeout as string | undefined, 60) * 1000,
     activator,
     holdAt: holdAtOf('serve', values['hold-at'] as string | undefined) || 'none',
+    maxSessions: int('serve', 'max-sessions', values['max-sessions'] as string | undefined, 10_000, 1, 1_000_000),
     allowedActivators: ((values['allow-activator'] as string[] | undefined) ?? []).map((a) => activatorOf('serve', a) as Activator),
     logger,
   });
   const stop = (sig: string) => {
     logger.info('shutting down', { signal: sig });
-    c.close();
+    void c.shutdown();
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));

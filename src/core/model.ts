@@ -61,6 +61,8 @@ export type Input =
   | { type: 'deadline'; session: string; attempt: number; at: number }
   /** A waiting hook that promised to re-send has been silent for its whole lease. */
   | { type: 'hook-lost'; session: string; attempt: number; tree: string; gate: GateName; silentMs: number; at: number }
+  /** The daemon stops and keeps no journal: every open session is lost, and its waiting hooks are told. */
+  | { type: 'shutdown'; at: number }
   /** A frame that could not be turned into an event (already answered by the codec). */
   | { type: 'rejected'; code: ErrorCode; reason: string; peer: Peer | null; at: number };
 
@@ -234,6 +236,8 @@ export interface CoordinatorConfig {
   allowedActivators?: Activator[];
   /** Arrival barrier of sessions that do not choose one (default none). */
   defaultHoldAt?: HoldAt;
+  /** Sessions held at most, open and remembered (default 10,000): more are refused (E_LIMIT). */
+  maxSessions?: number;
   /** How long a closed session is remembered (duplicates, retries); default 10 min. */
   retentionMs?: number;
 }
@@ -242,4 +246,6 @@ export interface CoordinatorState {
   config: CoordinatorConfig;
   /** by session name: a Map, since names are chosen by clients ("__proto__" is a valid one) */
   sessions: Map<string, SessionState>;
+  /** when ended sessions were last pruned (daemon ms) */
+  prunedAt?: number;
 }

@@ -86,6 +86,8 @@ function step(state: CoordinatorState, input: Input, own: boolean): Result {
       return onTreeResult(state, input, own);
     case 'bo-activation':
       return onActivation(state, input, own);
+    case 'shutdown':
+      return onShutdown(state, input.at, own);
     case 'rejected':
       return [
         state,
@@ -208,14 +210,38 @@ function copyGate(g: GateState): GateState {
 /** Sessions closed this long ago are forgotten (a daemon runs for months). */
 export const DEFAULT_RETENTION_MS = 10 * 60 * 1000;
 
-/** Drops sessions that ended more than the retention period before `at`. */
-export function prune(state: CoordinatorState, at: number, own: boolean): CoordinatorState {
-  const limit = at - (state.config.retentionMs ?? DEFAULT_RETENTION_MS);
+/** How often pruning looks at every session: at most once a second, so a flood of new sessions costs O(1) each. */
+export const PRUNE_INTERVAL_MS = 1000;
+/** Sessions one coordinator holds at most (open, and ended ones still remembered). */
+export const DEFAULT_MAX_SESSIONS = 10_000;
+
+/**
+ * Drops sessions that ended more than the retention period before `at`:
+ * at most once per PRUNE_INTERVAL_MS unless `force`d.
+ */
+export function prune(state: CoordinatorState, at: number, own: boolean, force = false): CoordinatorState {
+  const retention = state.config.retentionMs ?? DEFAULT_RETENTION_MS;
+  const since = state.prunedAt === undefined ? Infinity : at - state.prunedAt;
+  if (!force && since >= 0 && since < Math.min(PRUNE_INTERVAL_MS, retention / 10)) return state;
+  const limit = at - retention;
   const old = [...state.sessions.values()].filter((s) => s.status !== 'open' && s.closedAt !== null && s.closedAt < limit);
-  if (old.length === 0) return state;
-  const sessions = own ? state.sessions : new Map(state.sessions);
+  const sessions = own || old.length === 0 ? state.sessions : new Map(state.sessions);
   for (const s of old) sessions.delete(s.session);
-  return own ? state : { ...state, sessions };
+  if (own) {
+    state.prunedAt = at;
+    return state;
+  }
+  return { ...state, sessions, prunedAt: at };
+}
+
+/** Makes room for session `name` (new): prunes, and says why not when the coordinator is full. */
+function admit(state: CoordinatorState, name: string, at: number, own: boolean): { next: CoordinatorState; full: string | null } {
+  const max = state.config.maxSessions ?? DEFAULT_MAX_SESSIONS;
+  let next = prune(state, at, own);
+  if (next.sessions.has(name) || next.sessions.size < max) return { next, full: null };
+  next = prune(next, at, own, true);
+  if (next.sessions.size < max) return { next, full: null };
+  return { next, full: `the coordinator already holds ${next.sessions.size} sessions, its limit (serve --max-sessions): session ${name} is refused; retry once sessions have ended` };
 }
 
 function withSession(state: CoordinatorState, s: SessionState, own: boolean): CoordinatorState {
@@ -297,8 +323,12 @@ function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>
     const reason = differs ? `session ${input.session} is already open as attempt ${existing.attempt} with ${differs}` : '';
     return [state, reply(input.peer, verdict(ack, !differs, differs ? ErrorCodes.CONTRADICTION : '', reason))];
   }
+  const room = admit(state, input.session, input.at, own);
+  if (room.full) {
+    return [room.next, [...reply(input.peer, verdict(ack, false, ErrorCodes.LIMIT, room.full)), publish(decision('event-rejected', ack, input.at, { code: ErrorCodes.LIMIT, reason: room.full }))]];
+  }
   let effects: Effect[] = [];
-  let next = state;
+  let next = room.next;
   if (existing && existing.status === 'open') {
     const old = draft(existing, own);
     effects = abortSession(old, ErrorCodes.SUPERSEDED, `superseded by attempt ${input.attempt}`, input.at);
@@ -307,7 +337,7 @@ function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>
   const activator = input.activator || state.config.defaultActivator;
   const holdAt = input.holdAt || defaultHoldAt(state.config);
   const s = newSession(input.session, input.attempt, input.expectedTrees, deadlineMs, input.at, activator, holdAt, input.manifest);
-  next = withSession(prune(next, input.at, own), s, own);
+  next = withSession(next, s, own);
   return [next, [...effects, ...opened(s, input.at), ...reply(input.peer, verdict(ack, true))]];
 }
 
@@ -359,6 +389,18 @@ function borrowed(state: CoordinatorState, s: SessionState, ev: StageEvent, prev
 /** Whether `gate` holds trees in `s` (pre-restore only with an arrival barrier). */
 const holds = (s: SessionState, gate: GateName) => gate !== 'pre-restore' || s.holdAt === 'pre-restore';
 
+function onShutdown(state: CoordinatorState, at: number, own: boolean): Result {
+  let next = state;
+  const effects: Effect[] = [];
+  for (const current of [...state.sessions.values()].filter((s) => s.status === 'open')) {
+    const s = draft(current, own);
+    next = withSession(next, s, own);
+    const reason = `the coordinator shut down and keeps no journal: session ${s.session} attempt ${s.attempt} is lost; restore the job again with --attempt ${s.attempt + 1}`;
+    effects.push(...abortSession(s, ErrorCodes.SHUTDOWN, reason, at));
+  }
+  return [next, effects];
+}
+
 function onDeadline(state: CoordinatorState, session: string, attempt: number, at: number, own: boolean): Result {
   const current = state.sessions.get(session);
   if (!current || current.attempt !== attempt || current.status !== 'open') return [state, []];
@@ -401,13 +443,15 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     return [next, [...effects, ...reject(ev, peer, gated, ErrorCodes.STALE_ATTEMPT, reason, at)]];
   }
   if (!current || ev.attempt > current.attempt) {
+    const room = admit(state, ev.session, at, own);
+    if (room.full) return [room.next, [...effects, ...reject(ev, peer, gated, ErrorCodes.LIMIT, room.full, at)]];
+    next = room.next;
     if (current && current.status === 'open') {
       const old = draft(current, own);
       effects.push(...abortSession(old, ErrorCodes.SUPERSEDED, `superseded by attempt ${ev.attempt}`, at));
     }
     current = newSession(ev.session, ev.attempt, ev.expectedTrees, state.config.defaultDeadlineMs, at, state.config.defaultActivator, defaultHoldAt(state.config));
     effects.push(...opened(current, at));
-    next = prune(next, at, own);
   }
 
   const run = runOf(ev);

@@ -20,7 +20,7 @@ const decode = (line: string): unknown =>
   JSON.parse(line, (_k, v) => (v && typeof v === 'object' && typeof v.$big === 'string' ? BigInt(v.$big) : v));
 
 /** Inputs that change state; queries and rejected frames are not journaled. */
-export const journaled = (i: Input) => i.type !== 'rejected';
+export const journaled = (i: Input) => i.type !== 'rejected' && i.type !== 'shutdown';
 
 const INPUT_TYPES = new Set(['event', 'open', 'tree-images', 'bo-activation', 'tree-observed', 'deadline', 'hook-lost']);
 /** A journal this large is not one this daemon wrote in any sane period: refused rather than read. */
@@ -142,7 +142,7 @@ export class Journal {
       }
     }
     // forget what retention already dropped: keep the inputs of remembered sessions (and lines kept for a human)
-    state = prune(state, now, true);
+    state = prune(state, now, true, true);
     const keep = entries.filter((e) => !e.input || state.sessions.has(sessionOf(e.input))).map((e) => (e.input ? encode(e.input) : e.line));
     const tmp = `${path}.tmp`;
     rmSync(tmp, { force: true }); // a leftover (or planted) file or symlink: unlinked, never followed

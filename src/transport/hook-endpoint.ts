@@ -91,6 +91,13 @@ export class HookEndpoint {
     this.sockets[Number(index)]?.sender.push([Buffer.from(id ?? '', 'hex'), frame]);
   }
 
+  /** Waits until every queued reply is sent, at most `timeoutMs`. */
+  async flush(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.sockets.map((s) => s.sender.idle())), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
   close(): void {
     for (const s of this.sockets) s.router.close();
     removeIpcSockets(this.endpoints);

@@ -12,6 +12,14 @@ export class SerialSender<M> {
     private readonly onError: (err: unknown) => void = () => {},
   ) {}
 
+  /** Resolves once every queued message has been handed to the socket. */
+  idle(): Promise<void> {
+    if (!this.busy && this.queue.length === 0) return Promise.resolve();
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  private waiters: (() => void)[] = [];
+
   push(m: M): void {
     this.queue.push(m);
     if (!this.busy) void this.drain();
@@ -28,5 +36,6 @@ export class SerialSender<M> {
       }
     }
     this.busy = false;
+    for (const w of this.waiters.splice(0)) w();
   }
 }
