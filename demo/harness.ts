@@ -249,6 +249,8 @@ export class Daemon {
     name = '',
     extra: string[] = [],
     env: NodeJS.ProcessEnv = process.env,
+    /** a command that runs `stagegate serve`, e.g. ['prlimit', '--nofile=1024:'] */
+    via: string[] = [],
   ): Promise<Daemon> {
     const endpoint = `ipc://${dir}/hooks${name}.sock`;
     const events = `ipc://${dir}/events${name}.sock`;
@@ -257,7 +259,8 @@ export class Daemon {
     let logFile = join(dir, `daemon${name}.log`);
     for (let n = 2; existsSync(logFile); n++) logFile = join(dir, `daemon${name}-${n}.log`);
     const fd = openSync(logFile, 'a');
-    const child = spawn(STAGEGATE, ['serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS), '--activator', activator, ...extra], {
+    const [cmd, ...pre] = [...via, STAGEGATE];
+    const child = spawn(cmd!, [...pre, 'serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS), '--activator', activator, ...extra], {
       stdio: ['ignore', 'ignore', fd],
       env,
     });

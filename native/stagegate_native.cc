@@ -10,6 +10,7 @@
 #include <napi.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <csignal>
 #include <cstring>
 #include <string>
@@ -17,6 +18,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -58,6 +60,39 @@ Napi::Value PidfdOpen(const Napi::CallbackInfo &info) {
     return env.Undefined();
   }
   return Napi::Number::New(env, static_cast<double>(fd));
+}
+
+// The daemon holds one descriptor per hook connection. Node already raises
+// the soft open-file limit to the hard one; a privileged daemon
+// (CAP_SYS_RESOURCE) also raises the hard limit to fs.nr_open. Returns the
+// soft limit {before, after}.
+Napi::Value RaiseNofileLimit(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+    ErrnoError(env, errno, "getrlimit").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("before", Napi::Number::New(env, static_cast<double>(rl.rlim_cur)));
+  unsigned long nr_open = 0;
+  if (FILE *f = std::fopen("/proc/sys/fs/nr_open", "r")) {
+    if (std::fscanf(f, "%lu", &nr_open) != 1) nr_open = 0;
+    std::fclose(f);
+  }
+  if (nr_open > rl.rlim_max) {
+    struct rlimit more = {nr_open, nr_open};
+    if (setrlimit(RLIMIT_NOFILE, &more) == 0) rl = more;  // EPERM without the privilege: keep the hard limit
+  }
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+      ErrnoError(env, errno, "setrlimit").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  out.Set("after", Napi::Number::New(env, static_cast<double>(rl.rlim_cur)));
+  return out;
 }
 
 // Orphaned descendants (e.g. the tasks of a criu that was killed mid-restore)
@@ -260,6 +295,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdSendSignal", Napi::Function::New(env, PidfdSendSignal));
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
+  exports.Set("raiseNofileLimit", Napi::Function::New(env, RaiseNofileLimit));
   exports.Set("processVmRead", Napi::Function::New(env, ProcessVmRead));
   return exports;
 }

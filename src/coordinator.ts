@@ -16,7 +16,7 @@ import { EventPublisher } from './transport/event-publisher';
 import { HookEndpoint } from './transport/hook-endpoint';
 import { type CurveServer, ZapHandler } from './transport/curve';
 import { lockEndpoint, prepareEndpoint } from './transport/endpoints';
-import type { FileLock } from './native';
+import { type FileLock, raiseNofileLimit } from './native';
 import { Journal, journaled } from './state/journal';
 import { recover } from './core/session-reducer';
 import { ErrorCodes, StagegateError } from './errors';
@@ -81,6 +81,10 @@ export class Coordinator {
   }
 
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
+    // one descriptor per hook connection: say how many hooks can wait at once, loudly when few
+    const nofile = raiseNofileLimit();
+    const hooks = Math.max(0, nofile.after - 256);
+    opts.logger.log(nofile.after < 4096 ? 'warn' : 'info', `open-file limit ${nofile.after}: about ${hooks} hooks can be connected at once${nofile.after < 4096 ? ' (raise it: ulimit -n, LimitNOFILE=)' : ''}`, nofile);
     // one daemon per IPC endpoint: lock them all before binding any
     const locks: FileLock[] = [];
     try {

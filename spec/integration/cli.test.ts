@@ -108,6 +108,23 @@ describe('stagegate CLI', () => {
     }
   });
 
+  it('says at start how many hooks its open-file limit allows, and warns when that is few', async () => {
+    const dir = mkdtempSync('/tmp/sg-nofile-');
+    try {
+      const low = await Daemon.start(dir, 30, 'none', '-low', [], process.env, ['prlimit', '--nofile=1024:1024']);
+      await low.stop();
+      const line = JSON.parse(low.logs().find((l) => l.includes('open-file limit'))!);
+      assert.equal(line.level, 'warn');
+      assert.match(line.message, /^open-file limit 1024: about 768 hooks can be connected at once \(raise it/);
+      const normal = await Daemon.start(dir, 30, 'none', '-normal');
+      await normal.stop();
+      const soft = Number((await run('sh', ['-c', 'ulimit -Hn'])).output.trim());
+      assert.match(normal.logs().find((l) => l.includes('open-file limit'))!, new RegExp(`open-file limit (${soft}|\\d{5,})`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('lets one daemon own an IPC endpoint: a second one is refused; the socket is removed on shutdown', async () => {
     const dir = mkdtempSync('/tmp/sg-lock-');
     try {

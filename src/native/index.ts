@@ -12,6 +12,7 @@ interface Addon {
   pidfdSendSignal(fd: number, signo: number): void;
   close(fd: number): void;
   setChildSubreaper(): void;
+  raiseNofileLimit(): { before: number; after: number };
   processVmRead(pid: number, addr: bigint, len: number): Promise<Buffer>;
   kfdCriuOp(device: string, op: number, pid: number): Promise<void>;
   lockFile(path: string): number;
@@ -86,6 +87,15 @@ export class PidFd {
   close(): void {
     if (this.fd >= 0) load().close(this.fd);
     this.fd = -1;
+  }
+}
+
+/** Raises this process's soft open-file limit to its hard limit; returns both soft values. */
+export function raiseNofileLimit(): { before: number; after: number } {
+  try {
+    return load().raiseNofileLimit();
+  } catch (err) {
+    return wrap(err, 'setrlimit(RLIMIT_NOFILE)');
   }
 }
 
