@@ -10,11 +10,11 @@ import { ImageInspector } from './images/inspector';
 import { observeMappings } from './proc/observe';
 import { activate } from './activators';
 import { encodeStatusReply } from './protocol/codec';
-import { statusView } from './core/status';
+import { type SessionView, statusView } from './core/status';
 import { coordinate, type OutputEffect } from './pipeline/coordinate';
 import { EventPublisher } from './transport/event-publisher';
 import { HookEndpoint } from './transport/hook-endpoint';
-import { type CurveServer, ZapHandler } from './transport/curve';
+import { type CurveServer, type Scope, ZapHandler, permits, touches } from './transport/curve';
 import { lockEndpoint, prepareEndpoint } from './transport/endpoints';
 import { type FileLock, raiseNofileLimit } from './native';
 import { Journal, journaled } from './state/journal';
@@ -43,6 +43,19 @@ export interface CoordinatorOptions {
 
 /** Wall clock in ms with sub-ms resolution (gate latencies are sub-ms). */
 export const wallMs = (): number => performance.timeOrigin + performance.now();
+
+/** What a key with `scopes` may see of the sessions: its own sessions, and in them its own trees. */
+function scopedView(views: SessionView[], scopes: Scope[] | null): SessionView[] {
+  if (scopes === null) return views;
+  const mine = (tree: string, session: string) => permits(scopes, session, tree);
+  return views
+    .filter((v) => touches(scopes, v.session))
+    .map((v) => ({
+      ...v,
+      trees: v.trees.filter((t) => mine(t.tree, v.session)),
+      bos: v.bos.map((b) => ({ ...b, mappers: b.mappers.filter((m) => mine(m.slice(0, m.indexOf('/')), v.session)) })).filter((b) => b.mappers.length > 0),
+    }));
+}
 
 export class Coordinator {
   private state: CoordinatorState | null = null;
@@ -152,7 +165,7 @@ export class Coordinator {
       }
     }
     hooks.onSendError = (err) => opts.logger.error('verdict not sent', { error: String(err) });
-    hooks.onStatus = (peer, session) => hooks.replyFrame(peer, encodeStatusReply(statusView(c.state, session), wallMs()));
+    hooks.onStatus = (peer, session, scopes) => hooks.replyFrame(peer, encodeStatusReply(scopedView(statusView(c.state, session), scopes), wallMs()));
     c.sub = merge(hooks.inputs(wallMs), c.results)
       .pipe(
         tap((i) => c.record(i)),

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import winston from 'winston';
 import { Coordinator } from '../../src/coordinator';
 import { keygen, permits, readAllowList, readKey } from '../../src/transport/curve';
-import { Dealer } from 'zeromq';
-import { openSession } from '../../src/client';
+import { Dealer, Subscriber } from 'zeromq';
+import { openSession, requestStatus } from '../../src/client';
 import { decodeVerdict, encodeRequestEvent, encodeSealed } from '../../src/protocol/codec';
 import { stageEvent } from '../unit/fixtures';
 import { run, STAGEGATE } from '../../demo/harness';
@@ -18,6 +18,7 @@ let dir: string;
 let c: Coordinator;
 const port = 30000 + (process.pid % 20000);
 const tcp = `tcp://127.0.0.1:${port}`;
+const tcpEvents = `tcp://127.0.0.1:${port + 1}`;
 
 before(async () => {
   dir = mkdtempSync('/tmp/sg-curve-');
@@ -33,7 +34,7 @@ before(async () => {
   );
   c = await Coordinator.start({
     listen: [`ipc://${dir}/hooks.sock`, tcp],
-    events: [`ipc://${dir}/events.sock`],
+    events: [`ipc://${dir}/events.sock`, tcpEvents],
     deadlineMs: 10_000,
     activator: 'none',
     curve: { secretKey: readKey(join(dir, 'server.secret')), allow: readAllowList(join(dir, 'allow')) },
@@ -155,5 +156,39 @@ describe('CURVE on TCP', () => {
     const half = await run(STAGEGATE, ['serve', '--listen', tcp, '--curve-secret', join(dir, 'server.secret')]);
     assert.equal(half.code, 64);
     assert.match(half.output, /--curve-secret and --allow go together/);
+  });
+
+  it('shows a scoped key only its own sessions and trees in status, and keeps it off the events endpoint', async () => {
+    await runHook(overTcp('job-a', 'scoped', 't1', 2)); // job-a has trees t1 and rank-3 (and other sessions exist)
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, { STAGEGATE_CURVE_SERVER_PUBLIC: join(dir, 'server.public'), STAGEGATE_CURVE_CLIENT: join(dir, 'scoped') });
+      const mine = await requestStatus(tcp);
+      assert.deepEqual(mine.sessions.map((s) => s.session), ['job-a']);
+      assert.deepEqual(mine.sessions[0]!.trees.map((t) => t.tree).sort(), ['rank-3', 't1']);
+      Object.assign(process.env, { STAGEGATE_CURVE_CLIENT: join(dir, 'allowed') });
+      const all = await requestStatus(tcp);
+      assert.ok(all.sessions.length > 1 && all.sessions.some((s) => s.session === 'curve-ok'), 'an operator key sees every session');
+    } finally {
+      process.env = saved;
+    }
+    const subscriber = (client: string) => {
+      const s = new Subscriber({ curveServerKey: readKey(join(dir, 'server.public')), curvePublicKey: readKey(join(dir, `${client}.public`)), curveSecretKey: readKey(join(dir, `${client}.secret`)), receiveTimeout: 1500 });
+      s.connect(tcpEvents);
+      s.subscribe();
+      return s;
+    };
+    const operator = subscriber('allowed');
+    const scoped = subscriber('scoped');
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await runHook(overTcp('curve-events', 'allowed'));
+      const [topic] = await operator.receive();
+      assert.equal(topic!.toString(), 'curve-events');
+      await assert.rejects(scoped.receive(), /timed out|EAGAIN/i, 'a scoped key receives nothing from the events endpoint');
+    } finally {
+      operator.close();
+      scoped.close();
+    }
   });
 });

@@ -1,12 +1,13 @@
 /**
  * Who may say what on a CURVE endpoint: every request must be sealed by an
  * allow-listed key (transport/seal.ts), and a key with scopes may only act on
- * the sessions and trees they name. Status queries are read-only and open to
- * every allowed key. IPC endpoints are guarded by their 0700 directory instead.
+ * the sessions and trees they name. A status query is answered with only the
+ * sessions and trees the key may act on. IPC endpoints are guarded by their
+ * 0700 directory instead.
  */
 import { ErrorCodes } from '../errors';
 import { type DecodedRequest, FrameError, type PartialAddress, decodeRequest } from '../protocol/codec';
-import { type CurveServer, permits } from './curve';
+import { type CurveServer, type Scope, permits } from './curve';
 import type { SealVerifier } from './seal';
 
 const forbidden = (reason: string, address: PartialAddress | null = null) => new FrameError(ErrorCodes.FORBIDDEN, reason, address);
@@ -17,8 +18,12 @@ function addressOf(req: DecodedRequest): PartialAddress | null {
   return null;
 }
 
-/** The request inside a seal, once the seal and the key's scopes allow it; throws FrameError (E_FORBIDDEN) otherwise. */
-export function openSealed(req: DecodedRequest, curve: CurveServer, verifier: SealVerifier): DecodedRequest {
+/**
+ * The request inside a seal, once the seal and the key's scopes allow it, and
+ * those scopes (null: an operator's key, which sees everything); throws
+ * FrameError (E_FORBIDDEN) otherwise.
+ */
+export function openSealed(req: DecodedRequest, curve: CurveServer, verifier: SealVerifier): { inner: DecodedRequest; scopes: Scope[] | null } {
   if (req.type !== 'sealed') {
     throw forbidden('requests on a CURVE endpoint must be sealed with the client key (STAGEGATE_CURVE_CLIENT)', addressOf(req));
   }
@@ -35,5 +40,5 @@ export function openSealed(req: DecodedRequest, curve: CurveServer, verifier: Se
   if (inner.type === 'open' && !permits(scopes, inner.session, null)) {
     throw forbidden(`client key ${key} may not open session ${inner.session} (needs the scope ${inner.session}/*)`, address);
   }
-  return inner;
+  return { inner, scopes };
 }

@@ -9,6 +9,8 @@ import { decode, encode } from 'z85';
 import { EndpointError, UsageError } from '../errors';
 
 export const ZAP_DOMAIN = 'stagegate';
+/** The events endpoint's domain: it republishes every session, so only keys without scopes may subscribe. */
+export const ZAP_EVENTS_DOMAIN = 'stagegate-events';
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
 const KEY = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
 
@@ -100,9 +102,14 @@ export function keygen(prefix: string): string {
   return publicKey;
 }
 
+/** Whether a key with `scopes` may see `session` at all (some scope names it). */
+export function touches(scopes: Scope[] | null, session: string): boolean {
+  return scopes === null || scopes.some((s) => globMatch(s.session, session));
+}
+
 /** Socket options that make a socket a CURVE server checked by the ZAP handler. */
-export function serverOptions(c: CurveServer | null): Record<string, unknown> {
-  return c ? { curveServer: true, curveSecretKey: c.secretKey, zapDomain: ZAP_DOMAIN } : {};
+export function serverOptions(c: CurveServer | null, domain = ZAP_DOMAIN): Record<string, unknown> {
+  return c ? { curveServer: true, curveSecretKey: c.secretKey, zapDomain: domain } : {};
 }
 
 /**
@@ -134,7 +141,11 @@ export class ZapHandler {
         // [routing id, "", version, request id, domain, address, identity, mechanism, credentials...]
         const [id, , version, requestId, domain, address, , mechanism, key] = frames;
         const clientKey = key && key.length === 32 ? encode(key) ?? '' : '';
-        const ok = version?.toString() === '1.0' && domain?.toString() === ZAP_DOMAIN && mechanism?.toString() === 'CURVE' && allow.has(clientKey);
+        const d = domain?.toString();
+        // the events endpoint carries every session: only keys that may act on any session subscribe there
+        const ok =
+          version?.toString() === '1.0' && mechanism?.toString() === 'CURVE' && allow.has(clientKey) &&
+          (d === ZAP_DOMAIN || (d === ZAP_EVENTS_DOMAIN && allow.get(clientKey) === null));
         onDecision(clientKey, ok, address?.toString() ?? '');
         await z.router.send([id!, '', '1.0', requestId ?? '', ok ? '200' : '400', ok ? 'OK' : 'client key not allowed', ok ? clientKey : '', '']);
       }

@@ -7,7 +7,7 @@ import type { Decision, StageEvent } from '../core/model';
 import { encodePublished } from '../protocol/codec';
 import { bindEach, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
-import { type CurveServer, serverOptions, socketGroups } from './curve';
+import { type CurveServer, ZAP_EVENTS_DOMAIN, serverOptions, socketGroups } from './curve';
 
 export class EventPublisher {
   private constructor(private readonly endpoints: string[]) {}
@@ -20,7 +20,7 @@ export class EventPublisher {
   static async bind(endpoints: string[], curve: CurveServer | null = null): Promise<EventPublisher> {
     const p = new EventPublisher(endpoints);
     for (const [eps, security] of socketGroups(endpoints, curve)) {
-      const pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000, ...serverOptions(security) });
+      const pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000, ...serverOptions(security, ZAP_EVENTS_DOMAIN) });
       p.sockets.push({ pub, sender: new SerialSender((m) => pub.send(m)) });
       try {
         await bindEach(pub, eps, 'events');

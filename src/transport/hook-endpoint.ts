@@ -12,7 +12,7 @@ import { FrameError, MAX_FRAME_BYTES, decodeRequest, encodeVerdict } from '../pr
 import { ErrorCodes } from '../errors';
 import { bindEach, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
-import { type CurveServer, serverOptions, socketGroups } from './curve';
+import { type CurveServer, type Scope, serverOptions, socketGroups } from './curve';
 import { openSealed } from './authorize';
 import { SealVerifier } from './seal';
 
@@ -28,8 +28,8 @@ export class HookEndpoint {
 
   private constructor(private readonly endpoints: string[]) {}
 
-  /** Answers a status request (a query: it does not go through the pipeline). */
-  onStatus: (peer: string, session: string) => void = () => {};
+  /** Answers a status request (a query: it does not go through the pipeline), limited to `scopes` (null: all). */
+  onStatus: (peer: string, session: string, scopes: Scope[] | null) => void = () => {};
 
   /** Told about replies that could not be sent (the hook then times out and aborts). */
   onSendError: (err: unknown) => void = () => {};
@@ -64,9 +64,9 @@ export class HookEndpoint {
           const peer = `${index}:${id.toString('hex')}`;
           try {
             const outer = decodeRequest(frame);
-            const req = curve ? openSealed(outer, curve.server, curve.verifier) : outer;
+            const { inner: req, scopes } = curve ? openSealed(outer, curve.server, curve.verifier) : { inner: outer, scopes: null };
             if (req.type === 'sealed') throw new FrameError(ErrorCodes.BAD_FRAME, 'sealed requests are only taken on CURVE endpoints', null);
-            if (req.type === 'status') this.onStatus(peer, req.session);
+            if (req.type === 'status') this.onStatus(peer, req.session, scopes);
             else sub.next({ ...req, peer, at: now() });
           } catch (err) {
             const e = err as FrameError;
