@@ -71,13 +71,31 @@
 
 static const char *g_action = "?";
 
+/* The last line logged: on an abort, the reason (see note_abort). */
+static char g_last[1024];
+
 static void die_line(const char *fmt, ...) {
 	va_list ap;
-	fprintf(stderr, "stagegate-hook[%s]: ", g_action);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(g_last, sizeof(g_last), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "stagegate-hook[%s]: %s\n", g_action, g_last);
+}
+
+/* criu's log is often a file: `stagegate restore` (STAGEGATE_ABORT_NOTE) gets
+ * the reason of an abort too, to print it on its own terminal. */
+static void note_abort(void) {
+	const char *note = getenv("STAGEGATE_ABORT_NOTE");
+	if (!note || !*note || !g_last[0])
+		return;
+	int fd = open(note, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	char line[1100];
+	int n = snprintf(line, sizeof(line), "%s: %s\n", g_action, g_last);
+	ssize_t w = write(fd, line, n > 0 && (size_t)n < sizeof(line) ? (size_t)n : strlen(line));
+	(void)w;
+	close(fd);
 }
 
 static const struct {
@@ -808,6 +826,7 @@ int main(void) {
 
 out_abort:
 	rc = 1;
+	note_abort();
 	if (action == STAGEGATE__V1__ACTION__PRE_RESUME) {
 		if (!owns_tree((pid_t)init_pid, pinned)) {
 			die_line("restored root %lu is not a child of criu %d: not killing it", init_pid, getppid());

@@ -44,6 +44,36 @@ export interface CoordinatorOptions {
 /** Wall clock in ms with sub-ms resolution (gate latencies are sub-ms). */
 export const wallMs = (): number => performance.timeOrigin + performance.now();
 
+const REJECTS_PER_SECOND = 10;
+
+/** Admits at most `perSecond` items per second of `at` time; reports how many it dropped when the next second starts. */
+class RateLimit {
+  private second = -1;
+  private count = 0;
+  private dropped = 0;
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly onDropped: (n: number) => void,
+  ) {}
+
+  admit(at: number): boolean {
+    const s = Math.floor(at / 1000);
+    if (s !== this.second) {
+      if (this.dropped) this.onDropped(this.dropped);
+      this.second = s;
+      this.count = 0;
+      this.dropped = 0;
+    }
+    if (this.count < this.perSecond) {
+      this.count++;
+      return true;
+    }
+    this.dropped++;
+    return false;
+  }
+}
+
 /** What a key with `scopes` may see of the sessions: its own sessions, and in them its own trees. */
 function scopedView(views: SessionView[], scopes: Scope[] | null): SessionView[] {
   if (scopes === null) return views;
@@ -62,6 +92,7 @@ export class Coordinator {
   private zap: ZapHandler | null = null;
   private locks: FileLock[] = [];
   private journal: Journal | null = null;
+  private readonly rejectLog = new RateLimit(REJECTS_PER_SECOND, (n) => this.opts.logger.warn(`${n} more rejected frame(s) in the last second, not logged one by one`));
   /** reads checkpoints in a worker thread, with limits (a checkpoint is untrusted input) */
   private readonly inspector = new ImageInspector();
   /** the pipeline died: the daemon can no longer serve */
@@ -231,6 +262,8 @@ export class Coordinator {
       case 'publish-decision': {
         const d = e.decision;
         this.publisher.publish(d.session, { decision: d });
+        // frames nobody can be told about (undecodable, unsealed…) are logged at most REJECTS_PER_SECOND a second
+        if (d.kind === 'event-rejected' && !d.session && !this.rejectLog.admit(d.at)) return;
         const level =
           d.kind === 'session-aborted' || d.kind === 'event-rejected'
             ? 'warn'

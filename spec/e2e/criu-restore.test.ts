@@ -64,6 +64,8 @@ describe('coordinated restore on real CRIU', () => {
     assert.equal(abort.code, 'E_TREE_FAILED');
     assert.match(abort.reason, /tree t1 failed to restore: criu exited with 1/);
     assert.match(ra.output, /coordinator aborted session fail attempt 1 at tree t0: \[E_TREE_FAILED\]/);
+    // said on the wrapper's own terminal too (criu's log may be a file)
+    assert.match(ra.output, /stagegate restore: aborted at (post-restore|pre-resume): coordinator aborted session fail attempt 1 at tree t0: \[E_TREE_FAILED\]/);
     await sleep(200);
     assertNothingRunning([a, b]);
     assertNeverRan(cp, [0, 1]);

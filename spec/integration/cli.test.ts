@@ -1,7 +1,8 @@
 /** The `stagegate` command line as a user runs it (bin/stagegate). */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { Dealer } from 'zeromq';
 import { isAbsolute, join } from 'node:path';
 import { Daemon, exited, run, sleep, STAGEGATE } from '../../demo/harness';
 import { hookEnv, runHook } from '../support/hook';
@@ -51,6 +52,9 @@ describe('stagegate CLI', () => {
   it('refuses bad usage with a specific message and exit code 64', async () => {
     const cases: [string[], RegExp][] = [
       [['frobnicate'], /unknown command 'frobnicate'/],
+      [['serve', '--log-level', 'verbose'], /log level 'verbose' is not one of error, warn, info, debug/],
+      [['restore', '--session', 's', '--tree', 't', '--trees', '2', '--timeout', '100000'], /--timeout must be seconds in \(0, 86400\]/],
+      [['keygen', '--out', '/nonexistent-dir/k'], /cannot write \/nonexistent-dir\/k.secret: ENOENT/],
       [['restore', '--session', 's', '--tree', 't'], /--trees is required/],
       [['restore', '--session', 'bad name', '--tree', 't', '--trees', '2'], /session "bad name" is not 1-128 characters/],
       [['restore', '--session', 's', '--tree', 't', '--trees', 'many'], /--trees must be an integer in 1..65536, got 'many'/],
@@ -61,6 +65,55 @@ describe('stagegate CLI', () => {
       const r = await sg(...args);
       assert.equal(r.code, 64, `${args.join(' ')}: ${r.output}`);
       assert.match(r.output, message);
+    }
+  });
+
+  it('keygen never overwrites a key nor writes through a symlink; serve refuses a public key as its secret', async () => {
+    const dir = mkdtempSync('/tmp/sg-keygen-');
+    try {
+      assert.equal((await sg('keygen', '--out', join(dir, 'k'))).code, 0);
+      const before = readFileSync(join(dir, 'k.secret'), 'utf8');
+      const again = await sg('keygen', '--out', join(dir, 'k'));
+      assert.equal(again.code, 64);
+      assert.match(again.output, /k.secret exists: keygen never overwrites a key/);
+      assert.equal(readFileSync(join(dir, 'k.secret'), 'utf8'), before);
+      writeFileSync(join(dir, 'victim'), 'precious');
+      symlinkSync(join(dir, 'victim'), join(dir, 'trap.secret'));
+      assert.equal((await sg('keygen', '--out', join(dir, 'trap'))).code, 64);
+      assert.equal(readFileSync(join(dir, 'victim'), 'utf8'), 'precious');
+      writeFileSync(join(dir, 'allow'), `${readFileSync(join(dir, 'k.public'), 'utf8')}`);
+      const pub = await sg('serve', '--listen', 'tcp://127.0.0.1:1', '--curve-secret', join(dir, 'k.public'), '--allow', join(dir, 'allow'));
+      assert.equal(pub.code, 64);
+      assert.match(pub.output, /is a public key: --curve-secret takes the .secret file/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a malformed endpoint as an error, not a crash', async () => {
+    const r = await sg('watch', '--events', 'foo://bar');
+    assert.equal(r.code, 1);
+    assert.match(r.output, /\[E_ENDPOINT\] endpoint 'foo:\/\/bar' is neither ipc:\/\/PATH nor tcp:\/\/HOST:PORT/);
+    assert.doesNotMatch(r.output, /\n\s+at /, 'no stack trace');
+  });
+
+  it('logs at most 10 unaddressable rejected frames a second, then how many it did not log', async () => {
+    const dir = mkdtempSync('/tmp/sg-ratelimit-');
+    try {
+      const d = await Daemon.start(dir, 30, 'none');
+      const dealer = new Dealer({ linger: 0 });
+      dealer.connect(d.endpoint);
+      for (let i = 0; i < 300; i++) await dealer.send(Buffer.from([0xff, 0xff, i & 0xff]));
+      await sleep(1100);
+      await dealer.send(Buffer.from([0xff])); // the next second reports the last one
+      await sleep(300);
+      dealer.close();
+      await d.stop();
+      const rejected = d.logs().filter((l) => l.includes('"message":"event-rejected"')).length;
+      assert.ok(rejected >= 1 && rejected <= 30, `${rejected} lines for 301 malformed frames`);
+      assert.ok(d.logs().some((l) => /\d+ more rejected frame\(s\) in the last second, not logged one by one/.test(l)));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -56,6 +56,22 @@ describe('stagegate watch', () => {
     assert.ok(lines.some((l) => /#\d+ w1 - gate-opened post-restore waited \d+\.\d ms trees t1/.test(l)), out);
   });
 
+  it('--session follows that session only, not every session whose name starts with it', async () => {
+    const w = spawn(STAGEGATE, ['watch', '--session', 'w4', '--events', c.events, '--endpoint', c.endpoint], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    w.stdout!.on('data', (d) => (out += d));
+    try {
+      await sleep(800);
+      assert.equal((await runHook(hookEnv(c.endpoint, 'pre-restore', { STAGEGATE_SESSION: 'w42' }))).code, 0);
+      assert.equal((await runHook(hookEnv(c.endpoint, 'pre-restore', { STAGEGATE_SESSION: 'w4' }))).code, 0);
+      assert.ok(await until(() => / w4 t1 event pre-restore/.test(out), 5000), out);
+      await sleep(200);
+      assert.doesNotMatch(out, /w42/);
+    } finally {
+      w.kill('SIGTERM');
+    }
+  });
+
   it('tells a late subscriber how much it missed', async () => {
     assert.equal((await runHook(hookEnv(c.endpoint, 'pre-restore', { STAGEGATE_SESSION: 'late', STAGEGATE_TREES: '2' }))).code, 0);
     const w = spawn(STAGEGATE, ['watch', '--session', 'late', '--events', c.events, '--endpoint', c.endpoint], { stdio: ['ignore', 'pipe', 'pipe'] });

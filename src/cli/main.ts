@@ -159,10 +159,13 @@ function int(cmd: string, name: string, v: string | undefined, dflt: number, min
   return n;
 }
 
-function seconds(cmd: string, name: string, v: string | undefined, dflt: number): number {
+/** The most a hook waits for a verdict (STAGEGATE_TIMEOUT, hooks/stagegate-hook.c). */
+const HOOK_MAX_TIMEOUT_S = 86400;
+
+function seconds(cmd: string, name: string, v: string | undefined, dflt: number, max = 7 * 86400): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n > 7 * 86400) throw new UsageError(`${cmd}: --${name} must be seconds in (0, 604800], got '${v}'`);
+  if (!Number.isFinite(n) || n <= 0 || n > max) throw new UsageError(`${cmd}: --${name} must be seconds in (0, ${max}], got '${v}'`);
   return n;
 }
 
@@ -191,11 +194,11 @@ async function serve(argv: string[]): Promise<number> {
   if (values.help) return help('serve');
   const listen = (values.listen as string[] | undefined) ?? [defaultHookEndpoint()];
   const events = (values.events as string[] | undefined) ?? [defaultEventsEndpoint()];
-  const { readAllowList, readKey } = await import('../transport/curve');
+  const { readAllowList, readSecretKey } = await import('../transport/curve');
   const secretFile = values['curve-secret'] as string | undefined;
   const allowFile = values.allow as string | undefined;
   if (!!secretFile !== !!allowFile) throw new UsageError('serve: --curve-secret and --allow go together');
-  const curve = secretFile && allowFile ? { secretKey: readKey(secretFile), allow: readAllowList(allowFile) } : null;
+  const curve = secretFile && allowFile ? { secretKey: readSecretKey(secretFile), allow: readAllowList(allowFile) } : null;
   const tcp = [...listen, ...events].filter((ep) => ep.startsWith('tcp://'));
   if (tcp.length && !curve && !values['insecure-tcp']) {
     throw new UsageError(`serve: refusing plain TCP endpoint ${tcp[0]}: give --curve-secret and --allow (see stagegate keygen), or --insecure-tcp`);
@@ -252,7 +255,7 @@ async function restoreCmd(argv: string[]): Promise<number> {
     tree: name('restore', 'tree', v.tree),
     trees: int('restore', 'trees', v.trees, 1, 1, 65536),
     attempt: int('restore', 'attempt', v.attempt, 1, 1, 1_000_000),
-    timeoutS: seconds('restore', 'timeout', v.timeout, 60),
+    timeoutS: seconds('restore', 'timeout', v.timeout, 60, HOOK_MAX_TIMEOUT_S),
     endpoint: v.endpoint ?? process.env.STAGEGATE_ENDPOINT ?? defaultHookEndpoint(),
     criuArgs,
   });

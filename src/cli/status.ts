@@ -85,6 +85,7 @@ export async function watch(events: string, endpoint: string, session: string, s
   }
   try {
     for await (const [topic, frame] of sub) {
+      if (session && topic!.toString() !== session) continue; // ZeroMQ subscriptions match prefixes: job4 would get job42
       const m = decodePublished(frame!);
       const gap = gaps.check(topic!.toString(), m.seq);
       const lines = [...(gap ? [gap] : []), describeMessage(m)];

@@ -46,7 +46,8 @@ async function record(o: TraceOptions): Promise<PublishedMessage[]> {
   const timer = o.durationS ? setTimeout(stop, o.durationS * 1000) : null;
   const out: PublishedMessage[] = [];
   try {
-    for await (const [, frame] of sub) {
+    for await (const [topic, frame] of sub) {
+      if (o.session && topic!.toString() !== o.session) continue; // ZeroMQ subscriptions match prefixes: job4 would get job42
       const m = decodePublished(frame!);
       out.push(m);
       if (o.session && 'decision' in m && (m.decision.kind === 'session-completed' || m.decision.kind === 'session-aborted')) {

@@ -11,7 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StageEvent } from '../core/model';
@@ -38,6 +38,7 @@ export async function restore(o: RestoreOptions): Promise<number> {
   // this restore's identity: every hook of this criu, and this wrapper, speak as this run
   const run = `sg-${randomUUID()}`;
   const mark = join(markDir, 'released');
+  const note = join(markDir, 'abort');
   // Registered first, so it runs last at each stage (criu runs action scripts
   // in reverse order of registration): a tree counts as having reached a stage
   // only once the user's own scripts for that stage have finished.
@@ -52,6 +53,7 @@ export async function restore(o: RestoreOptions): Promise<number> {
     STAGEGATE_TIMEOUT: String(o.timeoutS),
     STAGEGATE_RELEASE_MARK: mark,
     STAGEGATE_RUN: run,
+    STAGEGATE_ABORT_NOTE: note,
   };
   try {
     // a killed criu's tasks (at any stage) become our children, not init's
@@ -66,6 +68,9 @@ export async function restore(o: RestoreOptions): Promise<number> {
     const ctx = { o, run, criuPid: child.pid ?? 0, criuStarted };
     const released = existsSync(mark);
     if (rc !== 0) {
+      // the hook's reason, which criu may only have written to its log file
+      const why = readNote(note);
+      if (why) say(`aborted at ${why}`);
       await reportFailure(ctx, signal ? `criu killed by ${signal}` : `criu exited with ${code}`, signal !== null && !released);
       return rc;
     }
@@ -117,6 +122,14 @@ async function treeStatus(ctx: Ctx) {
   const session = status?.sessions.find((s) => s.session === ctx.o.session && s.attempt === ctx.o.attempt);
   const tree = session?.trees.find((t) => t.tree === ctx.o.tree && t.run === ctx.run);
   return session && tree ? { session, tree } : null;
+}
+
+function readNote(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim().slice(0, 1000);
+  } catch {
+    return '';
+  }
 }
 
 function say(line: string): void {

@@ -3,7 +3,7 @@
  * public keys, and the ZAP handler that enforces it (ZeroMQ asks the ZAP
  * handler about every new connection to a socket with a ZAP domain).
  */
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, fchmodSync, lstatSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { Router, curveKeyPair } from 'zeromq';
 import { decode, encode } from 'z85';
 import { EndpointError, UsageError } from '../errors';
@@ -96,10 +96,49 @@ export function readAllowList(path: string): AllowList {
 /** Writes PREFIX.secret (0600) and PREFIX.public; returns the public key. */
 export function keygen(prefix: string): string {
   const { publicKey, secretKey } = curveKeyPair();
-  writeFileSync(`${prefix}.secret`, secretKey + '\n', { mode: 0o600 });
-  chmodSync(`${prefix}.secret`, 0o600);
-  writeFileSync(`${prefix}.public`, publicKey + '\n');
+  // never over an existing key, never through a symlink planted at its name
+  const create = (path: string, text: string, mode: number) => {
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new UsageError(code === 'EEXIST' ? `${path} exists: keygen never overwrites a key (remove it first)` : `cannot write ${path}: ${(err as Error).message}`);
+    }
+    try {
+      writeSync(fd, text);
+      fchmodSync(fd, mode);
+    } finally {
+      closeSync(fd);
+    }
+  };
+  for (const path of [`${prefix}.secret`, `${prefix}.public`]) {
+    if (existsSync(path) || isSymlink(path)) throw new UsageError(`${path} exists: keygen never overwrites a key (remove it first)`);
+  }
+  create(`${prefix}.secret`, secretKey + '\n', 0o600);
+  create(`${prefix}.public`, publicKey + '\n', 0o644);
   return publicKey;
+}
+
+function isSymlink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+/** Reads the daemon's secret key: not a .public file, not readable by others. */
+export function readSecretKey(path: string): string {
+  if (path.endsWith('.public')) throw new UsageError(`${path} is a public key: --curve-secret takes the .secret file (stagegate keygen)`);
+  let mode = 0;
+  try {
+    mode = statSync(path).mode;
+  } catch (err) {
+    throw new UsageError(`cannot read key file ${path}: ${(err as Error).message}`);
+  }
+  if (mode & 0o077) throw new UsageError(`${path} is readable by others (mode ${(mode & 0o777).toString(8)}): a secret key must be 0600`);
+  return readKey(path);
 }
 
 /** Whether a key with `scopes` may see `session` at all (some scope names it). */

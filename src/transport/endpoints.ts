@@ -55,6 +55,7 @@ export function lockEndpoint(ep: string): FileLock | null {
  * could put a socket there and answer in the coordinator's place.
  */
 export function checkClientEndpoint(ep: string): void {
+  if (!/^(ipc|tcp):\/\/./.test(ep)) throw new EndpointError(`endpoint '${ep.slice(0, 200)}' is neither ipc://PATH nor tcp://HOST:PORT`);
   const path = ipcPath(ep);
   if (!path) return;
   const dir = dirname(path);
