@@ -1,13 +1,21 @@
 /** Reads a user BO manifest (JSON) into the wire form, with a specific error for every bad field. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { ManifestBo } from '../protocol/codec';
 import { UsageError } from '../errors';
 
-function num(where: string, v: unknown): bigint {
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
-  if (typeof v === 'string' && /^(0x[0-9a-fA-F]+|[0-9]+)$/.test(v)) return BigInt(v);
-  throw new UsageError(`manifest: ${where} must be a non-negative integer or a 0x… string, got ${JSON.stringify(v)}`);
+/** Wire fields are u64 (addresses, sizes) and u32 (pids): a larger number would wrap silently. */
+function num(where: string, v: unknown, max: bigint = (1n << 64n) - 1n): bigint {
+  let n: bigint | null = null;
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) n = BigInt(v);
+  if (typeof v === 'string' && /^(0x[0-9a-fA-F]{1,16}|[0-9]{1,20})$/.test(v)) n = BigInt(v);
+  if (n === null) throw new UsageError(`manifest: ${where} must be a non-negative integer or a 0x… string, got ${JSON.stringify(v)?.slice(0, 60)}`);
+  if (n > max) throw new UsageError(`manifest: ${where} ${v} is larger than ${max}`);
+  return n;
 }
+
+/** An open request must fit one frame (src/protocol/codec.ts MAX_FRAME_BYTES) with room to spare. */
+const MAX_MANIFEST_BYTES = 768 * 1024;
+const MAX_PID = 4_194_304n;
 
 function prot(where: string, v: unknown): number {
   if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 7) return v;
@@ -24,8 +32,11 @@ export function parseManifest(text: string, source = 'manifest'): ManifestBo[] {
   }
   const bos = (doc as { bos?: unknown })?.bos;
   if (!Array.isArray(bos)) throw new UsageError(`${source}: expected {"bos": [...]}`);
+  const seen = new Set<string>();
   return bos.map((b, i) => {
     const id = (b as { id?: unknown })?.id;
+    if (typeof id === 'string' && seen.has(id)) throw new UsageError(`${source}: bos[${i}].id ${JSON.stringify(id.slice(0, 140))} is used twice (BO ids are unique)`);
+    if (typeof id === 'string') seen.add(id);
     const mappers = (b as { mappers?: unknown })?.mappers;
     if (typeof id !== 'string') throw new UsageError(`${source}: bos[${i}].id must be a string`);
     if (!Array.isArray(mappers) || mappers.length === 0) throw new UsageError(`${source}: bos[${i}].mappers must be a non-empty list`);
@@ -35,7 +46,7 @@ export function parseManifest(text: string, source = 'manifest'): ManifestBo[] {
         const at = `bos[${i}].mappers[${j}]`;
         const r = m as Record<string, unknown>;
         if (typeof r?.tree !== 'string') throw new UsageError(`${source}: ${at}.tree must be a string`);
-        return { tree: r.tree, pid: Number(num(`${at}.pid`, r.pid)), start: num(`${at}.start`, r.start), size: num(`${at}.size`, r.size), prot: prot(`${at}.prot`, r.prot ?? 'rw-') };
+        return { tree: r.tree, pid: Number(num(`${at}.pid`, r.pid, MAX_PID)), start: num(`${at}.start`, r.start), size: num(`${at}.size`, r.size), prot: prot(`${at}.prot`, r.prot ?? 'rw-') };
       }),
     };
   });
@@ -44,8 +55,12 @@ export function parseManifest(text: string, source = 'manifest'): ManifestBo[] {
 export function readManifest(path: string): ManifestBo[] {
   let text: string;
   try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new UsageError(`manifest ${path} is not a regular file`);
+    if (st.size > MAX_MANIFEST_BYTES) throw new UsageError(`manifest ${path} is ${st.size} bytes, more than ${MAX_MANIFEST_BYTES}: an open request must fit one frame`);
     text = readFileSync(path, 'utf8');
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     throw new UsageError(`manifest ${path}: ${(err as Error).message}`);
   }
   return parseManifest(text, `manifest ${path}`);
