@@ -1,5 +1,5 @@
 /** Reads a user BO manifest (JSON) into the wire form, with a specific error for every bad field. */
-import { readFileSync, statSync } from 'node:fs';
+import { FileRefused, readBoundedFile } from '../files';
 import type { ManifestBo } from '../protocol/codec';
 import { UsageError } from '../errors';
 
@@ -55,12 +55,11 @@ export function parseManifest(text: string, source = 'manifest'): ManifestBo[] {
 export function readManifest(path: string): ManifestBo[] {
   let text: string;
   try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new UsageError(`manifest ${path} is not a regular file`);
-    if (st.size > MAX_MANIFEST_BYTES) throw new UsageError(`manifest ${path} is ${st.size} bytes, more than ${MAX_MANIFEST_BYTES}: an open request must fit one frame`);
-    text = readFileSync(path, 'utf8');
+    text = readBoundedFile(path, MAX_MANIFEST_BYTES).toString('utf8');
   } catch (err) {
-    if (err instanceof UsageError) throw err;
+    if (err instanceof FileRefused) {
+      throw new UsageError(err.why === 'not-regular' ? `manifest ${path} is not a regular file` : `manifest ${path} is ${err.size} bytes, more than ${MAX_MANIFEST_BYTES}: an open request must fit one frame`);
+    }
     throw new UsageError(`manifest ${path}: ${(err as Error).message}`);
   }
   return parseManifest(text, `manifest ${path}`);

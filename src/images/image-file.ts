@@ -3,7 +3,7 @@
  * prefixed by a u32 length (little-endian, as CRIU writes them on x86-64).
  * Every problem is an ImageError naming the file and the byte offset.
  */
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { FileRefused, readBoundedFile } from '../files';
 import { ImageError } from '../errors';
 
 export const COMMON_MAGIC = 0x54564319;
@@ -29,35 +29,16 @@ export const DEFAULT_LIMITS: ReadLimits = { maxBytes: 64 * 1024 * 1024, maxEntri
 
 const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
 
-/**
- * Reads a regular file of at most `maxBytes` without following a symlink or
- * blocking on a FIFO or device (a checkpoint directory is untrusted input).
- */
+/** A checkpoint file, bounded (see files.ts); every refusal is an ImageError. */
 function readBounded(path: string, maxBytes: number): Buffer {
-  let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    return readBoundedFile(path, maxBytes);
   } catch (err) {
+    if (err instanceof FileRefused) {
+      throw new ImageError(path, 0, err.why === 'not-regular' ? 'not a regular file' : `${err.size} bytes is larger than any image of this kind (limit ${maxBytes})`);
+    }
     const code = (err as NodeJS.ErrnoException).code;
     throw new ImageError(path, 0, code === 'ELOOP' ? 'cannot read: a symlink (not followed)' : `cannot read: ${(err as Error).message}`, { cause: err });
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new ImageError(path, 0, 'not a regular file');
-    if (st.size > maxBytes) throw new ImageError(path, 0, `${st.size} bytes is larger than any image of this kind (limit ${maxBytes})`);
-    const buf = Buffer.alloc(st.size);
-    let off = 0;
-    while (off < buf.length) {
-      const n = readSync(fd, buf, off, buf.length - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
-  } catch (err) {
-    if (err instanceof ImageError) throw err;
-    throw new ImageError(path, 0, `cannot read: ${(err as Error).message}`, { cause: err });
-  } finally {
-    closeSync(fd);
   }
 }
 

@@ -9,7 +9,8 @@
  * user's file is never followed), and a line that is not a known input is
  * skipped with a warning, never trusted and never lost.
  */
-import { closeSync, constants, fdatasyncSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fdatasyncSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { FileRefused, readBoundedFile } from '../files';
 import { join } from 'node:path';
 import type { CoordinatorConfig, CoordinatorState, Input } from '../core/model';
 import { initialState, prune, reduceInPlace } from '../core/session-reducer';
@@ -58,29 +59,16 @@ function privateDir(dir: string): void {
   }
 }
 
-/** Reads a regular file of this user's without following a symlink; '' when there is none. */
-function readOwnFile(path: string): string {
-  let fd: number;
+/** The journal's text, bounded (see files.ts); '' when there is none. */
+function readJournal(path: string): string {
   try {
-    fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW);
+    return readBoundedFile(path, MAX_JOURNAL_BYTES).toString('utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw err;
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new UsageError(`${path} is not a regular file`);
-    if (st.size > MAX_JOURNAL_BYTES) throw new UsageError(`${path} is ${st.size} bytes, more than ${MAX_JOURNAL_BYTES}`);
-    const buf = Buffer.alloc(st.size);
-    let off = 0;
-    while (off < buf.length) {
-      const n = readSync(fd, buf, off, buf.length - off, off);
-      if (n === 0) break;
-      off += n;
+    if (err instanceof FileRefused) {
+      throw new UsageError(err.why === 'not-regular' ? `${path} is not a regular file` : `${path} is ${err.size} bytes, more than ${MAX_JOURNAL_BYTES}`);
     }
-    return buf.subarray(0, off).toString('utf8');
-  } finally {
-    closeSync(fd);
+    throw err;
   }
 }
 
@@ -108,7 +96,7 @@ export class Journal {
   static open(dir: string, config: CoordinatorConfig, now: number): Replay {
     privateDir(dir);
     const path = join(dir, 'journal.jsonl');
-    const lines = readOwnFile(path).split('\n');
+    const lines = readJournal(path).split('\n');
     while (lines.length && !lines[lines.length - 1]!.trim()) lines.pop();
     const entries: ({ input: Input; line: string } | { input: null; line: string })[] = [];
     const skipped: string[] = [];

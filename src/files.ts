@@ -1,0 +1,36 @@
+/**
+ * Reading a file that is input, not trusted (a checkpoint's images, the
+ * journal): only a regular file, never through a symlink, never blocking on a
+ * FIFO or a device, and at most `maxBytes`.
+ */
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+
+/** Why a file was refused before it was read. */
+export class FileRefused extends Error {
+  constructor(
+    readonly why: 'not-regular' | 'too-large',
+    readonly size: number,
+  ) {
+    super(why === 'not-regular' ? 'not a regular file' : `${size} bytes`);
+  }
+}
+
+/** Throws FileRefused, or the open/read error (ELOOP for a symlink, ENOENT, …). */
+export function readBoundedFile(path: string, maxBytes: number): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new FileRefused('not-regular', st.size);
+    if (st.size > maxBytes) throw new FileRefused('too-large', st.size);
+    const buf = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const n = readSync(fd, buf, off, buf.length - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    closeSync(fd);
+  }
+}
