@@ -16,7 +16,12 @@ export interface InspectorLimits {
   heapMb: number;
 }
 
-export const DEFAULT_INSPECTOR_LIMITS: InspectorLimits = { timeoutMs: 30_000, heapMb: 512 };
+/** An image of the largest tree (65,536 tasks, mm images up to 64 MiB) decodes well within 256 MiB. */
+export const DEFAULT_INSPECTOR_LIMITS: InspectorLimits = { timeoutMs: 30_000, heapMb: 256 };
+/** A small young generation: the reader's garbage is collected often instead of growing the daemon's RSS. */
+const YOUNG_GENERATION_MB = 4;
+/** An idle reader is stopped after this long; the next checkpoint starts a new one (~50 ms). */
+const IDLE_MS = 10_000;
 
 interface Job {
   id: number;
@@ -51,6 +56,7 @@ export class ImageInspector {
 
   close(): void {
     this.closed = true;
+    if (this.idle) clearTimeout(this.idle);
     for (const j of this.queue.splice(0)) j.reject(new Error('the image inspector is closed'));
     this.fail(new Error('the image inspector is closed'));
   }
@@ -60,7 +66,7 @@ export class ImageInspector {
     // worker loads them through tsx's require hook (loader hooks do not reach worker threads)
     const ext = extname(__filename);
     const file = join(__dirname, `inspect-worker${ext}`);
-    const resourceLimits = { maxOldGenerationSizeMb: this.limits.heapMb };
+    const resourceLimits = { maxOldGenerationSizeMb: this.limits.heapMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB };
     const w =
       ext === '.ts'
         ? new Worker(`require(${JSON.stringify(join(projectRoot, 'node_modules/tsx/dist/cjs/index.cjs'))}); require(${JSON.stringify(file)});`, { eval: true, execArgv: [], resourceLimits })
@@ -97,10 +103,18 @@ export class ImageInspector {
     if (!this.closed) this.pump();
   }
 
+  private idle: NodeJS.Timeout | null = null;
+
   private pump(): void {
     if (this.current || this.closed) return;
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = null;
     const job = this.queue.shift();
-    if (!job) return;
+    if (!job) {
+      // nothing to read: free the reader's memory after a while
+      if (this.worker) this.idle = setTimeout(() => this.fail(new Error('idle')), IDLE_MS).unref();
+      return;
+    }
     this.worker ??= this.spawn();
     const timer = setTimeout(() => this.fail(new Error(`reading it took longer than ${this.limits.timeoutMs} ms`)), this.limits.timeoutMs);
     this.current = { job, timer };
