@@ -132,8 +132,8 @@ async function gateLatency(d: Daemon) {
       s.connect(d.endpoint);
       return s;
     });
-    // Warm every connection with an ungated event.
-    await Promise.all(socks.map((s, i) => s.send(encodeRequestEvent(event(`warm-${n}`, `t${i}`, 'pre-restore', n)))));
+    // Warm every connection with an ungated event (pre-restore is answered now: it would leave a verdict behind).
+    await Promise.all(socks.map((s, i) => s.send(encodeRequestEvent(event(`warm-${n}`, `t${i}`, 'setup-namespaces', n)))));
     await sleep(200);
     for (const gate of ['post-restore', 'pre-resume'] as const) {
       const lat: number[] = [];
@@ -352,7 +352,7 @@ function report(r: {
   for (const g of r.gate) L.push(`| ${g.trees} | ${g.gate} | ${ms(g.median)} | ${ms(g.p10)} | ${ms(g.p90)} | ${ms(g.max)} | ${ms(g.firstMedian)} |`);
   L.push('', 'Targets: ≤ 2 ms at 64 trees, ≤ 20 ms at 1,024.', '');
   L.push('## 4. Throughput and memory', '');
-  L.push(`- ungated events through one daemon: ${Math.round(r.throughput.perSecond).toLocaleString('en')} events/s (${r.throughput.events.toLocaleString('en')} events; target ≥ 20,000/s)`);
+  L.push(`- pre-restore events through one daemon, each answered at once (no arrival barrier): ${Math.round(r.throughput.perSecond).toLocaleString('en')} events/s (${r.throughput.events.toLocaleString('en')} events; target ≥ 20,000/s)`);
   L.push(`- daemon RSS with 1,024 trees waiting at the resume barrier: ${r.daemonRssMiBAt1024Trees.toFixed(1)} MiB (target ≤ 200 MiB)`);
   if (r.memory) {
     const m = r.memory;
