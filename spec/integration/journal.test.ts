@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import winston from 'winston';
 import { Coordinator } from '../../src/coordinator';
 import { Journal } from '../../src/state/journal';
+import { reduceInPlace } from '../../src/core/session-reducer';
 import { hookEnv, runHook } from '../support/hook';
 import { ev } from '../unit/fixtures';
 
@@ -124,6 +125,24 @@ describe('journal', () => {
       assert.equal(again.code, 0, again.stderr);
     } finally {
       c?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a coordinator restarted from its journal still knows each tree\'s run: another run is refused, the same run goes on', () => {
+    const dir = mkdtempSync('/tmp/sg-journal-');
+    try {
+      const { journal } = Journal.open(dir, config, Date.now());
+      journal.append(ev('a', 'post-restore', Date.now(), { session: 'r', run: 'first' }));
+      journal.close();
+      const { state, journal: j2 } = Journal.open(dir, config, Date.now());
+      j2.close();
+      assert.equal(state.sessions.get('r')!.trees.get('a')!.run, 'first');
+      const [, other] = reduceInPlace(state, ev('a', 'post-restore', Date.now(), { session: 'r', run: 'second' }, 'intruder'));
+      assert.deepEqual(other.flatMap((e) => (e.type === 'reply' ? [[e.peer, e.verdict.code]] : [])), [['intruder', 'E_RUN_CONFLICT']]);
+      const [, same] = reduceInPlace(state, ev('a', 'post-restore', Date.now(), { session: 'r', run: 'first', resent: true }, 'again'));
+      assert.ok(!same.some((e) => e.type === 'reply' && !e.verdict.proceed), 'the run it knows is not refused');
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
