@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, ftruncateSync, existsSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, ftruncateSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Subscriber } from 'zeromq';
@@ -325,4 +325,14 @@ export async function checkpointTrees(dir: string, trees: number, procs: number,
   }
   const shmFiles = [...new Set([...Array(trees).keys()].map(shmOf))];
   return { shm, shmFiles, images, slots: shmFiles.flatMap(readSlots), hashes: images.map(hashDir) };
+}
+
+/**
+ * libfaketime keeps a shared-memory segment and a semaphore per process, named
+ * after its pid; the shell that execs a faked daemon creates them and never
+ * removes them (exec runs no destructor). Removes those of `pid`.
+ */
+export function removeFaketimeShm(pid: number | undefined): void {
+  if (!pid) return;
+  for (const f of [`/dev/shm/faketime_shm_${pid}`, `/dev/shm/sem.faketime_sem_${pid}`]) rmSync(f, { force: true });
 }

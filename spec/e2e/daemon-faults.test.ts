@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, checkpointTrees, hashDir, killTree, readPidfile, readSlots, restoreTree, sleep, type RestoreRun } from '../../demo/harness';
+import { Daemon, checkpointTrees, hashDir, killTree, readPidfile, readSlots, restoreTree, sleep, type RestoreRun, removeFaketimeShm } from '../../demo/harness';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -29,6 +29,7 @@ async function restoreTwo(name: string, start: (dir: string, beforeRemoval: (f: 
       if (root) killTree(root);
     }
     await daemon.stop();
+    removeFaketimeShm(daemon.child.pid);
     for (const f of undo) f();
     for (const f of cp.shmFiles) rmSync(f, { force: true });
     rmSync(dir, { recursive: true, force: true });

@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { exited, run, sleep, STAGEGATE } from '../../demo/harness';
 import { scenario } from '../support/scenario';
@@ -16,12 +16,16 @@ import { projectRoot } from '../../src/paths';
 
 const ARTIFACTS = resolve(projectRoot, 'spec/artifacts');
 
-function chromium(args: string[]) {
+async function chromium(args: string[]) {
   const profile = mkdtempSync('/tmp/sg-chromium-');
-  return run('chromium', [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, '--enable-logging=stderr', '--v=0', ...args,
-  ]);
+  try {
+    return await run('chromium', [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, '--enable-logging=stderr', '--v=0', ...args,
+    ]);
+  } finally {
+    rmSync(profile, { recursive: true, force: true });
+  }
 }
 
 describe('stagegate trace on a real restore', () => {
@@ -86,10 +90,14 @@ describe('stagegate trace on a real restore', () => {
     assert.equal(bad.code, 64);
     assert.match(bad.output, /unknown format '\.txt': the file name must end in \.jsonl, \.json, \.html/);
     const dir = mkdtempSync('/tmp/sg-trace-');
-    const file = join(dir, 'broken.jsonl');
-    writeFileSync(file, '{"seq":"1","event":{}}\nnot json\n');
-    const r = await run(STAGEGATE, ['trace', '--from', file, '--out', join(dir, 'x.html')]);
-    assert.equal(r.code, 64);
-    assert.match(r.output, /broken.jsonl: line 2: /);
+    try {
+      const file = join(dir, 'broken.jsonl');
+      writeFileSync(file, '{"seq":"1","event":{}}\nnot json\n');
+      const r = await run(STAGEGATE, ['trace', '--from', file, '--out', join(dir, 'x.html')]);
+      assert.equal(r.code, 64);
+      assert.match(r.output, /broken.jsonl: line 2: /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

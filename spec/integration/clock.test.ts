@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, sleep } from '../../demo/harness';
+import { Daemon, removeFaketimeShm, sleep } from '../../demo/harness';
 import { hookEnv, runHook } from '../support/hook';
 
 let dir: string;
@@ -28,6 +28,7 @@ before(async () => {
 });
 after(async () => {
   await d.stop();
+  removeFaketimeShm(d.child.pid);
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -2,10 +2,13 @@
  * Loaded into every test file's process (scripts/test.sh, --import): once the
  * file's tests and cleanups are done, any process started since the file
  * began that is still running fails the file, listed by pid and command line,
- * and is killed so that it cannot disturb the next file. Every test must end
- * what it started (restored trees, daemons, guardians, helpers).
+ * and is killed so that it cannot disturb the next file; so does anything new
+ * left in /tmp or /dev/shm, a network namespace or a mount (listed, then
+ * removed). Every test must end what it started (restored trees, daemons,
+ * guardians, helpers, temporary directories, namespaces, mounts).
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 
 /** How long leftovers may take to go (a guardian or watchdog finishing its work). */
 const GRACE_MS = 5000;
@@ -69,9 +72,32 @@ function leftovers(since: number, mine: Set<number>): { pid: number; cmd: string
   return out;
 }
 
+const TEMP_DIRS = ['/tmp', '/dev/shm'];
+const entries = (dir: string) => new Set(readdirSync(dir).map((n) => `${dir}/${n}`));
+const netns = () => new Set(readdirSync('/run/netns'));
+const mounts = () => new Set(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter(Boolean));
+const safe = <T>(f: () => Set<T>) => {
+  try {
+    return f();
+  } catch {
+    return new Set<T>();
+  }
+};
+
+/** What the file left that was not there when it began: temp entries, network namespaces, mount points. */
+function leftoverThings(before: { temp: Set<string>; netns: Set<string>; mounts: Set<string> }) {
+  const added = <T>(now: Set<T>, then: Set<T>) => [...now].filter((x) => !then.has(x));
+  return {
+    temp: TEMP_DIRS.flatMap((d) => added(safe(() => entries(d)), before.temp)),
+    netns: added(safe(netns), before.netns),
+    mounts: added(safe(mounts), before.mounts),
+  };
+}
+
 if (process.env.NODE_TEST_CONTEXT) {
   const since = stat(process.pid)!.start;
   const mine = ancestors();
+  const before = { temp: new Set(TEMP_DIRS.flatMap((d) => [...safe(() => entries(d))])), netns: safe(netns), mounts: safe(mounts) };
   let checked = false;
   process.on('beforeExit', () => {
     if (checked) return;
@@ -83,17 +109,40 @@ if (process.env.NODE_TEST_CONTEXT) {
         await new Promise((r) => setTimeout(r, 100));
         left = leftovers(since, mine);
       }
-      if (!left.length) return;
-      process.stderr.write(`leak check: ${left.length} process(es) this test file started are still running ${GRACE_MS} ms after its tests ended:\n`);
-      for (const l of left) {
-        process.stderr.write(`  ${l.pid} ${l.cmd.slice(0, 200)}\n`);
+      if (left.length) {
+        process.stderr.write(`leak check: ${left.length} process(es) this test file started are still running ${GRACE_MS} ms after its tests ended:\n`);
+        for (const l of left) {
+          process.stderr.write(`  ${l.pid} ${l.cmd.slice(0, 200)}\n`);
+          try {
+            process.kill(l.pid, 'SIGKILL');
+          } catch {
+            // gone meanwhile
+          }
+        }
+        process.exitCode = 1;
+      }
+      const things = leftoverThings(before);
+      for (const m of things.mounts.sort().reverse()) {
+        process.stderr.write(`leak check: mount left behind: ${m}\n`);
         try {
-          process.kill(l.pid, 'SIGKILL');
+          execFileSync('umount', ['-l', m]);
+        } catch {
+          // not ours to undo after all
+        }
+      }
+      for (const n of things.netns) {
+        process.stderr.write(`leak check: network namespace left behind: ${n}\n`);
+        try {
+          execFileSync('ip', ['netns', 'delete', n]);
         } catch {
           // gone meanwhile
         }
       }
-      process.exitCode = 1;
+      for (const t of things.temp) {
+        process.stderr.write(`leak check: temporary file left behind: ${t}\n`);
+        rmSync(t, { recursive: true, force: true });
+      }
+      if (things.mounts.length || things.netns.length || things.temp.length) process.exitCode = 1;
     })();
   });
 }

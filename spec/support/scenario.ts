@@ -46,6 +46,8 @@ export async function scenario(name: string, trees: number, o: { deadlineS?: num
       workDir: r.workDir ?? dir,
       attempt: r.attempt,
       detached: r.detached,
+      // the wrapper's own temporary files go with the scenario, even when the wrapper is killed
+      extraEnv: { TMPDIR: dir },
       timeoutS: r.timeoutS,
       criuArgs: r.criuArgs,
     });
