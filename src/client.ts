@@ -6,7 +6,8 @@ import { Dealer } from 'zeromq';
 import type { StageEvent, Verdict } from './core/model';
 import { decodeStatusReply, decodeVerdict, encodeOpen, encodeRequestEvent, encodeSealed, encodeStatusRequest } from './protocol/codec';
 import { EndpointError } from './errors';
-import { checkClientEndpoint } from './transport/endpoints';
+import { checkClientEndpoint, ipcPath } from './transport/endpoints';
+import { existsSync } from 'node:fs';
 import { readKey } from './transport/curve';
 import { seal } from './transport/seal';
 
@@ -50,6 +51,15 @@ export async function sendEvent(endpoint: string, ev: StageEvent, lingerMs = 500
   }
 }
 
+/** Says why a request got no answer, as precisely as the client can tell. */
+function whyNoAnswer(endpoint: string, timeoutMs: number, err: unknown): string {
+  const path = ipcPath(endpoint);
+  if (path && !existsSync(path)) return `no coordinator listens at ${endpoint}: ${path} does not exist (is stagegate serve running?)`;
+  if ((err as { code?: string })?.code !== 'EAGAIN') return `cannot talk to the coordinator at ${endpoint}: ${(err as Error)?.message ?? String(err)}`;
+  const curve = endpoint.startsWith('tcp://') && process.env.STAGEGATE_CURVE_CLIENT;
+  return `no answer from the coordinator at ${endpoint} within ${timeoutMs} ms${curve ? ' (is it running, and is this client\'s key in its allow-list?)' : ' (is it running?)'}`;
+}
+
 /** Sends a request and waits for one reply frame, at most `timeoutMs`. */
 async function exchange(endpoint: string, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
   const curve = curveClient(endpoint);
@@ -60,7 +70,7 @@ async function exchange(endpoint: string, frame: Uint8Array, timeoutMs: number):
     const [reply] = await d.receive();
     return reply!;
   } catch (err) {
-    throw new EndpointError(`no answer from the coordinator at ${endpoint} within ${timeoutMs} ms`, { cause: err });
+    throw new EndpointError(whyNoAnswer(endpoint, timeoutMs, err), { cause: err });
   } finally {
     d.close();
   }

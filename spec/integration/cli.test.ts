@@ -95,6 +95,14 @@ describe('stagegate CLI', () => {
     assert.equal(r.code, 1);
     assert.match(r.output, /\[E_ENDPOINT\] endpoint 'foo:\/\/bar' is neither ipc:\/\/PATH nor tcp:\/\/HOST:PORT/);
     assert.doesNotMatch(r.output, /\n\s+at /, 'no stack trace');
+    const dir = mkdtempSync('/tmp/sg-nobody-');
+    try {
+      const none = await sg('status', '--endpoint', `ipc://${dir}/hooks.sock`);
+      assert.equal(none.code, 1);
+      assert.match(none.output, /no coordinator listens at ipc:\/\/.*hooks.sock: .* does not exist \(is stagegate serve running\?\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('logs at most 10 unaddressable rejected frames a second, then how many it did not log', async () => {
