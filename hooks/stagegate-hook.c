@@ -420,7 +420,9 @@ static int read_key(const char *path, char key[41]) {
 
 /* On CURVE, every request is sealed: an HMAC-SHA-256 keyed with
  * SHA-256("stagegate seal v1" || X25519(client secret, server public)) tells
- * the daemon which allow-listed key sent it (src/transport/seal.ts). */
+ * the daemon which allow-listed key sent it; each seal is single-use and
+ * dated, and the socket's routing id binds it to this connection
+ * (proto/stagegate.proto, Sealed; src/transport/seal.ts). */
 typedef struct {
 	int on;
 	uint8_t key[crypto_auth_hmacsha256_KEYBYTES];
@@ -463,6 +465,23 @@ static int setup_curve(void *sock, const char *endpoint, seal_t *seal) {
 	crypto_hash_sha256_final(&h, seal->key);
 	sodium_memzero(client_sk, sizeof(client_sk));
 	sodium_memzero(shared, sizeof(shared));
+	/* the routing id proves that this connection was made by the holder of the
+	 * seal key: "S" + hex(tag) + hex(conn nonce) (proto/stagegate.proto, Sealed) */
+	uint8_t nonce[8], tag[crypto_auth_hmacsha256_BYTES];
+	randombytes_buf(nonce, sizeof(nonce));
+	crypto_auth_hmacsha256_state st;
+	crypto_auth_hmacsha256_init(&st, seal->key, sizeof(seal->key));
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)"stagegate conn v1", 17);
+	crypto_auth_hmacsha256_update(&st, nonce, sizeof(nonce));
+	crypto_auth_hmacsha256_final(&st, tag);
+	char id[1 + 2 * 16 + 2 * 8 + 1];
+	id[0] = 'S';
+	sodium_bin2hex(id + 1, 33, tag, 16);
+	sodium_bin2hex(id + 33, 17, nonce, sizeof(nonce));
+	if (zmq_setsockopt(sock, ZMQ_ROUTING_ID, id, strlen(id))) {
+		die_line("cannot set the routing id: %s", zmq_strerror(zmq_errno()));
+		return -1;
+	}
 	seal->on = 1;
 	return 0;
 }
@@ -477,8 +496,19 @@ static size_t pack_frame(Stagegate__V1__Request *req, const seal_t *seal, uint8_
 	if (len > sizeof(inner))
 		return 0;
 	stagegate__v1__request__pack(req, inner);
-	uint8_t mac[crypto_auth_hmacsha256_BYTES];
-	crypto_auth_hmacsha256(mac, inner, len, seal->key);
+	/* single-use and dated: a fresh nonce and the time in every frame, re-sends too */
+	uint8_t nonce[16], sent[8], mac[crypto_auth_hmacsha256_BYTES];
+	randombytes_buf(nonce, sizeof(nonce));
+	uint64_t now = clock_ns(CLOCK_REALTIME);
+	for (int i = 0; i < 8; i++)
+		sent[i] = (uint8_t)(now >> (8 * i));
+	crypto_auth_hmacsha256_state st;
+	crypto_auth_hmacsha256_init(&st, seal->key, sizeof(seal->key));
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)"stagegate seal v2", 17);
+	crypto_auth_hmacsha256_update(&st, nonce, sizeof(nonce));
+	crypto_auth_hmacsha256_update(&st, sent, sizeof(sent));
+	crypto_auth_hmacsha256_update(&st, inner, len);
+	crypto_auth_hmacsha256_final(&st, mac);
 	Stagegate__V1__Sealed sealed = STAGEGATE__V1__SEALED__INIT;
 	sealed.request.data = inner;
 	sealed.request.len = len;
@@ -486,6 +516,9 @@ static size_t pack_frame(Stagegate__V1__Request *req, const seal_t *seal, uint8_
 	sealed.client_key.len = sizeof(seal->client_pk);
 	sealed.mac.data = mac;
 	sealed.mac.len = sizeof(mac);
+	sealed.nonce.data = nonce;
+	sealed.nonce.len = sizeof(nonce);
+	sealed.sent_ns = now;
 	Stagegate__V1__Request outer = STAGEGATE__V1__REQUEST__INIT;
 	outer.body_case = STAGEGATE__V1__REQUEST__BODY_SEALED;
 	outer.sealed = &sealed;
@@ -764,7 +797,6 @@ int main(void) {
 	uint64_t resend = clock_ns(CLOCK_MONOTONIC) + RESEND_MS * 1000000ull;
 	uint8_t again[MAX_FRAME];
 	ev.resent = 1;
-	size_t again_len = pack_frame(&req, &seal, again, sizeof(again));
 	for (;;) {
 		uint64_t now = clock_ns(CLOCK_MONOTONIC);
 		if (now >= deadline) {
@@ -773,6 +805,8 @@ int main(void) {
 			goto out_abort;
 		}
 		if (now >= resend) {
+			/* packed anew: on CURVE every frame carries a fresh, single-use seal */
+			size_t again_len = pack_frame(&req, &seal, again, sizeof(again));
 			if (again_len)
 				zmq_send(sock, again, again_len, ZMQ_DONTWAIT);
 			resend = now + RESEND_MS * 1000000ull;

@@ -9,7 +9,7 @@ import { EndpointError } from './errors';
 import { checkClientEndpoint, ipcPath } from './transport/endpoints';
 import { existsSync } from 'node:fs';
 import { readKey } from './transport/curve';
-import { seal } from './transport/seal';
+import { connectionId, seal } from './transport/seal';
 
 interface CurveClient {
   /** socket options of a CURVE client */
@@ -31,11 +31,10 @@ export function curveClient(endpoint: string): CurveClient {
   const curveServerKey = readKey(server);
   const keys = { publicKey: readKey(`${client}.public`), secretKey: readKey(`${client}.secret`) };
   return {
-    options: { curveServerKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey },
-    wrap: (frame) => {
-      const s = seal(frame, keys, curveServerKey);
-      return encodeSealed(frame, s.clientKey, s.mac);
-    },
+    // the routing id proves to the daemon that this connection was made by the holder of these keys
+    options: { curveServerKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey, routingId: connectionId(keys, curveServerKey) },
+    // a fresh seal (nonce, time) for every frame sent: seals are single-use
+    wrap: (frame) => encodeSealed(frame, seal(frame, keys, curveServerKey)),
   };
 }
 
@@ -93,12 +92,12 @@ export async function requestStatus(endpoint: string, session = '', timeoutMs = 
 export async function awaitVerdict(endpoint: string, ev: StageEvent, timeoutMs: number, resendMs = 1000): Promise<Verdict> {
   const curve = curveClient(endpoint);
   const d = new Dealer({ linger: 0, sendTimeout: resendMs, receiveTimeout: resendMs, ...curve.options });
-  const frame = curve.wrap(encodeRequestEvent({ ...ev, resent: true, resendMs }));
+  const frame = encodeRequestEvent({ ...ev, resent: true, resendMs });
   const end = Date.now() + timeoutMs;
   try {
     d.connect(endpoint);
     while (Date.now() < end) {
-      await d.send(frame).catch(() => {});
+      await d.send(curve.wrap(frame)).catch(() => {}); // sealed anew: a seal is single-use
       const reply = await d.receive().catch(() => null);
       if (!reply) continue; // nothing within a period: send again
       const v = decodeVerdict(reply[0]!);

@@ -8,7 +8,8 @@ import { Coordinator } from '../../src/coordinator';
 import { keygen, permits, readAllowList, readKey } from '../../src/transport/curve';
 import { Dealer, Subscriber } from 'zeromq';
 import { openSession, requestStatus } from '../../src/client';
-import { decodeVerdict, encodeRequestEvent, encodeSealed } from '../../src/protocol/codec';
+import { decodeVerdict, encodeOpen, encodeRequestEvent, encodeSealed } from '../../src/protocol/codec';
+import { connectionId, seal } from '../../src/transport/seal';
 import { stageEvent } from '../unit/fixtures';
 import { run, STAGEGATE } from '../../demo/harness';
 import { decode } from 'z85';
@@ -121,7 +122,7 @@ describe('CURVE on TCP', () => {
       assert.equal(plain.code, 'E_FORBIDDEN');
       assert.match(plain.reason, /must be sealed with the client key/);
       // claims the scoped key without its secret: the MAC cannot match
-      const forged = encodeSealed(frame, Buffer.from(decode(readKey(join(dir, 'owner.public')))!), Buffer.alloc(32, 7));
+      const forged = encodeSealed(frame, { clientKey: Buffer.from(decode(readKey(join(dir, 'owner.public')))!), mac: Buffer.alloc(32, 7), nonce: Buffer.alloc(16), sentNs: BigInt(Date.now()) * 1_000_000n });
       await d.send(forged);
       await assert.rejects(d.receive(), 'no answer without an address to answer');
     } finally {
@@ -129,6 +130,42 @@ describe('CURVE on TCP', () => {
     }
     const rejected = c.snapshot()?.sessions.get('unsealed');
     assert.equal(rejected, undefined);
+  });
+
+  it('takes a seal once, recently, and only on a connection made by its key', async () => {
+    const keys = (name: string) => ({ publicKey: readKey(join(dir, `${name}.public`)), secretKey: readKey(join(dir, `${name}.secret`)) });
+    const server = readKey(join(dir, 'server.public'));
+    const dealer = (name: string, routingId: string) => {
+      const d = new Dealer({ linger: 0, receiveTimeout: 1500, curveServerKey: server, curvePublicKey: keys(name).publicKey, curveSecretKey: keys(name).secretKey, routingId });
+      d.connect(tcp);
+      return d;
+    };
+    const sealedOpen = (session: string, by: string, nowNs?: bigint) => {
+      const frame = encodeOpen({ session, expectedTrees: 1, attempt: 1, deadlineMs: 0 });
+      return encodeSealed(frame, seal(frame, keys(by), server, nowNs));
+    };
+    const operator = dealer('allowed', connectionId(keys('allowed'), server));
+    const scoped = dealer('scoped', connectionId(keys('scoped'), server));
+    try {
+      const once = sealedOpen('seal-once', 'allowed');
+      await operator.send(once);
+      assert.equal(decodeVerdict((await operator.receive())[0]!).proceed, true, 'a fresh seal is taken');
+      await operator.send(once);
+      await assert.rejects(operator.receive(), 'the same seal again is refused (no answer: nothing in it can be trusted)');
+      // an operator's seal over a connection the scoped key made: refused, whatever the seal says
+      await scoped.send(sealedOpen('seal-borrowed', 'allowed'));
+      await assert.rejects(scoped.receive());
+      assert.equal(c.snapshot()?.sessions.get('seal-borrowed'), undefined, 'the borrowed seal opened nothing');
+      await operator.send(sealedOpen('seal-stale', 'allowed', BigInt(Date.now() - 10 * 60_000) * 1_000_000n));
+      await assert.rejects(operator.receive());
+      assert.equal(c.snapshot()?.sessions.get('seal-stale'), undefined, 'a seal from 10 minutes ago opened nothing');
+      // the same connection goes on with fresh seals
+      await operator.send(sealedOpen('seal-next', 'allowed'));
+      assert.equal(decodeVerdict((await operator.receive())[0]!).proceed, true);
+    } finally {
+      operator.close();
+      scoped.close();
+    }
   });
 
   it('parses allow-list scopes and matches them as globs', () => {

@@ -63,7 +63,7 @@ export type DecodedRequest =
   | { type: 'event'; event: StageEvent }
   | ({ type: 'open' } & OpenRequest)
   | { type: 'status'; session: string }
-  | { type: 'sealed'; request: Uint8Array; clientKey: Uint8Array; mac: Uint8Array };
+  | { type: 'sealed'; request: Uint8Array; clientKey: Uint8Array; mac: Uint8Array; nonce: Uint8Array; sentNs: bigint };
 
 /** A manifest BO's mappings as core data; its id is prefixed so it never collides with image BOs. */
 function manifestMappings(specs: pb.IBoSpec[]): MappingRef[] {
@@ -163,8 +163,11 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
     return { type: 'status', session: req.status.session ?? '' };
   }
   if (req.body === 'sealed' && req.sealed) {
-    const { request, clientKey, mac } = req.sealed;
-    return { type: 'sealed', request: request ?? new Uint8Array(), clientKey: clientKey ?? new Uint8Array(), mac: mac ?? new Uint8Array() };
+    const { request, clientKey, mac, nonce, sentNs } = req.sealed;
+    return {
+      type: 'sealed', request: request ?? new Uint8Array(), clientKey: clientKey ?? new Uint8Array(), mac: mac ?? new Uint8Array(),
+      nonce: nonce ?? new Uint8Array(), sentNs: toBig(sentNs as Long),
+    };
   }
   throw new FrameError(ErrorCodes.BAD_FRAME, 'request has no body', null);
 }
@@ -367,6 +370,6 @@ export function decodeStatusReply(frame: Uint8Array): { now: number; sessions: S
 }
 
 /** Wraps a serialized request with its seal (see transport/seal.ts). */
-export function encodeSealed(request: Uint8Array, clientKey: Uint8Array, mac: Uint8Array): Uint8Array {
-  return pb.Request.encode({ sealed: { request, clientKey, mac } }).finish();
+export function encodeSealed(request: Uint8Array, s: { clientKey: Uint8Array; mac: Uint8Array; nonce: Uint8Array; sentNs: bigint }): Uint8Array {
+  return pb.Request.encode({ sealed: { request, clientKey: s.clientKey, mac: s.mac, nonce: s.nonce, sentNs: toLong(s.sentNs) } }).finish();
 }

@@ -8,7 +8,14 @@
 import { ErrorCodes } from '../errors';
 import { type DecodedRequest, FrameError, type PartialAddress, decodeRequest } from '../protocol/codec';
 import { type CurveServer, type Scope, permits } from './curve';
-import type { SealVerifier } from './seal';
+import type { SealRefusal, SealVerifier } from './seal';
+
+const SEAL_REFUSALS: Record<SealRefusal, string> = {
+  mac: 'the seal does not verify against its client key',
+  connection: 'the seal was not made by the key that made this connection (a seal is bound to its connection)',
+  stale: 'the seal is dated more than 5 minutes from the coordinator\'s clock',
+  replayed: 'the seal was already used (a seal is single-use)',
+};
 
 const forbidden = (reason: string, address: PartialAddress | null = null) => new FrameError(ErrorCodes.FORBIDDEN, reason, address);
 
@@ -23,12 +30,13 @@ function addressOf(req: DecodedRequest): PartialAddress | null {
  * those scopes (null: an operator's key, which sees everything); throws
  * FrameError (E_FORBIDDEN) otherwise.
  */
-export function openSealed(req: DecodedRequest, curve: CurveServer, verifier: SealVerifier): { inner: DecodedRequest; scopes: Scope[] | null } {
+export function openSealed(req: DecodedRequest, curve: CurveServer, verifier: SealVerifier, routingId: string, nowMs: number): { inner: DecodedRequest; scopes: Scope[] | null } {
   if (req.type !== 'sealed') {
     throw forbidden('requests on a CURVE endpoint must be sealed with the client key (STAGEGATE_CURVE_CLIENT)', addressOf(req));
   }
-  const key = verifier.verify(req.request, req.clientKey, req.mac);
-  if (key === null) throw forbidden('the seal does not verify against its client key');
+  const checked = verifier.verify(req, routingId, nowMs);
+  if ('refused' in checked) throw forbidden(SEAL_REFUSALS[checked.refused]);
+  const key = checked.key;
   const scopes = curve.allow.get(key);
   if (scopes === undefined) throw forbidden(`client key ${key} is not in the allow-list`);
   const inner = decodeRequest(req.request);

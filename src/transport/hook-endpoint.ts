@@ -64,7 +64,7 @@ export class HookEndpoint {
           const peer = `${index}:${id.toString('hex')}`;
           try {
             const outer = decodeRequest(frame);
-            const { inner: req, scopes } = curve ? openSealed(outer, curve.server, curve.verifier) : { inner: outer, scopes: null };
+            const { inner: req, scopes } = curve ? openSealed(outer, curve.server, curve.verifier, id.toString('latin1'), now()) : { inner: outer, scopes: null };
             if (req.type === 'sealed') throw new FrameError(ErrorCodes.BAD_FRAME, 'sealed requests are only taken on CURVE endpoints', null);
             if (req.type === 'status') this.onStatus(peer, req.session, scopes);
             else sub.next({ ...req, peer, at: now() });

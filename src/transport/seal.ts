@@ -5,7 +5,7 @@
  * shared secret of the client's and the server's long-term CURVE keys;
  * hooks/stagegate-hook.c computes the same with libsodium.
  */
-import { createHash, createHmac, createPrivateKey, createPublicKey, diffieHellman, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createHash, createHmac, createPrivateKey, createPublicKey, diffieHellman, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { decode, encode } from 'z85';
 
 // DER prefixes of X25519 keys (RFC 8410): PKCS#8 private, SubjectPublicKeyInfo public
@@ -28,38 +28,83 @@ export function sealKey(ourSecretZ85: string, theirPublic: Buffer): Buffer {
   return createHash('sha256').update(CONTEXT).update(shared).digest();
 }
 
-export function mac(key: Buffer, request: Uint8Array): Buffer {
-  return createHmac('sha256', key).update(request).digest();
+const le64 = (n: bigint) => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(n);
+  return b;
+};
+
+/** The MAC of one sealed frame: single-use (nonce) and dated (sent_ns). */
+export function mac(key: Buffer, request: Uint8Array, nonce: Uint8Array, sentNs: bigint): Buffer {
+  return createHmac('sha256', key).update('stagegate seal v2').update(nonce).update(le64(sentNs)).update(request).digest();
 }
 
-/** Client side: the seal of `request` (client key pair, server public key, all Z85). */
-export function seal(request: Uint8Array, client: { publicKey: string; secretKey: string }, serverPublic: string) {
-  return { clientKey: raw(client.publicKey), mac: mac(sealKey(client.secretKey, raw(serverPublic)), request) };
+/** The tag of a connection's routing id: proves that whoever connected holds the seal key. */
+export function connectionTag(key: Buffer, connNonce: Uint8Array): Buffer {
+  return createHmac('sha256', key).update('stagegate conn v1').update(connNonce).digest().subarray(0, 16);
 }
+
+/** A client's identity for one connection: the routing id to set before connecting (see Sealed). */
+export function connectionId(client: { secretKey: string }, serverPublic: string): string {
+  const nonce = randomBytes(8);
+  return `S${connectionTag(sealKey(client.secretKey, raw(serverPublic)), nonce).toString('hex')}${nonce.toString('hex')}`;
+}
+
+/** Client side: the seal of `request` (client key pair, server public key, all Z85), fresh for each frame. */
+export function seal(request: Uint8Array, client: { publicKey: string; secretKey: string }, serverPublic: string, nowNs = BigInt(Date.now()) * 1_000_000n) {
+  const nonce = randomBytes(16);
+  return { clientKey: raw(client.publicKey), nonce, sentNs: nowNs, mac: mac(sealKey(client.secretKey, raw(serverPublic)), request, nonce, nowNs) };
+}
+
+/** How far a seal's time may be from the daemon's (clocks of several hosts differ a little). */
+export const SEAL_WINDOW_MS = 5 * 60 * 1000;
+
+/** Why a seal was refused. */
+export type SealRefusal = 'mac' | 'connection' | 'stale' | 'replayed';
 
 /**
- * Server side: checks a seal; returns the sender's Z85 public key, or null
- * when the seal does not hold. Derived keys are cached per client key.
+ * Server side: checks a seal: its MAC, that the connection it came on was
+ * made by the holder of the same key (its routing id), its time, and that its
+ * nonce was never seen. Returns the sender's Z85 public key, or why not.
+ * Derived keys are cached per client key; nonces are remembered for the
+ * window (a seal older than that is refused as stale anyway).
  */
 export class SealVerifier {
   private readonly keys = new Map<string, Buffer>();
+  /** nonce (hex) -> when it was seen (ms), in insertion order */
+  private readonly seen = new Map<string, number>();
 
-  constructor(private readonly serverSecret: string) {}
+  constructor(
+    private readonly serverSecret: string,
+    private readonly maxNonces = 1_000_000,
+  ) {}
 
-  verify(request: Uint8Array, clientKey: Uint8Array, tag: Uint8Array): string | null {
-    if (clientKey.length !== 32 || tag.length !== 32) return null;
-    const z85 = encode(Buffer.from(clientKey));
-    if (!z85) return null;
+  verify(s: { request: Uint8Array; clientKey: Uint8Array; mac: Uint8Array; nonce: Uint8Array; sentNs: bigint }, routingId: string, nowMs: number): { key: string } | { refused: SealRefusal } {
+    if (s.clientKey.length !== 32 || s.mac.length !== 32 || s.nonce.length !== 16) return { refused: 'mac' };
+    const z85 = encode(Buffer.from(s.clientKey));
+    if (!z85) return { refused: 'mac' };
     let key = this.keys.get(z85);
     if (!key) {
       try {
-        key = sealKey(this.serverSecret, Buffer.from(clientKey));
+        key = sealKey(this.serverSecret, Buffer.from(s.clientKey));
       } catch {
-        return null; // not a usable X25519 point
+        return { refused: 'mac' }; // not a usable X25519 point
       }
       if (this.keys.size > 4096) this.keys.clear(); // allow-lists are small; bound the cache anyway
       this.keys.set(z85, key);
     }
-    return timingSafeEqual(mac(key, request), Buffer.from(tag)) ? z85 : null;
+    if (!timingSafeEqual(mac(key, s.request, s.nonce, s.sentNs), Buffer.from(s.mac))) return { refused: 'mac' };
+    const id = /^S([0-9a-f]{32})([0-9a-f]{16})$/.exec(routingId);
+    if (!id || !timingSafeEqual(connectionTag(key, Buffer.from(id[2]!, 'hex')), Buffer.from(id[1]!, 'hex'))) return { refused: 'connection' };
+    const sentMs = Number(s.sentNs / 1_000_000n);
+    if (Math.abs(nowMs - sentMs) > SEAL_WINDOW_MS) return { refused: 'stale' };
+    const nonce = Buffer.from(s.nonce).toString('hex');
+    for (const [n, at] of this.seen) {
+      if (at >= nowMs - 2 * SEAL_WINDOW_MS && this.seen.size < this.maxNonces) break;
+      this.seen.delete(n);
+    }
+    if (this.seen.has(nonce)) return { refused: 'replayed' };
+    this.seen.set(nonce, nowMs);
+    return { key: z85 };
   }
 }
