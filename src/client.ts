@@ -12,8 +12,10 @@ import { readKey } from './transport/curve';
 import { connectionId, seal } from './transport/seal';
 
 interface CurveClient {
-  /** socket options of a CURVE client */
+  /** socket options of a CURVE client (any socket type) */
   options: Record<string, string>;
+  /** socket options of a CURVE client that sends requests (a Dealer): the keys and its routing id */
+  requester: Record<string, string>;
   /** the frame as sent: sealed with the client key on CURVE, as is otherwise */
   wrap: (frame: Uint8Array) => Uint8Array;
 }
@@ -27,12 +29,13 @@ export function curveClient(endpoint: string): CurveClient {
   checkClientEndpoint(endpoint); // every client connection starts here
   const server = process.env.STAGEGATE_CURVE_SERVER_PUBLIC;
   const client = process.env.STAGEGATE_CURVE_CLIENT;
-  if (!endpoint.startsWith('tcp://') || !server || !client) return { options: {}, wrap: (f) => f };
+  if (!endpoint.startsWith('tcp://') || !server || !client) return { options: {}, requester: {}, wrap: (f) => f };
   const curveServerKey = readKey(server);
   const keys = { publicKey: readKey(`${client}.public`), secretKey: readKey(`${client}.secret`) };
   return {
+    options: { curveServerKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey },
     // the routing id proves to the daemon that this connection was made by the holder of these keys
-    options: { curveServerKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey, routingId: connectionId(keys, curveServerKey) },
+    requester: { curveServerKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey, routingId: connectionId(keys, curveServerKey) },
     // a fresh seal (nonce, time) for every frame sent: seals are single-use
     wrap: (frame) => encodeSealed(frame, seal(frame, keys, curveServerKey)),
   };
@@ -41,7 +44,7 @@ export function curveClient(endpoint: string): CurveClient {
 /** Sends one event without waiting for an answer; gives delivery `lingerMs`. */
 export async function sendEvent(endpoint: string, ev: StageEvent, lingerMs = 500): Promise<void> {
   const curve = curveClient(endpoint);
-  const d = new Dealer({ linger: lingerMs, sendTimeout: lingerMs, ...curve.options });
+  const d = new Dealer({ linger: lingerMs, sendTimeout: lingerMs, ...curve.requester });
   try {
     d.connect(endpoint);
     await d.send(curve.wrap(encodeRequestEvent(ev)));
@@ -62,7 +65,7 @@ function whyNoAnswer(endpoint: string, timeoutMs: number, err: unknown): string 
 /** Sends a request and waits for one reply frame, at most `timeoutMs`. */
 async function exchange(endpoint: string, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
   const curve = curveClient(endpoint);
-  const d = new Dealer({ linger: 0, sendTimeout: timeoutMs, receiveTimeout: timeoutMs, ...curve.options });
+  const d = new Dealer({ linger: 0, sendTimeout: timeoutMs, receiveTimeout: timeoutMs, ...curve.requester });
   try {
     d.connect(endpoint);
     await d.send(curve.wrap(frame));
@@ -91,7 +94,7 @@ export async function requestStatus(endpoint: string, session = '', timeoutMs = 
  */
 export async function awaitVerdict(endpoint: string, ev: StageEvent, timeoutMs: number, resendMs = 1000): Promise<Verdict> {
   const curve = curveClient(endpoint);
-  const d = new Dealer({ linger: 0, sendTimeout: resendMs, receiveTimeout: resendMs, ...curve.options });
+  const d = new Dealer({ linger: 0, sendTimeout: resendMs, receiveTimeout: resendMs, ...curve.requester });
   const frame = encodeRequestEvent({ ...ev, resent: true, resendMs });
   const end = Date.now() + timeoutMs;
   try {

@@ -95,6 +95,10 @@ describe('stagegate CLI', () => {
     assert.equal(r.code, 1);
     assert.match(r.output, /\[E_ENDPOINT\] endpoint 'foo:\/\/bar' is neither ipc:\/\/PATH nor tcp:\/\/HOST:PORT/);
     assert.doesNotMatch(r.output, /\n\s+at /, 'no stack trace');
+    const v = await sg('verify', '--images', '/nonexistent', '--init-pid', '1');
+    assert.equal(v.code, 1);
+    assert.match(v.output, /\[E_IMAGE\] \/nonexistent: cannot open checkpoint directory: ENOENT/);
+    assert.doesNotMatch(v.output, /\n\s+at /, 'no stack trace');
     const dir = mkdtempSync('/tmp/sg-nobody-');
     try {
       const none = await sg('status', '--endpoint', `ipc://${dir}/hooks.sock`);

@@ -1,6 +1,7 @@
 /** TCP endpoints with CURVE: allowed and rogue client keys, plain TCP refused. */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import winston from 'winston';
@@ -215,17 +216,27 @@ describe('CURVE on TCP', () => {
       s.subscribe();
       return s;
     };
+    // stagegate watch on the CURVE events endpoint, with the operator's keys from the hook's environment
+    const watch = spawn(STAGEGATE, ['watch', '--events', tcpEvents, '--endpoint', tcp], {
+      env: { ...process.env, STAGEGATE_CURVE_SERVER_PUBLIC: join(dir, 'server.public'), STAGEGATE_CURVE_CLIENT: join(dir, 'allowed') },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let watched = '';
+    watch.stdout!.on('data', (d) => (watched += d));
     const operator = subscriber('allowed');
     const scoped = subscriber('scoped');
     try {
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, 1500)); // the subscriptions (and watch's Node.js start) are in place
       await runHook(overTcp('curve-events', 'allowed'));
       const [topic] = await operator.receive();
       assert.equal(topic!.toString(), 'curve-events');
       await assert.rejects(scoped.receive(), /timed out|EAGAIN/i, 'a scoped key receives nothing from the events endpoint');
+      for (let i = 0; i < 50 && !/curve-events/.test(watched); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.match(watched, / curve-events t1 event post-restore/, 'stagegate watch follows a CURVE events endpoint');
     } finally {
       operator.close();
       scoped.close();
+      watch.kill('SIGTERM');
     }
   });
 });

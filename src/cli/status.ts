@@ -3,7 +3,7 @@ import { Subscriber } from 'zeromq';
 import { requestStatus } from '../client';
 import type { SessionView } from '../core/status';
 import { decodePublished, type PublishedMessage } from '../protocol/codec';
-import { checkClientEndpoint } from '../transport/endpoints';
+import { curveClient } from '../client';
 
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
@@ -65,8 +65,8 @@ export class GapDetector {
 }
 
 export async function watch(events: string, endpoint: string, session: string, signal: AbortSignal): Promise<number> {
-  checkClientEndpoint(events);
-  const sub = new Subscriber({ receiveHighWaterMark: 0 });
+  // CURVE keys from the same environment as the hook's (tcp:// events endpoints); checks IPC endpoints
+  const sub = new Subscriber({ receiveHighWaterMark: 0, ...curveClient(events).options });
   sub.connect(events);
   sub.subscribe(session);
   signal.addEventListener('abort', () => sub.close());

@@ -5,7 +5,7 @@ import { decodePublished, type PublishedMessage } from '../protocol/codec';
 import { fromJsonl } from '../trace/jsonl';
 import { renderTrace, writeTrace } from '../trace/write';
 import { UsageError } from '../errors';
-import { checkClientEndpoint } from '../transport/endpoints';
+import { curveClient } from '../client';
 
 export interface TraceOptions {
   out: string;
@@ -37,8 +37,8 @@ export async function trace(o: TraceOptions): Promise<number> {
 
 /** Until interrupted, the duration passes, or (with --session) the session ends. */
 async function record(o: TraceOptions): Promise<PublishedMessage[]> {
-  checkClientEndpoint(o.events);
-  const sub = new Subscriber({ receiveHighWaterMark: 0 });
+  // CURVE keys from the same environment as the hook's (tcp:// events endpoints); checks IPC endpoints
+  const sub = new Subscriber({ receiveHighWaterMark: 0, ...curveClient(o.events).options });
   sub.connect(o.events);
   sub.subscribe(o.session);
   const stop = () => sub.close();
