@@ -298,24 +298,22 @@ function missingAt(s: SessionState, gate: GateName): string[] {
 
 // ---------------------------------------------------------------- inputs
 
+/** The address of the answer to an open (no tree, no action). */
+const openAck = (session: string, attempt: number) => ({ session, tree: '', action: 'unknown' as const, attempt });
+
+/** Refuses an open request: its sender is answered ABORT and the refusal is published. */
+function refuseOpen(input: { session: string; attempt: number; peer: Peer | null; at: number }, code: ErrorCode, reason: string): Effect[] {
+  const ack = openAck(input.session, input.attempt);
+  return [...reply(input.peer, verdict(ack, false, code, reason)), publish(decision('event-rejected', ack, input.at, { code, reason }))];
+}
+
 function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>, own: boolean): Result {
-  const ack = { session: input.session, tree: '', action: 'unknown' as const, attempt: input.attempt };
+  const ack = openAck(input.session, input.attempt);
   const invalid = validateOpen(input);
-  if (invalid) {
-    return [
-      state,
-      [
-        ...reply(input.peer, verdict(ack, false, ErrorCodes.BAD_EVENT, invalid)),
-        publish(decision('event-rejected', ack, input.at, { code: ErrorCodes.BAD_EVENT, reason: invalid })),
-      ],
-    ];
-  }
+  if (invalid) return [state, refuseOpen(input, ErrorCodes.BAD_EVENT, invalid)];
   if (input.activator && !activatorAllowed(state.config, input.activator)) {
     const reason = `activator ${input.activator.slice(0, 200)} is not allowed by this coordinator: clients may choose verify or none, and what the operator allows (serve --allow-activator)`;
-    return [
-      state,
-      [...reply(input.peer, verdict(ack, false, ErrorCodes.FORBIDDEN, reason)), publish(decision('event-rejected', ack, input.at, { code: ErrorCodes.FORBIDDEN, reason }))],
-    ];
+    return [state, refuseOpen(input, ErrorCodes.FORBIDDEN, reason)];
   }
   const existing = state.sessions.get(input.session);
   if (existing && existing.attempt >= input.attempt) {
@@ -324,9 +322,7 @@ function onOpen(state: CoordinatorState, input: Extract<Input, { type: 'open' }>
     return [state, reply(input.peer, verdict(ack, !differs, differs ? ErrorCodes.CONTRADICTION : '', reason))];
   }
   const room = admit(state, input.session, input.at, own);
-  if (room.full) {
-    return [room.next, [...reply(input.peer, verdict(ack, false, ErrorCodes.LIMIT, room.full)), publish(decision('event-rejected', ack, input.at, { code: ErrorCodes.LIMIT, reason: room.full }))]];
-  }
+  if (room.full) return [room.next, refuseOpen(input, ErrorCodes.LIMIT, room.full)];
   let effects: Effect[] = [];
   let next = room.next;
   if (existing && existing.status === 'open') {
@@ -778,11 +774,9 @@ function answerFailed(input: Input, reason: string): Effect[] {
     return reject(ev, input.type === 'event' ? input.peer : null, isGate(ev.action), ErrorCodes.INTERNAL, reason, input.at);
   }
   const s = { session: 'session' in input && typeof input.session === 'string' ? input.session : '', attempt: 'attempt' in input && typeof input.attempt === 'number' ? input.attempt : 0 };
-  const ack = { session: s.session, tree: '', action: 'unknown' as const, attempt: s.attempt };
-  return [
-    ...(input.type === 'open' ? reply(input.peer, verdict(ack, false, ErrorCodes.INTERNAL, reason)) : []),
-    publish(decision('event-rejected', s, 'at' in input ? input.at : 0, { code: ErrorCodes.INTERNAL, reason })),
-  ];
+  const at = 'at' in input ? input.at : 0;
+  if (input.type === 'open') return refuseOpen({ ...s, peer: input.peer, at }, ErrorCodes.INTERNAL, reason);
+  return [publish(decision('event-rejected', s, at, { code: ErrorCodes.INTERNAL, reason }))];
 }
 
 /**
