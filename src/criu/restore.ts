@@ -11,7 +11,8 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { readBoundedFile } from '../files';
 import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StageEvent } from '../core/model';
@@ -124,9 +125,10 @@ async function treeStatus(ctx: Ctx) {
   return session && tree ? { session, tree } : null;
 }
 
+/** The hook's abort note (a line; none when the hook never aborted). */
 function readNote(path: string): string {
   try {
-    return readFileSync(path, 'utf8').trim().slice(0, 1000);
+    return readBoundedFile(path, 4096).toString('utf8').trim().slice(0, 1000);
   } catch {
     return '';
   }
