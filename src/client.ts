@@ -9,7 +9,7 @@ import { EndpointError } from './errors';
 import { checkClientEndpoint, ipcPath } from './transport/endpoints';
 import { existsSync } from 'node:fs';
 import { readKey } from './transport/curve';
-import { connectionId, seal } from './transport/seal';
+import { Sealer } from './transport/seal';
 
 interface CurveClient {
   /** socket options of a CURVE client (any socket type) */
@@ -32,12 +32,14 @@ export function curveClient(endpoint: string): CurveClient {
   if (!endpoint.startsWith('tcp://') || !server || !client) return { options: {}, requester: {}, wrap: (f) => f };
   const curveServerKey = readKey(server);
   const keys = { publicKey: readKey(`${client}.public`), secretKey: readKey(`${client}.secret`) };
+  const sealer = new Sealer(keys, curveServerKey);
+  const options = { curveServerKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey };
   return {
-    options: { curveServerKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey },
+    options,
     // the routing id proves to the daemon that this connection was made by the holder of these keys
-    requester: { curveServerKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey, routingId: connectionId(keys, curveServerKey) },
+    requester: { ...options, routingId: sealer.connectionId() },
     // a fresh seal (nonce, time) for every frame sent: seals are single-use
-    wrap: (frame) => encodeSealed(frame, seal(frame, keys, curveServerKey)),
+    wrap: (frame) => encodeSealed(frame, sealer.seal(frame)),
   };
 }
 

@@ -10,7 +10,7 @@ import { keygen, permits, readAllowList, readKey } from '../../src/transport/cur
 import { Dealer, Subscriber } from 'zeromq';
 import { openSession, requestStatus } from '../../src/client';
 import { decodeVerdict, encodeOpen, encodeRequestEvent, encodeSealed } from '../../src/protocol/codec';
-import { connectionId, seal } from '../../src/transport/seal';
+import { Sealer } from '../../src/transport/seal';
 import { stageEvent } from '../unit/fixtures';
 import { run, STAGEGATE } from '../../demo/harness';
 import { decode } from 'z85';
@@ -136,6 +136,7 @@ describe('CURVE on TCP', () => {
   it('takes a seal once, recently, and only on a connection made by its key', async () => {
     const keys = (name: string) => ({ publicKey: readKey(join(dir, `${name}.public`)), secretKey: readKey(join(dir, `${name}.secret`)) });
     const server = readKey(join(dir, 'server.public'));
+    const sealer = (name: string) => new Sealer(keys(name), server);
     const dealer = (name: string, routingId: string) => {
       const d = new Dealer({ linger: 0, receiveTimeout: 1500, curveServerKey: server, curvePublicKey: keys(name).publicKey, curveSecretKey: keys(name).secretKey, routingId });
       d.connect(tcp);
@@ -143,10 +144,10 @@ describe('CURVE on TCP', () => {
     };
     const sealedOpen = (session: string, by: string, nowNs?: bigint) => {
       const frame = encodeOpen({ session, expectedTrees: 1, attempt: 1, deadlineMs: 0 });
-      return encodeSealed(frame, seal(frame, keys(by), server, nowNs));
+      return encodeSealed(frame, sealer(by).seal(frame, nowNs));
     };
-    const operator = dealer('allowed', connectionId(keys('allowed'), server));
-    const scoped = dealer('scoped', connectionId(keys('scoped'), server));
+    const operator = dealer('allowed', sealer('allowed').connectionId());
+    const scoped = dealer('scoped', sealer('scoped').connectionId());
     try {
       const once = sealedOpen('seal-once', 'allowed');
       await operator.send(once);

@@ -44,16 +44,27 @@ export function connectionTag(key: Buffer, connNonce: Uint8Array): Buffer {
   return createHmac('sha256', key).update('stagegate conn v1').update(connNonce).digest().subarray(0, 16);
 }
 
-/** A client's identity for one connection: the routing id to set before connecting (see Sealed). */
-export function connectionId(client: { secretKey: string }, serverPublic: string): string {
-  const nonce = randomBytes(8);
-  return `S${connectionTag(sealKey(client.secretKey, raw(serverPublic)), nonce).toString('hex')}${nonce.toString('hex')}`;
-}
+/** Client side: one client key pair sealing for one server (keys in Z85); the seal key is derived once. */
+export class Sealer {
+  private readonly key: Buffer;
+  private readonly clientKey: Buffer;
 
-/** Client side: the seal of `request` (client key pair, server public key, all Z85), fresh for each frame. */
-export function seal(request: Uint8Array, client: { publicKey: string; secretKey: string }, serverPublic: string, nowNs = BigInt(Date.now()) * 1_000_000n) {
-  const nonce = randomBytes(16);
-  return { clientKey: raw(client.publicKey), nonce, sentNs: nowNs, mac: mac(sealKey(client.secretKey, raw(serverPublic)), request, nonce, nowNs) };
+  constructor(client: { publicKey: string; secretKey: string }, serverPublic: string) {
+    this.key = sealKey(client.secretKey, raw(serverPublic));
+    this.clientKey = raw(client.publicKey);
+  }
+
+  /** The routing id to set before connecting: proves the connection is this key's (see Sealed). */
+  connectionId(): string {
+    const nonce = randomBytes(8);
+    return `S${connectionTag(this.key, nonce).toString('hex')}${nonce.toString('hex')}`;
+  }
+
+  /** The seal of `request`, fresh for each frame sent. */
+  seal(request: Uint8Array, nowNs = BigInt(Date.now()) * 1_000_000n) {
+    const nonce = randomBytes(16);
+    return { clientKey: this.clientKey, nonce, sentNs: nowNs, mac: mac(this.key, request, nonce, nowNs) };
+  }
 }
 
 /** How far a seal's time may be from the daemon's (clocks of several hosts differ a little). */
