@@ -3,7 +3,7 @@
  * public keys, and the ZAP handler that enforces it (ZeroMQ asks the ZAP
  * handler about every new connection to a socket with a ZAP domain).
  */
-import { closeSync, constants, existsSync, fchmodSync, lstatSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, lstatSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { Router, curveKeyPair } from 'zeromq';
 import { decode, encode } from 'z85';
 import { EndpointError, UsageError } from '../errors';
@@ -97,13 +97,14 @@ export function readAllowList(path: string): AllowList {
 export function keygen(prefix: string): string {
   const { publicKey, secretKey } = curveKeyPair();
   // never over an existing key, never through a symlink planted at its name
+  const exists = (path: string) => new UsageError(`${path} exists: keygen never overwrites a key (remove it first)`);
   const create = (path: string, text: string, mode: number) => {
     let fd: number;
     try {
       fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new UsageError(code === 'EEXIST' ? `${path} exists: keygen never overwrites a key (remove it first)` : `cannot write ${path}: ${(err as Error).message}`);
+      throw code === 'EEXIST' ? exists(path) : new UsageError(`cannot write ${path}: ${(err as Error).message}`);
     }
     try {
       writeSync(fd, text);
@@ -112,17 +113,18 @@ export function keygen(prefix: string): string {
       closeSync(fd);
     }
   };
-  for (const path of [`${prefix}.secret`, `${prefix}.public`]) {
-    if (existsSync(path) || isSymlink(path)) throw new UsageError(`${path} exists: keygen never overwrites a key (remove it first)`);
-  }
+  // both checked first, so that a refusal leaves no half pair (a dangling symlink counts as present)
+  for (const path of [`${prefix}.secret`, `${prefix}.public`]) if (present(path)) throw exists(path);
   create(`${prefix}.secret`, secretKey + '\n', 0o600);
   create(`${prefix}.public`, publicKey + '\n', 0o644);
   return publicKey;
 }
 
-function isSymlink(path: string): boolean {
+/** Whether anything (a file, a directory, a symlink even dangling) is at `path`. */
+function present(path: string): boolean {
   try {
-    return lstatSync(path).isSymbolicLink();
+    lstatSync(path);
+    return true;
   } catch {
     return false;
   }
