@@ -83,12 +83,14 @@ static void die_line(const char *fmt, ...) {
 }
 
 /* criu's log is often a file: `stagegate restore` (STAGEGATE_ABORT_NOTE) gets
- * the reason of an abort too, to print it on its own terminal. */
+ * the reason of an abort too, to print it on its own terminal. The note is
+ * only ever created (O_EXCL): the first abort's reason is kept, and no
+ * existing file is ever truncated through this variable. */
 static void note_abort(void) {
 	const char *note = getenv("STAGEGATE_ABORT_NOTE");
 	if (!note || !*note || !g_last[0])
 		return;
-	int fd = open(note, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = open(note, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return;
 	char line[1100];
