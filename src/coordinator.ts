@@ -16,6 +16,8 @@ import { EventPublisher } from './transport/event-publisher';
 import { HookEndpoint } from './transport/hook-endpoint';
 import { type CurveServer, type Scope, ZapHandler, permits, touches } from './transport/curve';
 import { lockEndpoint, prepareEndpoint } from './transport/endpoints';
+import { ConnectionBudget, defaultConnectionBound } from './transport/connection-budget';
+import { ConnectionGuard } from './transport/connection-guard';
 import { type FileLock, raiseNofileLimit } from './native';
 import { Journal, journaled } from './state/journal';
 import { recover } from './core/session-reducer';
@@ -30,6 +32,8 @@ export interface CoordinatorOptions {
   activator?: Activator;
   /** activators clients may choose besides verify, none and the default (serve --allow-activator) */
   allowedActivators?: Activator[];
+  /** connections (hooks, CLI clients, subscribers) held at once (serve --max-connections); default from the open-file limit */
+  maxConnections?: number;
   /** sessions held at most (serve --max-sessions) */
   maxSessions?: number;
   /** arrival barrier of sessions that do not choose one (default none) */
@@ -91,6 +95,7 @@ export class Coordinator {
   private state: CoordinatorState | null = null;
   private zap: ZapHandler | null = null;
   private locks: FileLock[] = [];
+  private guard: ConnectionGuard | null = null;
   private journal: Journal | null = null;
   private readonly rejectLog = new RateLimit(REJECTS_PER_SECOND, (n) => this.opts.logger.warn(`${n} more rejected frame(s) in the last second, not logged one by one`));
   /** reads checkpoints in a worker thread, with limits (a checkpoint is untrusted input) */
@@ -125,10 +130,17 @@ export class Coordinator {
   }
 
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
-    // one descriptor per hook connection: say how many hooks can wait at once, loudly when few
+    // one descriptor per connection: bound them well below the open-file limit (libzmq aborts
+    // the process when an IPC accept fails for lack of descriptors), and say so, loudly when few
     const nofile = raiseNofileLimit();
-    const hooks = Math.max(0, nofile.after - 256);
-    opts.logger.log(nofile.after < 4096 ? 'warn' : 'info', `open-file limit ${nofile.after}: about ${hooks} hooks can be connected at once${nofile.after < 4096 ? ' (raise it: ulimit -n, LimitNOFILE=)' : ''}`, nofile);
+    const max = opts.maxConnections ?? defaultConnectionBound(nofile.after);
+    const few = max < 1024;
+    opts.logger.log(few ? 'warn' : 'info', `open-file limit ${nofile.after}: at most ${max} connections (hooks, clients, subscribers) at once; beyond that new ones wait${few ? ' (raise the limit: ulimit -n, LimitNOFILE=)' : ''}`, { ...nofile, maxConnections: max });
+    const guard = new ConnectionGuard(new ConnectionBudget(max), {
+      onPause: (n, m) => opts.logger.warn(`${n} connections held, the bound (serve --max-connections ${m}): refusing new connections until some close; new hooks retry until their timeout`, { connections: n, maxConnections: m }),
+      onResume: (n, m) => opts.logger.info(`${n} connections held: accepting new connections again`, { connections: n, maxConnections: m }),
+      onError: (err) => opts.logger.error('cannot hide or restore an IPC socket', { error: err.message }),
+    });
     // one daemon per IPC endpoint: lock them all before binding any
     const locks: FileLock[] = [];
     try {
@@ -142,7 +154,7 @@ export class Coordinator {
       throw err;
     }
     try {
-      const c = await Coordinator.bindAll(opts);
+      const c = await Coordinator.bindAll(opts, guard);
       c.locks = locks;
       return c;
     } catch (err) {
@@ -151,7 +163,7 @@ export class Coordinator {
     }
   }
 
-  private static async bindAll(opts: CoordinatorOptions): Promise<Coordinator> {
+  private static async bindAll(opts: CoordinatorOptions, guard: ConnectionGuard): Promise<Coordinator> {
     const curve = opts.curve ?? null;
     const zap = curve
       ? await ZapHandler.start(curve.allow, (key, ok, address) =>
@@ -161,13 +173,13 @@ export class Coordinator {
     let hooks: HookEndpoint;
     let publisher: EventPublisher;
     try {
-      hooks = await HookEndpoint.bind(opts.listen, curve);
+      hooks = await HookEndpoint.bind(opts.listen, curve, guard);
     } catch (err) {
       zap?.close();
       throw err;
     }
     try {
-      publisher = await EventPublisher.bind(opts.events, curve);
+      publisher = await EventPublisher.bind(opts.events, curve, guard);
     } catch (err) {
       hooks.close();
       zap?.close();
@@ -175,6 +187,7 @@ export class Coordinator {
     }
     const c = new Coordinator(hooks, publisher, opts);
     c.zap = zap;
+    c.guard = guard;
     if ((opts.activator ?? 'verify') !== 'none') c.inspector.warm();
     const config = { defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify', defaultHoldAt: opts.holdAt ?? 'none', allowedActivators: opts.allowedActivators ?? [], ...(opts.maxSessions ? { maxSessions: opts.maxSessions } : {}) } as const;
     let recovered: { state: CoordinatorState; effects: Effect[] } | undefined;
@@ -340,6 +353,7 @@ export class Coordinator {
   close(): void {
     this.hooks.close();
     this.publisher.close();
+    this.guard?.close();
     this.zap?.close();
     this.journal?.close();
     this.inspector.close();

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { Dealer } from 'zeromq';
+import { type Socket, connect } from 'node:net';
 import { isAbsolute, join } from 'node:path';
 import { Daemon, exited, run, sleep, STAGEGATE } from '../../demo/harness';
 import { hookEnv, runHook } from '../support/hook';
@@ -173,19 +174,75 @@ describe('stagegate CLI', () => {
     }
   });
 
-  it('says at start how many hooks its open-file limit allows, and warns when that is few', async () => {
+  it('says at start how many connections its open-file limit allows, and warns when that is few', async () => {
     const dir = mkdtempSync('/tmp/sg-nofile-');
     try {
       const low = await Daemon.start(dir, 30, 'none', '-low', [], process.env, ['prlimit', '--nofile=1024:1024']);
       await low.stop();
       const line = JSON.parse(low.logs().find((l) => l.includes('open-file limit'))!);
       assert.equal(line.level, 'warn');
-      assert.match(line.message, /^open-file limit 1024: about 768 hooks can be connected at once \(raise it/);
+      assert.match(line.message, /^open-file limit 1024: at most 384 connections \(hooks, clients, subscribers\) at once; beyond that new ones wait \(raise the limit/);
+      assert.equal(line.maxConnections, 384);
       const normal = await Daemon.start(dir, 30, 'none', '-normal');
       await normal.stop();
       const soft = Number((await run('sh', ['-c', 'ulimit -Hn'])).output.trim());
       assert.match(normal.logs().find((l) => l.includes('open-file limit'))!, new RegExp(`open-file limit (${soft}|\\d{5,})`));
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('survives a flood of connections past its open-file limit: refuses new ones at its bound, then serves again', async () => {
+    const dir = mkdtempSync('/tmp/sg-flood-');
+    const socks: Socket[] = [];
+    try {
+      // libzmq aborts the process (exit 134) when an IPC accept fails with EMFILE
+      const d = await Daemon.start(dir, 30, 'none', '', [], process.env, ['prlimit', '--nofile=1024:1024']);
+      const path = d.endpoint.slice('ipc://'.length);
+      for (let wave = 0; wave < 3; wave++) {
+        for (let i = 0; i < 1100; i++) socks.push(connect(path).on('error', () => {}));
+        await sleep(300);
+      }
+      await sleep(1000);
+      assert.equal(d.child.exitCode, null, `daemon died: ${d.logs().slice(-3).join('\n')}`);
+      const held = socks.filter((s) => !s.destroyed && s.readyState === 'open').length;
+      assert.ok(held >= 384 && held < 1024 - 64, `connections held: ${held}`);
+      for (const s of socks.splice(0)) s.destroy();
+      await sleep(500);
+      const st = await sg('status', '--endpoint', d.endpoint);
+      assert.equal(st.code, 0, st.output);
+      await d.stop();
+      const logs = d.logs().map((l) => JSON.parse(l));
+      assert.ok(logs.some((l) => l.level === 'warn' && /connections held, the bound \(serve --max-connections 384\): refusing new connections/.test(l.message)));
+      assert.ok(logs.some((l) => /accepting new connections again/.test(l.message)));
+    } finally {
+      for (const s of socks) s.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('at its connection bound, makes new clients wait (not fail) and answers them once connections close', async () => {
+    const dir = mkdtempSync('/tmp/sg-bound-');
+    const socks: Socket[] = [];
+    try {
+      const d = await Daemon.start(dir, 30, 'none', '', ['--max-connections', '8']);
+      const path = d.endpoint.slice('ipc://'.length);
+      while (existsSync(path) && socks.length < 16) {
+        socks.push(connect(path).on('error', () => {}));
+        await sleep(50);
+      }
+      assert.ok(!existsSync(path), 'the hook socket is hidden at the bound');
+      const status = run(STAGEGATE, ['status', '--endpoint', d.endpoint]);
+      const early = await Promise.race([status.then(() => 'answered'), sleep(800).then(() => 'waiting')]);
+      assert.equal(early, 'waiting');
+      for (const s of socks.splice(0)) s.destroy();
+      const st = await status;
+      assert.equal(st.code, 0, st.output);
+      assert.ok(existsSync(path));
+      await d.stop();
+      assert.ok(!existsSync(path) && !existsSync(join(dir, '.hooks.sock.full')));
+    } finally {
+      for (const s of socks) s.destroy();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -62,6 +62,10 @@ commands:
                    none (default); 'open --hold-at' chooses per session
   --max-sessions N sessions held at most, open or ended and still remembered
                    (default 10000); beyond, new sessions are refused (E_LIMIT)
+  --max-connections N  connections held at once (hooks, clients, subscribers;
+                   default: half the open-file limit less 256); at the bound,
+                   IPC sockets are hidden until some close, and new hooks
+                   retry until their timeout
   --state-dir D    journal every session change there (fsync'd); a daemon
                    restarted with the same directory resumes open sessions,
                    and waiting hooks re-send their events to it
@@ -190,6 +194,7 @@ async function serve(argv: string[]): Promise<number> {
     'hold-at': { type: 'string' },
     'allow-activator': { type: 'string', multiple: true },
     'max-sessions': { type: 'string' },
+    'max-connections': { type: 'string' },
   });
   if (values.help) return help('serve');
   const listen = (values.listen as string[] | undefined) ?? [defaultHookEndpoint()];
@@ -216,6 +221,7 @@ async function serve(argv: string[]): Promise<number> {
     activator,
     holdAt: holdAtOf('serve', values['hold-at'] as string | undefined) || 'none',
     maxSessions: int('serve', 'max-sessions', values['max-sessions'] as string | undefined, 10_000, 1, 1_000_000),
+    ...(values['max-connections'] !== undefined ? { maxConnections: int('serve', 'max-connections', values['max-connections'] as string, 0, 1, 1_000_000) } : {}),
     allowedActivators: ((values['allow-activator'] as string[] | undefined) ?? []).map((a) => activatorOf('serve', a) as Activator),
     logger,
   });

@@ -7,6 +7,7 @@ import type { Decision, StageEvent } from '../core/model';
 import { encodePublished } from '../protocol/codec';
 import { bindEach, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
+import type { ConnectionGuard } from './connection-guard';
 import { type CurveServer, ZAP_EVENTS_DOMAIN, serverOptions, socketGroups } from './curve';
 
 export class EventPublisher {
@@ -17,13 +18,14 @@ export class EventPublisher {
   private readonly seqs = new Map<string, bigint>();
 
   /** IPC endpoints share a plain socket; each TCP endpoint gets its own (a CURVE server when keys are given). */
-  static async bind(endpoints: string[], curve: CurveServer | null = null): Promise<EventPublisher> {
+  static async bind(endpoints: string[], curve: CurveServer | null = null, guard: ConnectionGuard | null = null): Promise<EventPublisher> {
     const p = new EventPublisher(endpoints);
     for (const [eps, security] of socketGroups(endpoints, curve)) {
       const pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000, ...serverOptions(security, ZAP_EVENTS_DOMAIN) });
       p.sockets.push({ pub, sender: new SerialSender((m) => pub.send(m)) });
       try {
         await bindEach(pub, eps, 'events');
+        guard?.watch(pub, eps);
       } catch (err) {
         for (const s of p.sockets) s.pub.close();
         throw err;

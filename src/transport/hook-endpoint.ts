@@ -15,6 +15,7 @@ import { SerialSender } from './serial-sender';
 import { type CurveServer, type Scope, serverOptions, socketGroups } from './curve';
 import { openSealed } from './authorize';
 import { SealVerifier } from './seal';
+import type { ConnectionGuard } from './connection-guard';
 
 interface Bound {
   router: Router;
@@ -34,7 +35,7 @@ export class HookEndpoint {
   /** Told about replies that could not be sent (the hook then times out and aborts). */
   onSendError: (err: unknown) => void = () => {};
 
-  static async bind(endpoints: string[], curve: CurveServer | null = null): Promise<HookEndpoint> {
+  static async bind(endpoints: string[], curve: CurveServer | null = null, guard: ConnectionGuard | null = null): Promise<HookEndpoint> {
     const h = new HookEndpoint(endpoints);
     for (const [eps, security] of socketGroups(endpoints, curve)) {
       const router = new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0, ...serverOptions(security) });
@@ -42,6 +43,7 @@ export class HookEndpoint {
       h.sockets.push({ router, sender, curve: security ? { server: security, verifier: new SealVerifier(security.secretKey) } : null });
       try {
         await bindEach(router, eps, 'hook');
+        guard?.watch(router, eps);
       } catch (err) {
         for (const s of h.sockets) s.router.close();
         throw err;
