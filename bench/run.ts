@@ -23,8 +23,8 @@ import { openSession } from '../src/client';
 import type { StageEvent } from '../src/core/model';
 import type { ActionName } from '../src/core/actions';
 import type { MappingRef } from '../src/core/model';
-import { MAX_SAMPLES, SAMPLE_STRIDE, observeMappings } from '../src/proc/observe';
-import { compareBo, mapperKey } from '../src/core/verify';
+import { observeMappings } from '../src/proc/observe';
+import { MAX_SAMPLES, SAMPLE_STRIDE, compareBo, mapperKey } from '../src/core/verify';
 import { processVmRead } from '../src/native';
 
 const QUICK = !!process.env.BENCH_QUICK;

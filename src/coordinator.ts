@@ -34,6 +34,8 @@ export interface CoordinatorOptions {
   allowedActivators?: Activator[];
   /** connections (hooks, CLI clients, subscribers) held at once (serve --max-connections); default from the open-file limit */
   maxConnections?: number;
+  /** verify also compares sampled pages with the checkpoint's page images (serve --verify-pages) */
+  verifyPages?: boolean;
   /** sessions held at most (serve --max-sessions) */
   maxSessions?: number;
   /** arrival barrier of sessions that do not choose one (default none) */
@@ -305,7 +307,7 @@ export class Coordinator {
     const started = wallMs();
     if (e.type === 'inspect-tree') {
       try {
-        const mappings = await this.inspector.inspect(e.tree, e.imageDir);
+        const mappings = await this.inspector.inspect(e.tree, e.imageDir, !!this.opts.verifyPages);
         this.results.next({ type: 'tree-images', ...base, mappings, error: '', at: wallMs() });
       } catch (err) {
         this.results.next({ type: 'tree-images', ...base, mappings: null, error: (err as Error).message, at: wallMs() });

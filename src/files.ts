@@ -34,3 +34,22 @@ export function readBoundedFile(path: string, maxBytes: number): Buffer {
     closeSync(fd);
   }
 }
+
+/** `length` bytes at `position` of a regular file (same refusals as readBoundedFile); fewer at its end. */
+export function readFileRange(path: string, position: number, length: number): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new FileRefused('not-regular', st.size);
+    const buf = Buffer.alloc(Math.max(0, Math.min(length, st.size - position)));
+    let off = 0;
+    while (off < buf.length) {
+      const n = readSync(fd, buf, off, buf.length - off, position + off);
+      if (n === 0) break;
+      off += n;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -10,7 +10,7 @@ import { isLive } from '../../src/proc/tree';
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Daemon, STAGEGATE, hashDir, readPidfile, readSlots, sleep } from '../../demo/harness';
+import { Daemon, STAGEGATE, hashDir, killTree, readPidfile, readSlots, sleep } from '../../demo/harness';
 import { openSession } from '../../src/client';
 import type { ManifestBo } from '../../src/protocol/codec';
 
@@ -144,5 +144,61 @@ esac`,
     assert.match(final, /exit 0\n$/);
     // the tree's memfd, its shared anonymous memory (a memfd "/dev/zero"), its SysV segment, its status file
     assert.equal((final.match(/^ok {3}BO /gm) ?? []).length, 4, final);
+  });
+
+  it('serve --verify-pages: bytes that differ from the checkpoint in a BO all mappers agree on abort the restore before any task runs; without it they pass', async () => {
+    const { dir, cp, daemon, restore, runs } = await scenario('pages', 1, { serveArgs: ['--verify-pages'] });
+    // criu runs action scripts in reverse order of the options, so this one runs at post-restore before
+    // stagegate's hook: it changes one byte of the restored memfd (through the root task's mapping of it,
+    // 0x580000000000, 64 KiB), the way a stray writer or a wrong restore would: every mapper sees the new byte
+    const writer = actionScript(
+      dir,
+      'write.sh',
+      `[ "$CRTOOLS_SCRIPT_ACTION" = post-restore ] || exit 0
+f=/proc/$CRTOOLS_INIT_PID/map_files/580000000000-580000010000
+b=$(od -An -tu1 -j100 -N1 "$f" | tr -d ' ')
+printf "\\\\$(printf %o $((255 - b)))" | dd of="$f" bs=1 seek=100 conv=notrunc status=none`,
+    );
+    const r = await restore(0, { criuArgs: ['--action-script', writer] }).done;
+    assert.notEqual(r.code, 0, 'the restore must be aborted');
+    assert.match(r.output, /\[E_VERIFY\] BO memfd stagegate-memfd \(memfd:t0:\d+\): tree t0 task 1 at 0x580000000000: content at object offset 0x0 \(0x580000000000\) differs from the checkpoint's page image/);
+    assert.equal(decisions(daemon).find((d) => d.kind === 'session-aborted')?.code, 'E_VERIFY');
+    const root = readPidfile(runs[0]!.pidfile);
+    if (root) assert.ok(!isLive(root), 'the restored tree was killed');
+    const now = readSlots(cp.shm);
+    for (const s of cp.slots) assert.equal(now.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter, s.counter, `task ${s.idx} ran`);
+
+    // the untouched restore passes the same check (no false alarm)
+    const good = await restore(0, { attempt: 2 }).done;
+    assert.equal(good.code, 0, good.output);
+    assert.equal(decisions(daemon).filter((d) => d.kind === 'bo-activated' && d.attempt === 2).length, 4);
+    killTree(readPidfile(runs[1]!.pidfile)!);
+    await sleep(1200); // the killed tasks' pids free again
+
+    // negative control: without --verify-pages the changed byte passes (the mappers agree); `verify --pages`
+    // at post-restore finds it, plain `verify` does not
+    const plain = await Daemon.start(dir, 30, 'verify', '-plain');
+    try {
+      const checker = actionScript(
+        dir,
+        'check.sh',
+        `[ "$CRTOOLS_SCRIPT_ACTION" = post-restore ] || exit 0
+${STAGEGATE} verify --images "$CRTOOLS_IMAGE_DIR" --init-pid "$CRTOOLS_INIT_PID" > ${dir}/verify.out 2>&1; echo "exit $?" >> ${dir}/verify.out
+${STAGEGATE} verify --pages --images "$CRTOOLS_IMAGE_DIR" --init-pid "$CRTOOLS_INIT_PID" > ${dir}/verify-pages.out 2>&1; echo "exit $?" >> ${dir}/verify-pages.out`,
+      );
+      const passed = await restore(0, { endpoint: plain.endpoint, criuArgs: ['--action-script', checker, '--action-script', writer] }).done;
+      assert.equal(passed.code, 0, passed.output);
+      const withoutPages = readFileSync(join(dir, 'verify.out'), 'utf8');
+      const withPages = readFileSync(join(dir, 'verify-pages.out'), 'utf8');
+      assert.doesNotMatch(withoutPages, /FAIL/);
+      assert.match(withoutPages, /exit 0\n$/);
+      assert.match(withPages, /^FAIL BO memfd stagegate-memfd .*differs from the checkpoint's page image/m);
+      assert.equal((withPages.match(/^FAIL/gm) ?? []).length, 1, withPages);
+      assert.match(withPages, /exit 1\n$/);
+    } finally {
+      const r2 = runs[2] && readPidfile(runs[2].pidfile);
+      if (r2) killTree(r2);
+      await plain.stop();
+    }
   });
 });

@@ -62,6 +62,9 @@ commands:
                    none (default); 'open --hold-at' chooses per session
   --max-sessions N sessions held at most, open or ended and still remembered
                    (default 10000); beyond, new sessions are refused (E_LIMIT)
+  --verify-pages   verify also compares the sampled pages of each BO with the
+                   checkpoint's copy (shared anonymous memory, memfd, SysV shm;
+                   files are not in a checkpoint): costs reading those pages
   --max-connections N  connections held at once (hooks, clients, subscribers;
                    default: half the open-file limit less 256); at the bound,
                    IPC sockets are hidden until some close, and new hooks
@@ -117,11 +120,14 @@ buffer object (BO) mapped by two or more tasks with each mapper's address.
 
   --json       machine-readable output
   --all-vmas   list every VMA, not only the shared ones`,
-  verify: `usage: stagegate verify --images DIR --init-pid PID
+  verify: `usage: stagegate verify --images DIR --init-pid PID [--pages]
 
 Checks, now, that every shared buffer object of the tree restored from DIR
 (rooted at host pid PID) is mapped in its restored tasks exactly as in the
-images, backed by one object, with the same bytes. Exits 1 on any mismatch.`,
+images, backed by one object, with the same bytes. Exits 1 on any mismatch.
+
+  --pages      also compare the sampled pages with the checkpoint's copy
+               (shared anonymous memory, memfd, SysV shm)`,
   status: `usage: stagegate status [--json] [--session S] [--endpoint EP]
 
 Asks the running daemon for its sessions: each tree's last stage, the gate it
@@ -195,6 +201,7 @@ async function serve(argv: string[]): Promise<number> {
     'allow-activator': { type: 'string', multiple: true },
     'max-sessions': { type: 'string' },
     'max-connections': { type: 'string' },
+    'verify-pages': { type: 'boolean' },
   });
   if (values.help) return help('serve');
   const listen = (values.listen as string[] | undefined) ?? [defaultHookEndpoint()];
@@ -221,6 +228,7 @@ async function serve(argv: string[]): Promise<number> {
     activator,
     holdAt: holdAtOf('serve', values['hold-at'] as string | undefined) || 'none',
     maxSessions: int('serve', 'max-sessions', values['max-sessions'] as string | undefined, 10_000, 1, 1_000_000),
+    verifyPages: !!values['verify-pages'],
     ...(values['max-connections'] !== undefined ? { maxConnections: int('serve', 'max-connections', values['max-connections'] as string, 0, 1, 1_000_000) } : {}),
     allowedActivators: ((values['allow-activator'] as string[] | undefined) ?? []).map((a) => activatorOf('serve', a) as Activator),
     logger,
@@ -349,14 +357,14 @@ async function keygenCmd(argv: string[]): Promise<number> {
 }
 
 async function verifyCmd(argv: string[]): Promise<number> {
-  const { values } = parse('verify', argv, { images: { type: 'string' }, 'init-pid': { type: 'string' } });
+  const { values } = parse('verify', argv, { images: { type: 'string' }, 'init-pid': { type: 'string' }, pages: { type: 'boolean' } });
   if (values.help) return help('verify');
   const v = values as Record<string, string | undefined>;
   if (!v.images) throw new UsageError('verify: --images is required');
   const pid = int('verify', 'init-pid', v['init-pid'], 0, 1, 4_194_304);
   if (!pid) throw new UsageError('verify: --init-pid is required');
   const { verifyTree } = await import('./verify');
-  const r = await verifyTree(v.images, pid);
+  const r = await verifyTree(v.images, pid, 'tree', !!values.pages);
   process.stdout.write(r.lines.join('\n') + (r.lines.length ? '\n' : 'no shared buffer objects\n'));
   return r.ok ? 0 : 1;
 }

@@ -11,14 +11,14 @@ import { inspectTree } from '../images/inspect';
 import { observeMappings } from '../proc/observe';
 import { ImageError } from '../errors';
 
-export async function verifyTree(imageDir: string, initPid: number, tree = 'tree'): Promise<{ ok: boolean; lines: string[] }> {
+export async function verifyTree(imageDir: string, initPid: number, tree = 'tree', pages = false): Promise<{ ok: boolean; lines: string[] }> {
   let dir: string;
   try {
     dir = realpathSync(imageDir);
   } catch (err) {
     throw new ImageError(imageDir, 0, `cannot open checkpoint directory: ${(err as Error).message}`, { cause: err });
   }
-  const mappings = inspectTree(tree, dir);
+  const mappings = inspectTree(tree, dir, { pages });
   const bos = groupBos(mappings);
   const inBos = mappings.filter((m) => bos.has(m.bo));
   const observations = new Map((await observeMappings(initPid, inBos)).map((o) => [mapperKey(o), o]));

@@ -159,6 +159,8 @@ export interface MappingRef {
   size: bigint;
   prot: number;
   pgoff: bigint;
+  /** serve --verify-pages: sampled pages as the checkpoint holds them (object offset → digest), where it holds them */
+  imageSamples?: Record<string, string>;
 }
 
 /** A verified mapping handed to an activator: where it is in the checkpoint and on the host. */

@@ -4,7 +4,24 @@
  * object, and sampled bytes must agree. Returns the first problem as a reason
  * naming the BO, the task and the address, or null when the BO is consistent.
  */
+import { createHash } from 'node:crypto';
 import type { MappingRef, Observation } from './model';
+
+const PAGE = 4096n;
+/** Sampled object offsets are multiples of this, so every mapper samples the same offsets. */
+export const SAMPLE_STRIDE = 256n * 1024n;
+export const MAX_SAMPLES = 64;
+
+/** Object offsets to sample for a mapping (the same for every mapper of an object). */
+export function sampleOffsets(pgoff: bigint, size: bigint): bigint[] {
+  const out: bigint[] = [];
+  let off = ((pgoff + SAMPLE_STRIDE - 1n) / SAMPLE_STRIDE) * SAMPLE_STRIDE;
+  for (; off + PAGE <= pgoff + size && out.length < MAX_SAMPLES; off += SAMPLE_STRIDE) out.push(off);
+  return out;
+}
+
+/** How a sampled page is compared (between mappers, and with the checkpoint's copy). */
+export const sampleDigest = (page: Uint8Array): string => createHash('sha1').update(page).digest('hex').slice(0, 16);
 
 export const mapperKey = (m: { tree: string; pid: number; start: bigint }): string => `${m.tree}/${m.pid}@0x${m.start.toString(16)}`;
 

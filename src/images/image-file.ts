@@ -15,6 +15,7 @@ export const MAGIC = {
   mm: 0x57492820,
   files: 0x56303138,
   memfd: 0x48453499,
+  pagemap: 0x56084025,
 } as const;
 
 /**

@@ -6,9 +6,9 @@
 import { parentPort } from 'node:worker_threads';
 import { inspectTree } from './inspect';
 
-parentPort?.on('message', (job: { id: number; tree: string; imageDir: string }) => {
+parentPort?.on('message', (job: { id: number; tree: string; imageDir: string; pages: boolean }) => {
   try {
-    parentPort!.postMessage({ id: job.id, mappings: inspectTree(job.tree, job.imageDir) });
+    parentPort!.postMessage({ id: job.id, mappings: inspectTree(job.tree, job.imageDir, { pages: job.pages }) });
   } catch (err) {
     parentPort!.postMessage({ id: job.id, error: (err as Error).message ?? String(err) });
   }

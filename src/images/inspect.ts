@@ -1,8 +1,26 @@
 /** The verify activator's image step: a tree's shared mappings from its checkpoint directory. */
 import { sharedMappings } from '../core/bo-graph';
 import type { MappingRef } from '../core/model';
+import { sampleOffsets } from '../core/verify';
 import { readCheckpoint } from './checkpoint';
+import { CheckpointPages } from './pages';
 
-export function inspectTree(tree: string, imageDir: string): MappingRef[] {
-  return sharedMappings(tree, readCheckpoint(imageDir));
+export interface InspectOptions {
+  /** also read the checkpoint's copy of the sampled pages of each mapping (where it has one) */
+  pages?: boolean;
+}
+
+export function inspectTree(tree: string, imageDir: string, o: InspectOptions = {}): MappingRef[] {
+  const cp = readCheckpoint(imageDir);
+  const mappings = sharedMappings(tree, cp);
+  if (!o.pages) return mappings;
+  const pages = new CheckpointPages(cp);
+  const vmas = new Map(cp.tasks.flatMap((t) => t.vmas.map((v) => [`${t.pid}@${v.start}`, v] as const)));
+  for (const m of mappings) {
+    const v = vmas.get(`${m.pid}@${m.start}`);
+    if (!v || !(m.prot & 1)) continue; // unreadable mappings are compared by identity only
+    const samples = pages.samples(v, sampleOffsets(m.pgoff, m.size));
+    if (samples) m.imageSamples = samples;
+  }
+  return mappings;
 }

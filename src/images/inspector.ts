@@ -27,6 +27,7 @@ interface Job {
   id: number;
   tree: string;
   imageDir: string;
+  pages: boolean;
   resolve: (m: MappingRef[]) => void;
   reject: (e: Error) => void;
 }
@@ -40,11 +41,14 @@ export class ImageInspector {
 
   constructor(private readonly limits: InspectorLimits = DEFAULT_INSPECTOR_LIMITS) {}
 
-  /** The shared mappings of `tree` from its checkpoint directory; rejects with the reason it could not be read. */
-  inspect(tree: string, imageDir: string): Promise<MappingRef[]> {
+  /**
+   * The shared mappings of `tree` from its checkpoint directory (with `pages`, each
+   * with the checkpoint's copy of its sampled pages); rejects with the reason it could not be read.
+   */
+  inspect(tree: string, imageDir: string, pages = false): Promise<MappingRef[]> {
     return new Promise((resolve, reject) => {
       if (this.closed) return reject(new Error('the image inspector is closed'));
-      this.queue.push({ id: this.nextId++, tree, imageDir, resolve, reject });
+      this.queue.push({ id: this.nextId++, tree, imageDir, pages, resolve, reject });
       this.pump();
     });
   }
@@ -118,6 +122,6 @@ export class ImageInspector {
     this.worker ??= this.spawn();
     const timer = setTimeout(() => this.fail(new Error(`reading it took longer than ${this.limits.timeoutMs} ms`)), this.limits.timeoutMs);
     this.current = { job, timer };
-    this.worker.postMessage({ id: job.id, tree: job.tree, imageDir: job.imageDir });
+    this.worker.postMessage({ id: job.id, tree: job.tree, imageDir: job.imageDir, pages: job.pages });
   }
 }

@@ -4,16 +4,13 @@
  * protection, which object backs it (/proc/PID/map_files), and what do
  * sampled pages contain (process_vm_readv through the native addon).
  */
-import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { MappingRef, Observation } from '../core/model';
+import { sampleDigest, sampleOffsets } from '../core/verify';
 import { processVmRead } from '../native';
 import { innermostPid, treePids } from './tree';
 
 const PAGE = 4096n;
-/** Sampled object offsets are multiples of this, so every mapper samples the same offsets. */
-export const SAMPLE_STRIDE = 256n * 1024n;
-export const MAX_SAMPLES = 64;
 
 interface LiveVma {
   start: bigint;
@@ -34,14 +31,6 @@ function readMaps(pid: number): LiveVma[] {
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 const protString = (p: number) => `${p & 1 ? 'r' : '-'}${p & 2 ? 'w' : '-'}${p & 4 ? 'x' : '-'}`;
-
-/** Object offsets to sample for a mapping (the same for every mapper of an object). */
-export function sampleOffsets(pgoff: bigint, size: bigint): bigint[] {
-  const out: bigint[] = [];
-  let off = ((pgoff + SAMPLE_STRIDE - 1n) / SAMPLE_STRIDE) * SAMPLE_STRIDE;
-  for (; off + PAGE <= pgoff + size && out.length < MAX_SAMPLES; off += SAMPLE_STRIDE) out.push(off);
-  return out;
-}
 
 /** Host pid of each checkpoint pid in the restored tree rooted at `initPid`. */
 export function hostPids(initPid: number): Map<number, number> {
@@ -92,7 +81,13 @@ export async function observeMappings(initPid: number, mappings: MappingRef[]): 
     if (!(m.prot & 1)) continue; // unreadable: identity only
     for (const off of sampleOffsets(m.pgoff, m.size)) {
       const page = await processVmRead(host, m.start + (off - m.pgoff), Number(PAGE));
-      o.samples[off.toString()] = createHash('sha1').update(page).digest('hex').slice(0, 16);
+      o.samples[off.toString()] = sampleDigest(page);
+    }
+    // serve --verify-pages: the restored bytes must be the checkpoint's
+    const differs = Object.entries(m.imageSamples ?? {}).filter(([off, d]) => o.samples[off] !== undefined && o.samples[off] !== d);
+    if (differs.length) {
+      const first = BigInt(differs[0]![0]);
+      o.problem = `content at object offset ${hex(first)} (${hex(m.start + first - m.pgoff)}) differs from the checkpoint's page image${differs.length > 1 ? ` (${differs.length} of ${Object.keys(m.imageSamples!).length} sampled pages)` : ''}`;
     }
   }
   return out;
