@@ -15,7 +15,7 @@ import { writeTrace } from '../src/trace/write';
 import { innermostPid, treePids } from '../src/proc/tree';
 import { processVmRead } from '../src/native';
 import { readCheckpoint } from '../src/images/checkpoint';
-import { boGraph } from '../src/core/bo-graph';
+import { bosOfCheckpoints } from '../src/images/vma';
 import {
   Daemon, PATTERN_SIZE, checkpointTrees, expectedPattern, hashDir, killTree, readPidfile, readSlots,
   restoreTree, sleep, type Slot,
@@ -50,7 +50,7 @@ async function main(): Promise<number> {
     printLayout(before);
     const images = Object.fromEntries(TREES.map((t) => [t.name, cp.images[t.index]!]));
     console.log(`3. checkpointed both trees with criu (${cp.hashes.map((h) => Object.keys(h).length).join(' + ')} image files)`);
-    const bos = boGraph(TREES.map((t) => ({ tree: t.name, checkpoint: readCheckpoint(images[t.name]!) })));
+    const bos = bosOfCheckpoints(TREES.map((t) => ({ tree: t.name, checkpoint: readCheckpoint(images[t.name]!) })));
     console.log(`   shared buffer objects found in the images (${bos.length}):`);
     for (const b of bos) {
       console.log(`   - [${b.kind}] ${b.label}: ${b.mappers.map((m) => `${m.tree}/pid${m.pid}@${hex(m.start)}`).join(', ')}`);

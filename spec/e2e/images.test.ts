@@ -9,7 +9,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFile
 import { join } from 'node:path';
 import { checkpointTrees, run, STAGEGATE, type Checkpoint as Dumped } from '../../demo/harness';
 import { readCheckpoint } from '../../src/images/checkpoint';
-import { boGraph } from '../../src/core/bo-graph';
+import { bosOfCheckpoints } from '../../src/images/vma';
 import { ImageError } from '../../src/errors';
 import { ImageInspector } from '../../src/images/inspector';
 import { execFileSync } from 'node:child_process';
@@ -43,7 +43,7 @@ describe('CRIU image reader on real dumps', () => {
 
   it('finds exactly the expected BOs and mappers across two trees', () => {
     const trees = dumped.images.map((d, i) => ({ tree: `t${i}`, checkpoint: readCheckpoint(d) }));
-    const bos = boGraph(trees);
+    const bos = bosOfCheckpoints(trees);
     const summary = bos.map((b) => ({ kind: b.kind, label: b.label, mappers: b.mappers.map((m) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`) }));
     const expect = (kind: string, label: string, base: bigint, size: number, treesOf: number[]) => ({
       kind,

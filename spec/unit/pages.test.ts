@@ -8,7 +8,7 @@ import { COMMON_MAGIC, MAGIC } from '../../src/images/image-file';
 import { CheckpointPages } from '../../src/images/pages';
 import { sampleDigest } from '../../src/core/verify';
 import Long from 'long';
-import type { Checkpoint, Vma } from '../../src/core/checkpoint-model';
+import type { Checkpoint, Vma } from '../../src/images/checkpoint-model';
 import { ImageError } from '../../src/errors';
 
 const dir = mkdtempSync('/tmp/sg-pages-');

@@ -1,23 +1,11 @@
 /** `stagegate images DIR...`: explains checkpoint directories (tasks, VMAs, BOs). */
 import { basename } from 'node:path';
-import { boGraph, VMA_ANON_SHARED, VMA_AREA_MEMFD, VMA_AREA_SYSVIPC, VMA_FILE_SHARED, type Bo } from '../core/bo-graph';
-import type { Checkpoint, Vma } from '../core/checkpoint-model';
+import type { Bo } from '../core/bo-graph';
+import type { Checkpoint } from '../images/checkpoint-model';
 import { readCheckpoint } from '../images/checkpoint';
+import { bosOfCheckpoints, protString as prot, vmaKind } from '../images/vma';
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
-
-function prot(p: number): string {
-  return `${p & 1 ? 'r' : '-'}${p & 2 ? 'w' : '-'}${p & 4 ? 'x' : '-'}`;
-}
-
-function vmaKind(v: Vma): string {
-  if (v.status & VMA_AREA_SYSVIPC) return 'sysv-shm';
-  if (v.status & VMA_AREA_MEMFD) return v.flags & 1 ? 'memfd shared' : 'memfd private';
-  if (v.status & VMA_ANON_SHARED) return 'anon shared';
-  if (v.status & VMA_FILE_SHARED) return 'file shared';
-  if (v.status & (1 << 6)) return 'file private';
-  return 'anon private';
-}
 
 /** Tree names from directory names, made unique. */
 export function treeNames(dirs: string[]): string[] {
@@ -33,7 +21,7 @@ export function treeNames(dirs: string[]): string[] {
 export function describeImages(dirs: string[]): { trees: { tree: string; checkpoint: Checkpoint }[]; bos: Bo[] } {
   const names = treeNames(dirs);
   const trees = dirs.map((d, i) => ({ tree: names[i]!, checkpoint: readCheckpoint(d) }));
-  return { trees, bos: boGraph(trees) };
+  return { trees, bos: bosOfCheckpoints(trees) };
 }
 
 export function imagesJson(d: ReturnType<typeof describeImages>): string {

@@ -5,7 +5,9 @@
  */
 import type { ActionName, GateName, HoldAt } from './actions';
 import type { ErrorCode } from '../errors';
-import type { BoKind } from './bo-graph';
+
+/** What kind of object a BO is (from the images: src/images/vma.ts; or declared in a manifest). */
+export type BoKind = 'anon-shared' | 'memfd' | 'file' | 'sysv-shm' | 'manifest';
 
 /** Opaque address of a waiting hook (a ZeroMQ routing id, hex). */
 export type Peer = string;

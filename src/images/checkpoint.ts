@@ -9,7 +9,7 @@ import type Long from 'long';
 import { criu } from './generated/criu';
 import { MAGIC, readEntries } from './image-file';
 import { ImageError } from '../errors';
-import type { Checkpoint, FileObject, MemfdInode, Task, Vma } from '../core/checkpoint-model';
+import type { Checkpoint, FileObject, MemfdInode, Task, Vma } from './checkpoint-model';
 
 export type { Checkpoint };
 

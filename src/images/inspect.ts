@@ -1,5 +1,5 @@
 /** The verify activator's image step: a tree's shared mappings from its checkpoint directory. */
-import { sharedMappings } from '../core/bo-graph';
+import { sharedMappings } from './vma';
 import type { MappingRef } from '../core/model';
 import { sampleOffsets } from '../core/verify';
 import { readCheckpoint } from './checkpoint';

@@ -14,8 +14,8 @@ import { criu } from './generated/criu';
 import { MAGIC, readEntries } from './image-file';
 import { FileRefused, readFileRange } from '../files';
 import { ImageError } from '../errors';
-import type { Checkpoint, Vma } from '../core/checkpoint-model';
-import { VMA_ANON_SHARED, VMA_AREA_MEMFD, VMA_AREA_SYSVIPC } from '../core/bo-graph';
+import type { Checkpoint, Vma } from './checkpoint-model';
+import { shmemOf } from './vma';
 import { sampleDigest } from '../core/verify';
 
 const PAGE = 4096n;
@@ -23,17 +23,6 @@ const PE_PARENT = 1;
 const PE_PRESENT = 4;
 
 const big = (v: Long | number | null | undefined): bigint => (v === null || v === undefined ? 0n : BigInt(v.toString()));
-
-/** The shmem id whose pagemap holds this mapping's content, or null (file-backed, private…). */
-export function shmemOf(v: Vma, cp: Checkpoint): number | null {
-  if (v.status & VMA_AREA_SYSVIPC || (v.status & VMA_ANON_SHARED && !(v.status & VMA_AREA_MEMFD))) return Number(v.shmid);
-  if (v.status & VMA_AREA_MEMFD) {
-    const f = cp.files.get(Number(v.shmid));
-    const inode = f?.kind === 'memfd' ? cp.memfdInodes.get(f.inodeId) : undefined;
-    return inode ? inode.shmid : null;
-  }
-  return null;
-}
 
 interface Run {
   offset: bigint;

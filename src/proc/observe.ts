@@ -8,6 +8,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { MappingRef, Observation } from '../core/model';
 import { sampleDigest, sampleOffsets } from '../core/verify';
 import { processVmRead } from '../native';
+import { protString } from '../images/vma';
 import { innermostPid, treePids } from './tree';
 
 const PAGE = 4096n;
@@ -30,7 +31,6 @@ function readMaps(pid: number): LiveVma[] {
 }
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
-const protString = (p: number) => `${p & 1 ? 'r' : '-'}${p & 2 ? 'w' : '-'}${p & 4 ? 'x' : '-'}`;
 
 /** Host pid of each checkpoint pid in the restored tree rooted at `initPid`. */
 export function hostPids(initPid: number): Map<number, number> {

@@ -1,0 +1,90 @@
+/**
+ * What CRIU's VMA entries mean (criu/include/image.h: the status bits are part
+ * of the image ABI): which object backs a mapping, and the mappings of a
+ * checkpoint that share an object. The pure BO logic (src/core/bo-graph.ts)
+ * only sees the MappingRefs made here.
+ *
+ * How mappings are matched to objects:
+ * - SysV shm and classic shared anonymous memory: the VMA's shmid, which is
+ *   only meaningful within one checkpoint (one tree);
+ * - memfd (which is also how CRIU stores MAP_SHARED|MAP_ANONYMOUS memory in a
+ *   privileged dump, named "/dev/zero"): shmid is a files.img id, which can
+ *   differ between tasks for the same object, so group by the memfd's inode;
+ * - regular files (e.g. /dev/shm segments): path plus mount id, which is the
+ *   same object across trees restored on one host.
+ */
+import type { BoKind, MappingRef } from '../core/model';
+import { type Bo, boGraph } from '../core/bo-graph';
+import type { Checkpoint, FileObject, MemfdInode, Vma } from './checkpoint-model';
+
+export const VMA_FILE_PRIVATE = 1 << 6;
+export const VMA_FILE_SHARED = 1 << 7;
+export const VMA_ANON_SHARED = 1 << 8;
+export const VMA_AREA_SYSVIPC = 1 << 10;
+export const VMA_AREA_MEMFD = 1 << 14;
+const MAP_SHARED = 0x01;
+
+/** PROT_* as /proc/PID/maps writes them: "rw-". */
+export const protString = (p: number): string => `${p & 1 ? 'r' : '-'}${p & 2 ? 'w' : '-'}${p & 4 ? 'x' : '-'}`;
+
+/** What kind of mapping a VMA is, for people. */
+export function vmaKind(v: Vma): string {
+  if (v.status & VMA_AREA_SYSVIPC) return 'sysv-shm';
+  if (v.status & VMA_AREA_MEMFD) return v.flags & MAP_SHARED ? 'memfd shared' : 'memfd private';
+  if (v.status & VMA_ANON_SHARED) return 'anon shared';
+  if (v.status & VMA_FILE_SHARED) return 'file shared';
+  if (v.status & VMA_FILE_PRIVATE) return 'file private';
+  return 'anon private';
+}
+
+/** The shmem id whose pagemap (pagemap-shmem-ID.img) holds this mapping's content, or null (a file, private memory). */
+export function shmemOf(v: Vma, cp: Checkpoint): number | null {
+  if (v.status & VMA_AREA_SYSVIPC || (v.status & VMA_ANON_SHARED && !(v.status & VMA_AREA_MEMFD))) return Number(v.shmid);
+  if (v.status & VMA_AREA_MEMFD) {
+    const f = cp.files.get(Number(v.shmid));
+    const inode = f?.kind === 'memfd' ? cp.memfdInodes.get(f.inodeId) : undefined;
+    return inode ? inode.shmid : null;
+  }
+  return null;
+}
+
+function objectOf(
+  tree: string,
+  v: Vma,
+  files: Map<number, FileObject>,
+  inodes: Map<number, MemfdInode>,
+): { key: string; kind: BoKind; label: string } | null {
+  const { status, flags, shmid } = v;
+  if (status & VMA_AREA_SYSVIPC) return { key: `sysv:${tree}:${shmid}`, kind: 'sysv-shm', label: `SysV shm ${shmid}` };
+  if (status & VMA_AREA_MEMFD) {
+    if (!(flags & MAP_SHARED)) return null;
+    const f = files.get(Number(shmid));
+    const inode = f?.kind === 'memfd' ? inodes.get(f.inodeId) : undefined;
+    const id = f?.kind === 'memfd' ? f.inodeId : Number(shmid);
+    return { key: `memfd:${tree}:${id}`, kind: 'memfd', label: inode ? `memfd ${inode.name}` : `memfd #${id}` };
+  }
+  if (status & VMA_ANON_SHARED) return { key: `anon:${tree}:${shmid}`, kind: 'anon-shared', label: `shared anonymous #${shmid}` };
+  if (status & VMA_FILE_SHARED) {
+    const f = files.get(Number(shmid));
+    if (f?.kind !== 'reg') return { key: `file:${tree}:${shmid}`, kind: 'file', label: `file #${shmid}` };
+    return { key: `file:${f.mntId}:${f.name}`, kind: 'file', label: f.name };
+  }
+  return null;
+}
+
+/** Every shared mapping of a tree's checkpoint, keyed (`bo`) by the object behind it. */
+export function sharedMappings(tree: string, cp: Checkpoint): MappingRef[] {
+  const out: MappingRef[] = [];
+  for (const t of cp.tasks) {
+    for (const v of t.vmas) {
+      const o = objectOf(tree, v, cp.files, cp.memfdInodes);
+      if (o) out.push({ bo: o.key, kind: o.kind, label: o.label, tree, pid: t.pid, start: v.start, size: v.end - v.start, prot: v.prot, pgoff: v.pgoff });
+    }
+  }
+  return out;
+}
+
+/** The BOs of several trees' checkpoints (what `stagegate images` lists). */
+export function bosOfCheckpoints(trees: { tree: string; checkpoint: Checkpoint }[]): Bo[] {
+  return boGraph(trees.flatMap(({ tree, checkpoint }) => sharedMappings(tree, checkpoint)));
+}
