@@ -12,14 +12,30 @@ const gated = action === pb.Action.POST_RESTORE || action === pb.Action.PRE_RESU
   const d = new Dealer({ linger: gated ? 0 : 250, receiveTimeout: Number(env.STAGEGATE_TIMEOUT ?? 30) * 1000 });
   d.connect(env.STAGEGATE_ENDPOINT);
   const now = BigInt(Date.now()) * 1000000n;
-  await d.send(pb.Request.encode({ event: {
-    protocolVersion: 1, session: env.STAGEGATE_SESSION, tree: env.STAGEGATE_TREE, action, actionName: name,
-    initPid: Number(env.CRTOOLS_INIT_PID ?? 0), hookPid: process.pid, criuPid: process.ppid,
-    wallNs: now.toString(), monoNs: process.hrtime.bigint().toString(), attempt: 1, expectedTrees: Number(env.STAGEGATE_TREES),
-  } }).finish());
+  await d.send(
+    pb.Request.encode({
+      event: {
+        protocolVersion: 1,
+        session: env.STAGEGATE_SESSION,
+        tree: env.STAGEGATE_TREE,
+        action,
+        actionName: name,
+        initPid: Number(env.CRTOOLS_INIT_PID ?? 0),
+        hookPid: process.pid,
+        criuPid: process.ppid,
+        wallNs: now.toString(),
+        monoNs: process.hrtime.bigint().toString(),
+        attempt: 1,
+        expectedTrees: Number(env.STAGEGATE_TREES),
+      },
+    }).finish(),
+  );
   if (gated) {
     const [frame] = await d.receive();
     process.exitCode = pb.Verdict.decode(frame).decision === pb.Decision.PROCEED ? 0 : 1;
   }
   d.close();
-})().catch((e) => { console.error(String(e)); process.exitCode = 1; });
+})().catch((e) => {
+  console.error(String(e));
+  process.exitCode = 1;
+});

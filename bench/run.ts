@@ -35,7 +35,14 @@ const GATE_SIZES = [1, 4, 16, 64, 256, 1024];
 const RESTORE_SIZES = [1, 4, 16];
 const BENCH = resolve(projectRoot, 'bench');
 
-interface Stats { n: number; median: number; p10: number; p90: number; min: number; max: number }
+interface Stats {
+  n: number;
+  median: number;
+  p10: number;
+  p90: number;
+  min: number;
+  max: number;
+}
 function stats(xs: number[]): Stats {
   const s = [...xs].sort((a, b) => a - b);
   const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * (s.length - 1)))]!;
@@ -45,17 +52,35 @@ const ms = (x: number) => x.toFixed(x < 10 ? 2 : 1);
 
 function event(session: string, tree: string, action: ActionName, trees: number): StageEvent {
   return {
-    session, tree, action, actionName: action, initPid: action === 'pre-restore' ? 0 : 4242, imageDir: '/bench',
-    host: hostname(), hookPid: process.pid, criuPid: process.pid, monoNs: process.hrtime.bigint(),
-    wallNs: BigInt(Date.now()) * 1_000_000n, attempt: 1, expectedTrees: trees, reason: '',
+    session,
+    tree,
+    action,
+    actionName: action,
+    initPid: action === 'pre-restore' ? 0 : 4242,
+    imageDir: '/bench',
+    host: hostname(),
+    hookPid: process.pid,
+    criuPid: process.pid,
+    monoNs: process.hrtime.bigint(),
+    wallNs: BigInt(Date.now()) * 1_000_000n,
+    attempt: 1,
+    expectedTrees: trees,
+    reason: '',
   };
 }
 
 // ------------------------------------------------------------------ 1. hook cost
 async function hookCost(d: Daemon) {
   const env = (action: string, prefix: string) => ({
-    ...process.env, CRTOOLS_SCRIPT_ACTION: action, CRTOOLS_INIT_PID: '4242', CRTOOLS_IMAGE_DIR: '/tmp',
-    STAGEGATE_ENDPOINT: d.endpoint, STAGEGATE_TREE: 't', STAGEGATE_TREES: '1', STAGEGATE_TIMEOUT: '10', SESSION_PREFIX: prefix,
+    ...process.env,
+    CRTOOLS_SCRIPT_ACTION: action,
+    CRTOOLS_INIT_PID: '4242',
+    CRTOOLS_IMAGE_DIR: '/tmp',
+    STAGEGATE_ENDPOINT: d.endpoint,
+    STAGEGATE_TREE: 't',
+    STAGEGATE_TREES: '1',
+    STAGEGATE_TIMEOUT: '10',
+    SESSION_PREFIX: prefix,
   });
   const timeRuns = async (label: string, action: string, cmd: string[]) => {
     const r = await run(join(BENCH, 'time-runs.sh'), [String(HOOK_RUNS), ...cmd], env(action, `hook-${label}-${action}`));
@@ -77,7 +102,13 @@ async function restoreOverhead(dir: string, d: Daemon) {
   const maxTrees = Math.max(...RESTORE_SIZES);
   const shm = `/dev/shm/sg-bench-${process.pid}`;
   const cp = await checkpointTrees(dir, maxTrees, 3, shm);
-  const modes = ['no action script', 'empty shell script', 'stagegate hook', 'stagegate restore (CLI)', 'stagegate restore, arrival barrier'] as const;
+  const modes = [
+    'no action script',
+    'empty shell script',
+    'stagegate hook',
+    'stagegate restore (CLI)',
+    'stagegate restore, arrival barrier',
+  ] as const;
   const rows: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[] = [];
   let session = 0;
   for (const n of RESTORE_SIZES) {
@@ -87,19 +118,34 @@ async function restoreOverhead(dir: string, d: Daemon) {
       for (let rep = 0; rep < RESTORE_REPS; rep++) {
         const s = `restore-${n}-${session++}`;
         // the arrival barrier is a session setting: opened before the clock starts
-        if (mode === 'stagegate restore, arrival barrier') await openSession(d.endpoint, { session: s, expectedTrees: n, attempt: 1, deadlineMs: 0, holdAt: 'pre-restore' });
+        if (mode === 'stagegate restore, arrival barrier')
+          await openSession(d.endpoint, { session: s, expectedTrees: n, attempt: 1, deadlineMs: 0, holdAt: 'pre-restore' });
         const started = performance.now();
         const procs = [...Array(n).keys()].map((k) => {
           const work = join(dir, `w-${s}-${k}`);
           mkdirSync(work);
           const pidfile = join(work, 'pid');
           const criuArgs = ['-D', cp.images[k]!, '-W', work, '-d', '--pidfile', pidfile, '-o', join(work, 'restore.log')];
-          const env = { ...process.env, STAGEGATE_ENDPOINT: d.endpoint, STAGEGATE_SESSION: s, STAGEGATE_TREE: `t${k}`, STAGEGATE_TREES: String(n), STAGEGATE_TIMEOUT: '60' };
+          const env = {
+            ...process.env,
+            STAGEGATE_ENDPOINT: d.endpoint,
+            STAGEGATE_SESSION: s,
+            STAGEGATE_TREE: `t${k}`,
+            STAGEGATE_TREES: String(n),
+            STAGEGATE_TIMEOUT: '60',
+          };
           const child =
-            mode === 'no action script' ? spawn(criuPath(), ['restore', ...criuArgs], { stdio: 'ignore' })
-            : mode === 'empty shell script' ? spawn(criuPath(), ['restore', '--action-script', join(BENCH, 'empty-hook.sh'), ...criuArgs], { stdio: 'ignore' })
-            : mode === 'stagegate hook' ? spawn(criuPath(), ['restore', '--action-script', hookPath(), ...criuArgs], { stdio: 'ignore', env })
-            : spawn(resolve(projectRoot, 'bin/stagegate'), ['restore', '--session', s, '--tree', `t${k}`, '--trees', String(n), '--endpoint', d.endpoint, '--', ...criuArgs], { stdio: 'ignore' });
+            mode === 'no action script'
+              ? spawn(criuPath(), ['restore', ...criuArgs], { stdio: 'ignore' })
+              : mode === 'empty shell script'
+                ? spawn(criuPath(), ['restore', '--action-script', join(BENCH, 'empty-hook.sh'), ...criuArgs], { stdio: 'ignore' })
+                : mode === 'stagegate hook'
+                  ? spawn(criuPath(), ['restore', '--action-script', hookPath(), ...criuArgs], { stdio: 'ignore', env })
+                  : spawn(
+                      resolve(projectRoot, 'bin/stagegate'),
+                      ['restore', '--session', s, '--tree', `t${k}`, '--trees', String(n), '--endpoint', d.endpoint, '--', ...criuArgs],
+                      { stdio: 'ignore' },
+                    );
           return { child, pidfile };
         });
         const codes = await Promise.all(procs.map((p) => exited(p.child)));
@@ -111,7 +157,14 @@ async function restoreOverhead(dir: string, d: Daemon) {
       }
       const st = stats(times);
       base[mode] = st.median;
-      rows.push({ mode, trees: n, median: st.median, p10: st.p10, p90: st.p90, ratio: st.median / base['empty shell script']! || undefined });
+      rows.push({
+        mode,
+        trees: n,
+        median: st.median,
+        p10: st.p10,
+        p90: st.p90,
+        ratio: st.median / base['empty shell script']! || undefined,
+      });
     }
     for (const r of rows.filter((x) => x.trees === n)) r.ratio = r.median / base['no action script']!;
   }
@@ -201,10 +254,13 @@ async function memoryWithBos(d: Daemon, imageDir: string) {
   for (let k = 0; k < n; k++) {
     for (let j = 0; j < 4; j++) {
       const at = (base: bigint) => base + BigInt(j) * 0x200000n;
-      manifest.push({ id: `gpu-${k}-${j}`, mappers: [
-        { tree: `t${k}`, pid: 1, start: at(0x7f0000000000n), size: 0x200000n, prot: 3 },
-        { tree: `t${(k + 1) % n}`, pid: 1, start: at(0x7f4000000000n), size: 0x200000n, prot: 3 },
-      ] });
+      manifest.push({
+        id: `gpu-${k}-${j}`,
+        mappers: [
+          { tree: `t${k}`, pid: 1, start: at(0x7f0000000000n), size: 0x200000n, prot: 3 },
+          { tree: `t${(k + 1) % n}`, pid: 1, start: at(0x7f4000000000n), size: 0x200000n, prot: 3 },
+        ],
+      });
     }
   }
   const before = daemonRss(d);
@@ -218,7 +274,8 @@ async function memoryWithBos(d: Daemon, imageDir: string) {
   });
   const t0 = performance.now();
   await Promise.all(socks.map((s, k) => s.send(encodeRequestEvent({ ...event('mem', `t${k}`, 'pre-restore', n), imageDir }))));
-  const inspected = () => d.messages.filter((m) => 'decision' in m && m.decision.session === 'mem' && m.decision.kind === 'tree-inspected').length;
+  const inspected = () =>
+    d.messages.filter((m) => 'decision' in m && m.decision.session === 'mem' && m.decision.kind === 'tree-inspected').length;
   while (inspected() < n && performance.now() - t0 < 120_000) await sleep(100);
   const secs = (performance.now() - t0) / 1000;
   const rss = daemonRss(d);
@@ -269,9 +326,21 @@ async function verificationCost() {
     let out = '';
     await new Promise<void>((res) => child.stdout!.on('data', (d) => ((out += d), out.includes('ready') && res())));
     const pid = child.pid!;
-    const mappings: MappingRef[] = out.trim().split('\n').filter((l) => l !== 'ready').map((a) => ({
-      bo: 'memfd:bench:1', kind: 'memfd', label: 'bench', tree: 'bench', pid, start: BigInt(`0x${a}`), size: BigInt(sizeMiB) << 20n, prot: 3, pgoff: 0n,
-    }));
+    const mappings: MappingRef[] = out
+      .trim()
+      .split('\n')
+      .filter((l) => l !== 'ready')
+      .map((a) => ({
+        bo: 'memfd:bench:1',
+        kind: 'memfd',
+        label: 'bench',
+        tree: 'bench',
+        pid,
+        start: BigInt(`0x${a}`),
+        size: BigInt(sizeMiB) << 20n,
+        prot: 3,
+        pgoff: 0n,
+      }));
     const times: number[] = [];
     for (let rep = 0; rep < RESTORE_REPS + 1; rep++) {
       const t0 = performance.now();
@@ -298,7 +367,14 @@ async function main() {
   // synthetic hooks carry no real images: gate whole trees; real restores use the default, verify
   const daemon = await Daemon.start(dir, 600, 'none', '-synthetic');
   const verifying = await Daemon.start(dir, 600, 'verify');
-  const machine = { host: hostname(), cpus: `${cpus().length} × ${cpus()[0]?.model}`, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version, criu: (await run(criuPath(), ['--version'])).output.split('\n')[0] };
+  const machine = {
+    host: hostname(),
+    cpus: `${cpus().length} × ${cpus()[0]?.model}`,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.version,
+    criu: (await run(criuPath(), ['--version'])).output.split('\n')[0],
+  };
   try {
     const only = process.env.BENCH_ONLY?.split(',');
     const want = (k: string) => !only || only.includes(k);
@@ -315,7 +391,18 @@ async function main() {
     const memory = want('memory') ? await memoryWithBos(verifying, join(dir, 'images-0')) : null;
     console.error('bench: verification cost…');
     const verify = want('verify') ? await verificationCost() : [];
-    const result = { date: new Date().toISOString(), machine, quick: QUICK, hook, gate: gate.rows, daemonRssMiBAt1024Trees: gate.rssAt1024, throughput: thr, restore, verify, memory };
+    const result = {
+      date: new Date().toISOString(),
+      machine,
+      quick: QUICK,
+      hook,
+      gate: gate.rows,
+      daemonRssMiBAt1024Trees: gate.rssAt1024,
+      throughput: thr,
+      restore,
+      verify,
+      memory,
+    };
     const md = report(result);
     mkdirSync(join(BENCH, 'results'), { recursive: true });
     if (!only) {
@@ -332,38 +419,68 @@ async function main() {
 }
 
 function report(r: {
-  date: string; machine: Record<string, unknown>; hook: ({ hook: string; action: string } & Stats)[]; gate: ({ trees: number; gate: string; firstMedian: number } & Stats)[];
-  daemonRssMiBAt1024Trees: number; throughput: { events: number; perSecond: number }; restore: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[];
+  date: string;
+  machine: Record<string, unknown>;
+  hook: ({ hook: string; action: string } & Stats)[];
+  gate: ({ trees: number; gate: string; firstMedian: number } & Stats)[];
+  daemonRssMiBAt1024Trees: number;
+  throughput: { events: number; perSecond: number };
+  restore: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[];
   verify: { sizeMiB: number; mappings: number; median: number; fullReadMsPerMapping: number }[];
   memory: { trees: number; bosPerTree: number; inspected: number; seconds: number; rssMiB: number; rssBeforeMiB: number } | null;
 }): string {
   const L: string[] = [];
   L.push(`# stagegate benchmark — ${r.date}`, '');
-  L.push(`Machine: ${Object.entries(r.machine).map(([k, v]) => `${k} ${v}`).join(', ')}`, '');
-  L.push('## 1. Hook cost per action (ms, wall, fork+exec from bash as criu does)', '', '| hook | action | median | p10 | p90 | runs |', '|---|---|---:|---:|---:|---:|');
+  L.push(
+    `Machine: ${Object.entries(r.machine)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+    '',
+  );
+  L.push(
+    '## 1. Hook cost per action (ms, wall, fork+exec from bash as criu does)',
+    '',
+    '| hook | action | median | p10 | p90 | runs |',
+    '|---|---|---:|---:|---:|---:|',
+  );
   for (const h of r.hook) L.push(`| ${h.hook} | ${h.action} | ${ms(h.median)} | ${ms(h.p10)} | ${ms(h.p90)} | ${h.n} |`);
   L.push('', 'Target: stagegate hook ≤ 5 ms per action.', '');
-  L.push('## 2. Restore overhead (ms, wall, N trees × 3 processes restored concurrently; stagegate with the verify activator: 4 BOs per tree checked)', '', '| trees | mode | median | p10 | p90 | vs no script |', '|---:|---|---:|---:|---:|---:|');
+  L.push(
+    '## 2. Restore overhead (ms, wall, N trees × 3 processes restored concurrently; stagegate with the verify activator: 4 BOs per tree checked)',
+    '',
+    '| trees | mode | median | p10 | p90 | vs no script |',
+    '|---:|---|---:|---:|---:|---:|',
+  );
   for (const x of r.restore) L.push(`| ${x.trees} | ${x.mode} | ${ms(x.median)} | ${ms(x.p10)} | ${ms(x.p90)} | ${x.ratio?.toFixed(2)}× |`);
   L.push('', 'Target: stagegate adds ≤ 10% or ≤ 20 ms (the larger) to a 4-tree restore vs plain CRIU with shell hooks.', '');
-  L.push('## 3. Gate latency (ms): last tree\'s arrival sent → every waiting hook has its verdict', '');
+  L.push("## 3. Gate latency (ms): last tree's arrival sent → every waiting hook has its verdict", '');
   L.push('Simulated hooks: one ZeroMQ socket per tree, all in one Node.js client process; "first" is the first verdict received.', '');
   L.push('| trees | gate | median (all) | p10 | p90 | max | median (first) |', '|---:|---|---:|---:|---:|---:|---:|');
-  for (const g of r.gate) L.push(`| ${g.trees} | ${g.gate} | ${ms(g.median)} | ${ms(g.p10)} | ${ms(g.p90)} | ${ms(g.max)} | ${ms(g.firstMedian)} |`);
+  for (const g of r.gate)
+    L.push(`| ${g.trees} | ${g.gate} | ${ms(g.median)} | ${ms(g.p10)} | ${ms(g.p90)} | ${ms(g.max)} | ${ms(g.firstMedian)} |`);
   L.push('', 'Targets: ≤ 2 ms at 64 trees, ≤ 20 ms at 1,024.', '');
   L.push('## 4. Throughput and memory', '');
-  L.push(`- pre-restore events through one daemon, each answered at once (no arrival barrier): ${Math.round(r.throughput.perSecond).toLocaleString('en')} events/s (${r.throughput.events.toLocaleString('en')} events; target ≥ 20,000/s)`);
+  L.push(
+    `- pre-restore events through one daemon, each answered at once (no arrival barrier): ${Math.round(r.throughput.perSecond).toLocaleString('en')} events/s (${r.throughput.events.toLocaleString('en')} events; target ≥ 20,000/s)`,
+  );
   L.push(`- daemon RSS with 1,024 trees waiting at the resume barrier: ${r.daemonRssMiBAt1024Trees.toFixed(1)} MiB (target ≤ 200 MiB)`);
   if (r.memory) {
     const m = r.memory;
-    L.push(`- daemon RSS with ${m.trees.toLocaleString('en')} trees of one session and ${m.bosPerTree} BOs each (images read for ${m.inspected} trees in ${m.seconds.toFixed(1)} s, 4 BOs from the images + 4 from a manifest per tree): ${m.rssMiB.toFixed(1)} MiB (${m.rssBeforeMiB.toFixed(1)} MiB before; target ≤ 200 MiB)`);
+    L.push(
+      `- daemon RSS with ${m.trees.toLocaleString('en')} trees of one session and ${m.bosPerTree} BOs each (images read for ${m.inspected} trees in ${m.seconds.toFixed(1)} s, 4 BOs from the images + 4 from a manifest per tree): ${m.rssMiB.toFixed(1)} MiB (${m.rssBeforeMiB.toFixed(1)} MiB before; target ≤ 200 MiB)`,
+    );
   }
   L.push('');
   L.push('## 5. Verification cost (verify activator: /proc maps + map_files + sampled pages, then the comparison)', '');
-  L.push('| mapping size | mappings | verify (ms) | per mapping (ms) | per GiB mapped (ms) | reading one mapping in full (ms) |', '|---:|---:|---:|---:|---:|---:|');
+  L.push(
+    '| mapping size | mappings | verify (ms) | per mapping (ms) | per GiB mapped (ms) | reading one mapping in full (ms) |',
+    '|---:|---:|---:|---:|---:|---:|',
+  );
   for (const v of r.verify) {
     const gib = (v.sizeMiB * v.mappings) / 1024;
-    L.push(`| ${v.sizeMiB} MiB | ${v.mappings} | ${ms(v.median)} | ${ms(v.median / v.mappings)} | ${ms(v.median / gib)} | ${ms(v.fullReadMsPerMapping)} |`);
+    L.push(
+      `| ${v.sizeMiB} MiB | ${v.mappings} | ${ms(v.median)} | ${ms(v.median / v.mappings)} | ${ms(v.median / gib)} | ${ms(v.fullReadMsPerMapping)} |`,
+    );
   }
   L.push('', `Samples: one page every ${Number(SAMPLE_STRIDE) / 1024} KiB of the object, at most ${MAX_SAMPLES} per mapping.`, '');
   return L.join('\n');

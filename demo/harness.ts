@@ -20,7 +20,6 @@ export const STAGEGATE = resolve(projectRoot, 'bin/stagegate');
 // Layout shared with demo/workload.c.
 const SLOTS_OFFSET = 4096;
 const SLOT_SIZE = 128;
-const MAX_PROCS = 16;
 const SLOT_MAGIC = 0x53474154;
 export const SHM_SIZE = 1 << 20;
 export const PATTERN_SIZE = 1 << 20;
@@ -69,8 +68,7 @@ export function readSlots(shm: string): Slot[] {
   return out;
 }
 
-export const slotOf = (slots: Slot[], tree: number, idx: number): Slot | undefined =>
-  slots.find((s) => s.tree === tree && s.idx === idx);
+export const slotOf = (slots: Slot[], tree: number, idx: number): Slot | undefined => slots.find((s) => s.tree === tree && s.idx === idx);
 
 /** The pattern demo/workload.c writes into A (for content checks). */
 export function expectedPattern(tree: number): Buffer {
@@ -189,20 +187,39 @@ export function restoreTree(o: {
   const log = join(workDir, 'restore.log');
   const args = [
     'restore',
-    '--session', o.session,
-    '--tree', o.tree,
-    '--trees', String(o.trees),
-    '--endpoint', o.endpoint,
-    '--attempt', String(o.attempt ?? 1),
-    '--timeout', String(o.timeoutS ?? 30),
+    '--session',
+    o.session,
+    '--tree',
+    o.tree,
+    '--trees',
+    String(o.trees),
+    '--endpoint',
+    o.endpoint,
+    '--attempt',
+    String(o.attempt ?? 1),
+    '--timeout',
+    String(o.timeoutS ?? 30),
     '--',
     // A work dir of its own: criu writes stats-restore into its work dir, and
     // the images dir must stay byte-for-byte unchanged.
-    '-D', o.images, '-W', workDir, '-d', '--pidfile', pidfile, '-o', log, '-v4',
+    '-D',
+    o.images,
+    '-W',
+    workDir,
+    '-d',
+    '--pidfile',
+    pidfile,
+    '-o',
+    log,
+    '-v4',
     ...(o.criuArgs ?? []),
   ];
   const [cmd, ...pre] = [...(o.via ?? []), STAGEGATE];
-  const child = spawn(cmd!, [...pre, ...args], { env: { ...process.env, ...o.extraEnv }, stdio: ['ignore', 'pipe', 'pipe'], detached: o.detached ?? false });
+  const child = spawn(cmd!, [...pre, ...args], {
+    env: { ...process.env, ...o.extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: o.detached ?? false,
+  });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
@@ -260,10 +277,14 @@ export class Daemon {
     for (let n = 2; existsSync(logFile); n++) logFile = join(dir, `daemon${name}-${n}.log`);
     const fd = openSync(logFile, 'a');
     const [cmd, ...pre] = [...via, STAGEGATE];
-    const child = spawn(cmd!, [...pre, 'serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS), '--activator', activator, ...extra], {
-      stdio: ['ignore', 'ignore', fd],
-      env,
-    });
+    const child = spawn(
+      cmd!,
+      [...pre, 'serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS), '--activator', activator, ...extra],
+      {
+        stdio: ['ignore', 'ignore', fd],
+        env,
+      },
+    );
     closeSync(fd);
     const d = new Daemon(child, endpoint, events, logFile);
     const deadline = Date.now() + 15_000;

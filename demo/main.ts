@@ -17,8 +17,17 @@ import { processVmRead } from '../src/native';
 import { readCheckpoint } from '../src/images/checkpoint';
 import { bosOfCheckpoints } from '../src/images/vma';
 import {
-  Daemon, PATTERN_SIZE, checkpointTrees, expectedPattern, hashDir, killTree, readPidfile, readSlots,
-  restoreTree, sleep, type Slot,
+  Daemon,
+  PATTERN_SIZE,
+  checkpointTrees,
+  expectedPattern,
+  hashDir,
+  killTree,
+  readPidfile,
+  readSlots,
+  restoreTree,
+  sleep,
+  type Slot,
 } from './harness';
 
 const LATE_MS = Number(process.env.STAGEGATE_DEMO_LATE_MS ?? 2000);
@@ -62,7 +71,14 @@ async function main(): Promise<number> {
     for (const t of TREES) {
       if (t.name === 'late') await sleep(LATE_MS);
       runs.push(
-        restoreTree({ endpoint: daemon.endpoint, session: SESSION, tree: t.name, trees: TREES.length, images: images[t.name]!, workDir: dir }),
+        restoreTree({
+          endpoint: daemon.endpoint,
+          session: SESSION,
+          tree: t.name,
+          trees: TREES.length,
+          images: images[t.name]!,
+          workDir: dir,
+        }),
       );
     }
     const results = await Promise.all(runs.map((r) => r.done));
@@ -82,13 +98,25 @@ async function main(): Promise<number> {
     for (const m of daemon.messages) {
       if ('event' in m) {
         const e = m.event;
-        rows.push([Number(e.wallNs / 1_000_000n), `${e.tree.padEnd(6)} ${e.action}${e.action === 'post-restore' || e.action === 'pre-resume' ? '  (hook waits for the coordinator)' : ''}`]);
+        rows.push([
+          Number(e.wallNs / 1_000_000n),
+          `${e.tree.padEnd(6)} ${e.action}${e.action === 'post-restore' || e.action === 'pre-resume' ? '  (hook waits for the coordinator)' : ''}`,
+        ]);
       } else {
         const d = m.decision;
-        if (d.kind === 'gate-opened') rows.push([d.at, `GATE   ${d.action} gate opened for ${d.trees.join(', ')} (first arrival waited ${(d.waitedMs / 1000).toFixed(3)} s)`]);
+        if (d.kind === 'gate-opened')
+          rows.push([
+            d.at,
+            `GATE   ${d.action} gate opened for ${d.trees.join(', ')} (first arrival waited ${(d.waitedMs / 1000).toFixed(3)} s)`,
+          ]);
         if (d.kind === 'session-aborted') rows.push([d.at, `ABORT  ${d.code}: ${d.reason}`]);
-        if (d.kind === 'bo-activated') rows.push([d.at, `BO     ${d.reason} of ${d.trees.join(" + ")} verified on all ${d.detail.split(", ").length} mappers: activated`]);
-        if (d.kind === 'tree-released' && d.action === 'post-restore') rows.push([d.at, `${d.tree.padEnd(6)} post-restore answered: every BO it maps is active`]);
+        if (d.kind === 'bo-activated')
+          rows.push([
+            d.at,
+            `BO     ${d.reason} of ${d.trees.join(' + ')} verified on all ${d.detail.split(', ').length} mappers: activated`,
+          ]);
+        if (d.kind === 'tree-released' && d.action === 'post-restore')
+          rows.push([d.at, `${d.tree.padEnd(6)} post-restore answered: every BO it maps is active`]);
         if (d.kind === 'session-completed') rows.push([d.at, `DONE   session ${d.session} completed`]);
       }
     }
@@ -122,10 +150,17 @@ async function main(): Promise<number> {
       'every process keeps running after resume',
       later.every((s) => s.counter > (after.find((a) => a.tree === s.tree && a.idx === s.idx)?.counter ?? 0n)),
     );
-    check('every process reads the right pattern through its own mapping', later.every((s) => s.patternOk));
+    check(
+      'every process reads the right pattern through its own mapping',
+      later.every((s) => s.patternOk),
+    );
     check(
       "each tree's root sees its children's counters advance through shared memory",
-      TREES.every((t) => (later.find((s) => s.tree === t.index && s.idx === 0)?.peerSeen ?? 0n) > (before.find((s) => s.tree === t.index && s.idx === 0)?.peerSeen ?? 0n)),
+      TREES.every(
+        (t) =>
+          (later.find((s) => s.tree === t.index && s.idx === 0)?.peerSeen ?? 0n) >
+          (before.find((s) => s.tree === t.index && s.idx === 0)?.peerSeen ?? 0n),
+      ),
     );
 
     // Shared memory read from each restored process at its own address must be identical.
@@ -139,7 +174,7 @@ async function main(): Promise<number> {
         sameBytes &&= host !== undefined && (await processVmRead(host, s.aAddr, PATTERN_SIZE)).equals(want);
       }
     }
-    check('process_vm_readv of the shared region at each process\'s address returns identical bytes', sameBytes);
+    check("process_vm_readv of the shared region at each process's address returns identical bytes", sameBytes);
     const unchanged = TREES.every((t) => JSON.stringify(hashDir(images[t.name]!)) === JSON.stringify(cp.hashes[t.index]));
     check('checkpoint images unchanged by the restore', unchanged);
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test: type check, unit and marble tests, the hook and CLI against
+# Runs every test: type check, lint and format check, unit and marble tests, the hook and CLI against
 # real sockets, and the end-to-end restores on real CRIU. Files run one at a
 # time: the CRIU tests create pid namespaces and must not race each other.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 node_modules/.bin/tsc --noEmit
+npm run --silent lint
 shopt -s nullglob
 files=(spec/unit/*.test.ts spec/marble/*.test.ts spec/integration/*.test.ts spec/e2e/*.test.ts)
 # leak-check: a test file that leaves a process running fails

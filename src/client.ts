@@ -59,9 +59,10 @@ export async function sendEvent(endpoint: string, ev: StageEvent, lingerMs = 500
 function whyNoAnswer(endpoint: string, timeoutMs: number, err: unknown): string {
   const path = ipcPath(endpoint);
   if (path && !existsSync(path)) return `no coordinator listens at ${endpoint}: ${path} does not exist (is stagegate serve running?)`;
-  if ((err as { code?: string })?.code !== 'EAGAIN') return `cannot talk to the coordinator at ${endpoint}: ${(err as Error)?.message ?? String(err)}`;
+  if ((err as { code?: string })?.code !== 'EAGAIN')
+    return `cannot talk to the coordinator at ${endpoint}: ${(err as Error)?.message ?? String(err)}`;
   const curve = endpoint.startsWith('tcp://') && process.env.STAGEGATE_CURVE_CLIENT;
-  return `no answer from the coordinator at ${endpoint} within ${timeoutMs} ms${curve ? ' (is it running, and is this client\'s key in its allow-list?)' : ' (is it running?)'}`;
+  return `no answer from the coordinator at ${endpoint} within ${timeoutMs} ms${curve ? " (is it running, and is this client's key in its allow-list?)" : ' (is it running?)'}`;
 }
 
 /** Sends a request and waits for one reply frame, at most `timeoutMs`. */

@@ -89,7 +89,9 @@ function scopedView(views: SessionView[], scopes: Scope[] | null): SessionView[]
     .map((v) => ({
       ...v,
       trees: v.trees.filter((t) => mine(t.tree, v.session)),
-      bos: v.bos.map((b) => ({ ...b, mappers: b.mappers.filter((m) => mine(m.slice(0, m.indexOf('/')), v.session)) })).filter((b) => b.mappers.length > 0),
+      bos: v.bos
+        .map((b) => ({ ...b, mappers: b.mappers.filter((m) => mine(m.slice(0, m.indexOf('/')), v.session)) }))
+        .filter((b) => b.mappers.length > 0),
     }));
 }
 
@@ -99,7 +101,9 @@ export class Coordinator {
   private locks: FileLock[] = [];
   private guard: ConnectionGuard | null = null;
   private journal: Journal | null = null;
-  private readonly rejectLog = new RateLimit(REJECTS_PER_SECOND, (n) => this.opts.logger.warn(`${n} more rejected frame(s) in the last second, not logged one by one`));
+  private readonly rejectLog = new RateLimit(REJECTS_PER_SECOND, (n) =>
+    this.opts.logger.warn(`${n} more rejected frame(s) in the last second, not logged one by one`),
+  );
   /** reads checkpoints in a worker thread, with limits (a checkpoint is untrusted input) */
   private readonly inspector = new ImageInspector();
   /** the pipeline died: the daemon can no longer serve */
@@ -137,9 +141,17 @@ export class Coordinator {
     const nofile = raiseNofileLimit();
     const max = opts.maxConnections ?? defaultConnectionBound(nofile.after);
     const few = max < 1024;
-    opts.logger.log(few ? 'warn' : 'info', `open-file limit ${nofile.after}: at most ${max} connections (hooks, clients, subscribers) at once; beyond that new ones wait${few ? ' (raise the limit: ulimit -n, LimitNOFILE=)' : ''}`, { ...nofile, maxConnections: max });
+    opts.logger.log(
+      few ? 'warn' : 'info',
+      `open-file limit ${nofile.after}: at most ${max} connections (hooks, clients, subscribers) at once; beyond that new ones wait${few ? ' (raise the limit: ulimit -n, LimitNOFILE=)' : ''}`,
+      { ...nofile, maxConnections: max },
+    );
     const guard = new ConnectionGuard(new ConnectionBudget(max), {
-      onPause: (n, m) => opts.logger.warn(`${n} connections held, the bound (serve --max-connections ${m}): refusing new connections until some close; new hooks retry until their timeout`, { connections: n, maxConnections: m }),
+      onPause: (n, m) =>
+        opts.logger.warn(
+          `${n} connections held, the bound (serve --max-connections ${m}): refusing new connections until some close; new hooks retry until their timeout`,
+          { connections: n, maxConnections: m },
+        ),
       onResume: (n, m) => opts.logger.info(`${n} connections held: accepting new connections again`, { connections: n, maxConnections: m }),
       onError: (err) => opts.logger.error('cannot hide or restore an IPC socket', { error: err.message }),
     });
@@ -191,7 +203,13 @@ export class Coordinator {
     c.zap = zap;
     c.guard = guard;
     if ((opts.activator ?? 'verify') !== 'none') c.inspector.warm();
-    const config = { defaultDeadlineMs: opts.deadlineMs, defaultActivator: opts.activator ?? 'verify', defaultHoldAt: opts.holdAt ?? 'none', allowedActivators: opts.allowedActivators ?? [], ...(opts.maxSessions ? { maxSessions: opts.maxSessions } : {}) } as const;
+    const config = {
+      defaultDeadlineMs: opts.deadlineMs,
+      defaultActivator: opts.activator ?? 'verify',
+      defaultHoldAt: opts.holdAt ?? 'none',
+      allowedActivators: opts.allowedActivators ?? [],
+      ...(opts.maxSessions ? { maxSessions: opts.maxSessions } : {}),
+    } as const;
     let recovered: { state: CoordinatorState; effects: Effect[] } | undefined;
     if (opts.stateDir) {
       try {
@@ -207,11 +225,14 @@ export class Coordinator {
         hooks.close();
         publisher.close();
         zap?.close();
-        throw new StagegateError(ErrorCodes.USAGE, `cannot use state directory ${opts.stateDir}: ${(err as Error).message}`, { cause: err });
+        throw new StagegateError(ErrorCodes.USAGE, `cannot use state directory ${opts.stateDir}: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
     }
     hooks.onSendError = (err) => opts.logger.error('verdict not sent', { error: String(err) });
-    hooks.onStatus = (peer, session, scopes) => hooks.replyFrame(peer, encodeStatusReply(scopedView(statusView(c.state, session), scopes), wallMs()));
+    hooks.onStatus = (peer, session, scopes) =>
+      hooks.replyFrame(peer, encodeStatusReply(scopedView(statusView(c.state, session), scopes), wallMs()));
     c.sub = merge(hooks.inputs(wallMs), c.results)
       .pipe(
         tap((i) => c.record(i)),

@@ -13,10 +13,15 @@ export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 
 /** JSON lines, or on a terminal one readable line per entry. An unknown level is refused (winston would silently log nothing). */
 export function createLogger(level = process.env.STAGEGATE_LOG_LEVEL ?? 'info', human = !!process.stderr.isTTY): Logger {
-  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`log level '${level.slice(0, 40)}' is not one of ${LOG_LEVELS.join(', ')}`);
+  if (!(LOG_LEVELS as readonly string[]).includes(level))
+    throw new UsageError(`log level '${level.slice(0, 40)}' is not one of ${LOG_LEVELS.join(', ')}`);
   const readable = winston.format.printf(({ timestamp, level: lvl, message, session, tree, action, pid, ...rest }) => {
-    const where = session ? ` [${session}${tree ? `/${tree}` : ''}${action && action !== 'unknown' ? ` ${action}` : ''}${pid ? ` pid ${pid}` : ''}]` : '';
-    const more = Object.entries(rest).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+    const where = session
+      ? ` [${session}${tree ? `/${tree}` : ''}${action && action !== 'unknown' ? ` ${action}` : ''}${pid ? ` pid ${pid}` : ''}]`
+      : '';
+    const more = Object.entries(rest)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
     return `${timestamp} ${lvl.padEnd(5)}${where} ${message}${more.length ? ` ${more.join(' ')}` : ''}`;
   });
   return winston.createLogger({

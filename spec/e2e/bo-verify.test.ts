@@ -24,7 +24,7 @@ const eventAt = (d: Daemon, tree: string, action: string) => {
 };
 
 describe('verify activator on real CRIU', () => {
-  it('answers a tree that shares nothing without waiting for the other tree\'s restore; the resume barrier still holds', async () => {
+  it("answers a tree that shares nothing without waiting for the other tree's restore; the resume barrier still holds", async () => {
     const { cp, daemon, restore } = await scenario('pertree', 2, { separate: true });
     const a = restore(0);
     await sleep(1500);
@@ -34,11 +34,14 @@ describe('verify activator on real CRIU', () => {
     const t0 = released.find((d) => d.tree === 't0')!;
     // t0 maps a regular file (its status file), so it waits until every tree's images are known
     // (t1's pre-restore) -- but not for t1's memory to be restored and verified.
-    assert.ok(t0.at >= eventAt(daemon, 't1', 'pre-restore'), 'file BOs need every tree\'s images');
+    assert.ok(t0.at >= eventAt(daemon, 't1', 'pre-restore'), "file BOs need every tree's images");
     assert.ok(t0.at < eventAt(daemon, 't1', 'post-restore'), 'tree t0 passed post-restore before tree t1 reached it');
-    assert.ok(t0.at - eventAt(daemon, 't0', 'post-restore') > 1000, 'tree t0 did wait for t1\'s images');
+    assert.ok(t0.at - eventAt(daemon, 't0', 'post-restore') > 1000, "tree t0 did wait for t1's images");
     const activated = decisions(daemon).filter((d) => d.kind === 'bo-activated' && d.trees.includes('t0'));
-    assert.deepEqual(activated.map((d) => d.reason).sort(), [cp.shmFiles[0]!, 'SysV shm 0', 'memfd /dev/zero', 'memfd stagegate-memfd'].sort());
+    assert.deepEqual(
+      activated.map((d) => d.reason).sort(),
+      [cp.shmFiles[0]!, 'SysV shm 0', 'memfd /dev/zero', 'memfd stagegate-memfd'].sort(),
+    );
     assert.ok(activated.every((d) => d.at <= t0.at));
     // ... but nobody resumed before the last tree reached pre-resume
     await sleep(200);
@@ -51,29 +54,48 @@ describe('verify activator on real CRIU', () => {
   for (const [kind, manifest, message] of [
     [
       'a mapping not where the manifest says',
-      (): ManifestBo[] => [{ id: 'gpu0', mappers: [
-        { tree: 't0', pid: 1, start: addrC(0, 0), size: 0x10000n, prot: 3 },
-        { tree: 't0', pid: 2, start: addrC(0, 1) + 0x1000n, size: 0x1000n, prot: 3 },
-      ] }],
+      (): ManifestBo[] => [
+        {
+          id: 'gpu0',
+          mappers: [
+            { tree: 't0', pid: 1, start: addrC(0, 0), size: 0x10000n, prot: 3 },
+            { tree: 't0', pid: 2, start: addrC(0, 1) + 0x1000n, size: 0x1000n, prot: 3 },
+          ],
+        },
+      ],
       /\[E_VERIFY\] BO gpu0 \(manifest:gpu0\): tree t0 task 2 at 0x580004001000: no mapping starts at 0x580004001000 \(it lies inside 0x580004000000-0x580004010000 rw-s\)/,
     ],
     [
       'mappers backed by different objects with different bytes',
-      (): ManifestBo[] => [{ id: 'gpu1', mappers: [
-        { tree: 't0', pid: 1, start: addrC(0, 0), size: 0x10000n, prot: 3 },
-        { tree: 't1', pid: 1, start: addrC(1, 0), size: 0x10000n, prot: 3 },
-      ] }],
+      (): ManifestBo[] => [
+        {
+          id: 'gpu1',
+          mappers: [
+            { tree: 't0', pid: 1, start: addrC(0, 0), size: 0x10000n, prot: 3 },
+            { tree: 't1', pid: 1, start: addrC(1, 0), size: 0x10000n, prot: 3 },
+          ],
+        },
+      ],
       /\[E_VERIFY\] BO gpu1 \(manifest:gpu1\): tree t1 task 1 at 0x580040000000 is backed by object \d+:\d+, but tree t0 task 1 at 0x580000000000 by \d+:\d+; content differs at object offset 0x0 between tree t0 task 1 at 0x580000000000 and tree t1 task 1 at 0x580040000000/,
     ],
   ] as const) {
     it(`catches ${kind} and aborts every tree before any task runs`, async () => {
       const name = kind.startsWith('a mapping') ? 'moved' : 'diverge';
       const { cp, daemon, restore, runs } = await scenario(name, 2);
-      const opened = await openSession(daemon.endpoint, { session: name, expectedTrees: 2, attempt: 1, deadlineMs: 20_000, manifest: manifest() });
+      const opened = await openSession(daemon.endpoint, {
+        session: name,
+        expectedTrees: 2,
+        attempt: 1,
+        deadlineMs: 20_000,
+        manifest: manifest(),
+      });
       assert.equal(opened.proceed, true, opened.reason);
       const results = await Promise.all([restore(0).done, restore(1).done]);
       for (const r of results) assert.notEqual(r.code, 0, 'every tree must be aborted');
-      assert.ok(results.some((r) => message.test(r.output)), results.map((r) => r.output).join('\n'));
+      assert.ok(
+        results.some((r) => message.test(r.output)),
+        results.map((r) => r.output).join('\n'),
+      );
       const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
       assert.equal(abort.code, 'E_VERIFY');
       await sleep(200);
@@ -97,7 +119,13 @@ describe('verify activator on real CRIU', () => {
     // a client may choose an exec activator only if the operator allowed that command
     const { cp, daemon, restore } = await scenario('exec', 2, { serveArgs: ['--allow-activator', `exec:${command}`] });
     t.after(() => rmSync(calls, { force: true }));
-    const opened = await openSession(daemon.endpoint, { session: 'exec', expectedTrees: 2, attempt: 1, deadlineMs: 20_000, activator: `exec:${command}` });
+    const opened = await openSession(daemon.endpoint, {
+      session: 'exec',
+      expectedTrees: 2,
+      attempt: 1,
+      deadlineMs: 20_000,
+      activator: `exec:${command}`,
+    });
     assert.equal(opened.proceed, true, opened.reason);
     for (const r of await Promise.all([restore(0).done, restore(1).done])) assert.equal(r.code, 0, r.output);
     await sleep(200);
@@ -112,14 +140,24 @@ describe('verify activator on real CRIU', () => {
   it('exec activator: a failing command aborts every tree before any task runs', async () => {
     const failing = 'exec:echo "device busy" >&2; exit 7';
     const { cp, daemon, restore } = await scenario('execfail', 2, { serveArgs: ['--allow-activator', failing] });
-    const opened = await openSession(daemon.endpoint, { session: 'execfail', expectedTrees: 2, attempt: 1, deadlineMs: 20_000, activator: failing });
+    const opened = await openSession(daemon.endpoint, {
+      session: 'execfail',
+      expectedTrees: 2,
+      attempt: 1,
+      deadlineMs: 20_000,
+      activator: failing,
+    });
     assert.equal(opened.proceed, true, opened.reason);
     const results = await Promise.all([restore(0).done, restore(1).done]);
     for (const r of results) assert.notEqual(r.code, 0);
-    assert.ok(results.some((r) => /\[E_ACTIVATOR\] activator exec:.* failed for BO .*: exit 7: device busy/.test(r.output)), results.map((r) => r.output).join('\n'));
+    assert.ok(
+      results.some((r) => /\[E_ACTIVATOR\] activator exec:.* failed for BO .*: exit 7: device busy/.test(r.output)),
+      results.map((r) => r.output).join('\n'),
+    );
     await sleep(200);
     const now = readSlots(cp.shm);
-    for (const s of cp.slots) assert.equal(now.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter, s.counter, `tree ${s.tree} task ${s.idx} ran`);
+    for (const s of cp.slots)
+      assert.equal(now.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter, s.counter, `tree ${s.tree} task ${s.idx} ran`);
   });
 
   it('negative proof: the same check fails at setup-namespaces (VMAs not final) and passes at post-restore', async () => {
@@ -139,7 +177,7 @@ esac`,
     const final = readFileSync(join(dir, 'verify-post-restore.out'), 'utf8');
     assert.match(early, /FAIL BO /);
     assert.match(early, /exit 1\n$/);
-    assert.match(final, /^ok   BO /m);
+    assert.match(final, /^ok {3}BO /m);
     assert.doesNotMatch(final, /FAIL/);
     assert.match(final, /exit 0\n$/);
     // the tree's memfd, its shared anonymous memory (a memfd "/dev/zero"), its SysV segment, its status file
@@ -161,7 +199,10 @@ printf "\\\\$(printf %o $((255 - b)))" | dd of="$f" bs=1 seek=100 conv=notrunc s
     );
     const r = await restore(0, { criuArgs: ['--action-script', writer] }).done;
     assert.notEqual(r.code, 0, 'the restore must be aborted');
-    assert.match(r.output, /\[E_VERIFY\] BO memfd stagegate-memfd \(memfd:t0:\d+\): tree t0 task 1 at 0x580000000000: content at object offset 0x0 \(0x580000000000\) differs from the checkpoint's page image/);
+    assert.match(
+      r.output,
+      /\[E_VERIFY\] BO memfd stagegate-memfd \(memfd:t0:\d+\): tree t0 task 1 at 0x580000000000: content at object offset 0x0 \(0x580000000000\) differs from the checkpoint's page image/,
+    );
     assert.equal(decisions(daemon).find((d) => d.kind === 'session-aborted')?.code, 'E_VERIFY');
     const root = readPidfile(runs[0]!.pidfile);
     if (root) assert.ok(!isLive(root), 'the restored tree was killed');

@@ -4,14 +4,22 @@
  * real coordinator daemon (`stagegate serve`) over ZeroMQ IPC.
  */
 import { describe, it } from 'node:test';
-import { PROCS, actionScript, assertImagesUnchanged, assertNeverRan, assertNothingRunning, decisions, eventsOf, scenario } from '../support/scenario';
+import {
+  PROCS,
+  actionScript,
+  assertImagesUnchanged,
+  assertNeverRan,
+  assertNothingRunning,
+  decisions,
+  eventsOf,
+  scenario,
+} from '../support/scenario';
 import { childrenOf, isLive, killTree } from '../../src/proc/tree';
 import { criuPath, hookPath } from '../../src/paths';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Checkpoint, type Daemon, type Slot, readPidfile, readSlots, run, sleep } from '../../demo/harness';
-
 
 const resumedAt = (slots: Slot[], tree: number) => slots.filter((s) => s.tree === tree).map((s) => s.resumedAtMs);
 
@@ -31,18 +39,25 @@ describe('coordinated restore on real CRIU', () => {
     const lastReadyMs = Number(lastPost.wallNs / 1_000_000n);
     for (const t of [0, 1, 2]) {
       assert.equal(resumedAt(slots, t).length, PROCS);
-      for (const r of resumedAt(slots, t)) assert.ok(r >= lastReadyMs, `tree ${t} resumed at ${r}, before the last tree was ready (${lastReadyMs})`);
+      for (const r of resumedAt(slots, t))
+        assert.ok(r >= lastReadyMs, `tree ${t} resumed at ${r}, before the last tree was ready (${lastReadyMs})`);
     }
     const gates = decisions(daemon).filter((d) => d.kind === 'gate-opened');
-    assert.deepEqual(gates.map((g) => [g.action, g.trees]), [
-      ['post-restore', ['t0', 't1', 't2']],
-      ['pre-resume', ['t0', 't1', 't2']],
-    ]);
+    assert.deepEqual(
+      gates.map((g) => [g.action, g.trees]),
+      [
+        ['post-restore', ['t0', 't1', 't2']],
+        ['pre-resume', ['t0', 't1', 't2']],
+      ],
+    );
     assert.ok(gates[0]!.waitedMs >= 1400, `first tree waited only ${gates[0]!.waitedMs} ms`);
     assert.ok(slots.every((s) => s.patternOk && s.gaps === 1));
     await sleep(100);
     const later = readSlots(cp.shm);
-    assert.ok(later.every((s) => s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter), 'all processes run');
+    assert.ok(
+      later.every((s) => s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter),
+      'all processes run',
+    );
     assertImagesUnchanged(cp);
   });
 
@@ -65,7 +80,10 @@ describe('coordinated restore on real CRIU', () => {
     assert.match(abort.reason, /tree t1 failed to restore: criu exited with 1/);
     assert.match(ra.output, /coordinator aborted session fail attempt 1 at tree t0: \[E_TREE_FAILED\]/);
     // said on the wrapper's own terminal too (criu's log may be a file)
-    assert.match(ra.output, /stagegate restore: aborted at (post-restore|pre-resume): coordinator aborted session fail attempt 1 at tree t0: \[E_TREE_FAILED\]/);
+    assert.match(
+      ra.output,
+      /stagegate restore: aborted at (post-restore|pre-resume): coordinator aborted session fail attempt 1 at tree t0: \[E_TREE_FAILED\]/,
+    );
     await sleep(200);
     assertNothingRunning([a, b]);
     assertNeverRan(cp, [0, 1]);
@@ -109,7 +127,9 @@ describe('coordinated restore on real CRIU', () => {
     assert.notEqual(rb.code, 0, `tree 1 must fail: ${rb.output}`);
     assert.match(ra.output, /\[E_DEADLINE\] deadline of 3000 ms passed at the pre-resume gate; still missing: t1/);
     assert.match(ra.output, /killed \d+ task\(s\) of the restored tree/);
-    const gates = decisions(daemon).filter((d) => d.kind === 'gate-opened').map((d) => d.action);
+    const gates = decisions(daemon)
+      .filter((d) => d.kind === 'gate-opened')
+      .map((d) => d.action);
     assert.deepEqual(gates, ['post-restore'], 'the resume barrier must never open');
     await sleep(300);
     assertNothingRunning([a, b]);
@@ -127,7 +147,12 @@ describe('coordinated restore on real CRIU', () => {
    * `start`; kills tree 0's hook once it waits at pre-resume (and first the
    * guardian the hook forked, with `guardianToo`).
    */
-  async function killHookAtPreResume(name: string, slowS: number, start: (sc: Awaited<ReturnType<typeof scenario>>) => Promise<{ code: number | null; output: string }>, guardianToo = false) {
+  async function killHookAtPreResume(
+    name: string,
+    slowS: number,
+    start: (sc: Awaited<ReturnType<typeof scenario>>) => Promise<{ code: number | null; output: string }>,
+    guardianToo = false,
+  ) {
     const sc = await scenario(name, 2, { deadlineS: 30 });
     const slow = actionScript(sc.dir, 'slow-pre-resume.sh', `[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep ${slowS}`);
     const a = start(sc);
@@ -155,11 +180,15 @@ describe('coordinated restore on real CRIU', () => {
     const lastMs = Number(lastArrival.wallNs / 1_000_000n);
     for (const t of [0, 1]) {
       assert.equal(resumedAt(slots, t).length, PROCS, `tree ${t} resumed`);
-      for (const r of resumedAt(slots, t)) assert.ok(r >= lastMs, `tree ${t} resumed at ${r}, before the last tree reached the barrier (${lastMs})`);
+      for (const r of resumedAt(slots, t))
+        assert.ok(r >= lastMs, `tree ${t} resumed at ${r}, before the last tree reached the barrier (${lastMs})`);
     }
     await sleep(100);
     const later = readSlots(cp.shm);
-    assert.ok(later.every((s) => s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter), 'every process runs, tree t0 too');
+    assert.ok(
+      later.every((s) => s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter),
+      'every process runs, tree t0 too',
+    );
     assert.equal(decisions(daemon).filter((d) => d.kind === 'session-aborted').length, 0);
     assertImagesUnchanged(cp);
   }
@@ -174,19 +203,29 @@ describe('coordinated restore on real CRIU', () => {
   });
 
   /** Runs criu by hand with the hook (no wrapper) for tree 0; `root` receives its root pid. */
-  const plainCriu = (name: string, root: { pid: number }) => async ({ dir, daemon, cp, track }: Awaited<ReturnType<typeof scenario>>) => {
-    const work = join(dir, 'plain-t0');
-    mkdirSync(work);
-    const pidfile = join(work, 'root.pid');
-    track(pidfile); // the scenario's cleanup kills this tree too
-    const env = {
-      ...process.env, STAGEGATE_ENDPOINT: daemon.endpoint, STAGEGATE_SESSION: name, STAGEGATE_TREE: 't0',
-      STAGEGATE_TREES: '2', STAGEGATE_TIMEOUT: '30',
+  const plainCriu =
+    (name: string, root: { pid: number }) =>
+    async ({ dir, daemon, cp, track }: Awaited<ReturnType<typeof scenario>>) => {
+      const work = join(dir, 'plain-t0');
+      mkdirSync(work);
+      const pidfile = join(work, 'root.pid');
+      track(pidfile); // the scenario's cleanup kills this tree too
+      const env = {
+        ...process.env,
+        STAGEGATE_ENDPOINT: daemon.endpoint,
+        STAGEGATE_SESSION: name,
+        STAGEGATE_TREE: 't0',
+        STAGEGATE_TREES: '2',
+        STAGEGATE_TIMEOUT: '30',
+      };
+      const r = await run(
+        criuPath(),
+        ['restore', '--action-script', hookPath(), '-D', cp.images[0]!, '-W', work, '-d', '--pidfile', pidfile, '-o', 'restore.log'],
+        env,
+      );
+      root.pid = readPidfile(pidfile) ?? 0;
+      return { ...r, output: r.output + readFileSync(join(work, 'restore.log'), 'utf8') };
     };
-    const r = await run(criuPath(), ['restore', '--action-script', hookPath(), '-D', cp.images[0]!, '-W', work, '-d', '--pidfile', pidfile, '-o', 'restore.log'], env);
-    root.pid = readPidfile(pidfile) ?? 0;
-    return { ...r, output: r.output + readFileSync(join(work, 'restore.log'), 'utf8') };
-  };
 
   it('a hook killed while it waits at pre-resume (plain criu): its guardian stands in and the barrier holds', async () => {
     const root = { pid: 0 };
@@ -238,7 +277,8 @@ describe('coordinated restore on real CRIU', () => {
     const slow = actionScript(dir, 'slow-pre-resume.sh', '[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep 2');
     const a = restore(0);
     const b = restore(1, { criuArgs: ['--action-script', slow] });
-    const waiting = () => daemon.messages.flatMap((m) => ('event' in m && m.event.tree === 't0' && m.event.action === 'pre-resume' ? [m.event] : []))[0];
+    const waiting = () =>
+      daemon.messages.flatMap((m) => ('event' in m && m.event.tree === 't0' && m.event.action === 'pre-resume' ? [m.event] : []))[0];
     for (let i = 0; i < 100 && !waiting(); i++) await sleep(50);
     await sleep(100); // the hook holds its SIGSTOP and waits
     process.kill(waiting()!.criuPid, 'SIGKILL');
@@ -267,7 +307,10 @@ describe('coordinated restore on real CRIU', () => {
     const later = readSlots(cp.shm);
     for (const s of later) {
       assert.equal(s.gaps, 1);
-      assert.ok(s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter, `tree ${s.tree} task ${s.idx} stopped running`);
+      assert.ok(
+        s.counter > slots.find((x) => x.tree === s.tree && x.idx === s.idx)!.counter,
+        `tree ${s.tree} task ${s.idx} stopped running`,
+      );
     }
     assertImagesUnchanged(cp);
   });
@@ -310,7 +353,9 @@ describe('coordinated restore on real CRIU', () => {
     assert.match(abort.reason, /tree t0 failed to restore: criu killed by SIGKILL/);
     // its root task was stuck in criu's restore code, which cannot go on without
     // criu; the wrapper, as subreaper, inherited it (and any helper criu forked)
-    const roots = [...ra.output.matchAll(/criu was killed; killed \d+ leftover task\(s\) of tree t0 \(root (\d+)\)/g)].map((m) => Number(m[1]));
+    const roots = [...ra.output.matchAll(/criu was killed; killed \d+ leftover task\(s\) of tree t0 \(root (\d+)\)/g)].map((m) =>
+      Number(m[1]),
+    );
     assert.ok(roots.length >= 1, ra.output);
     await sleep(300);
     for (const root of roots) assert.ok(!isLive(root), `task ${root} of the killed criu is still there`);
@@ -321,7 +366,8 @@ describe('coordinated restore on real CRIU', () => {
   it('a hook killed while it waits at post-restore: criu kills its tree, the session aborts, nothing ran', async () => {
     const { cp, daemon, restore } = await scenario('hookkill2', 2);
     const a = restore(0);
-    const waiting = () => daemon.messages.flatMap((m) => ('event' in m && m.event.tree === 't0' && m.event.action === 'post-restore' ? [m.event] : []))[0];
+    const waiting = () =>
+      daemon.messages.flatMap((m) => ('event' in m && m.event.tree === 't0' && m.event.action === 'post-restore' ? [m.event] : []))[0];
     for (let i = 0; i < 100 && !waiting(); i++) await sleep(50);
     await sleep(200);
     process.kill(waiting()!.hookPid, 'SIGKILL');

@@ -9,7 +9,18 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, checkpointTrees, hashDir, killTree, readPidfile, readSlots, restoreTree, sleep, type RestoreRun, removeFaketimeShm } from '../../demo/harness';
+import {
+  Daemon,
+  checkpointTrees,
+  hashDir,
+  killTree,
+  readPidfile,
+  readSlots,
+  restoreTree,
+  sleep,
+  type RestoreRun,
+  removeFaketimeShm,
+} from '../../demo/harness';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -17,7 +28,11 @@ after(async () => {
 });
 
 /** Two checkpointed trees restored through `daemon`; tree t1 starts 1.5 s late, `midway` runs in between. */
-async function restoreTwo(name: string, start: (dir: string, beforeRemoval: (f: () => void) => void) => Promise<Daemon>, midway: () => void) {
+async function restoreTwo(
+  name: string,
+  start: (dir: string, beforeRemoval: (f: () => void) => void) => Promise<Daemon>,
+  midway: () => void,
+) {
   const dir = mkdtempSync(`/tmp/sg-${name}-`);
   const cp = await checkpointTrees(dir, 2, 3, `/dev/shm/sg-${name}-${process.pid}`);
   const undo: (() => void)[] = [];
@@ -46,7 +61,11 @@ async function restoreTwo(name: string, start: (dir: string, beforeRemoval: (f: 
   const b = restore(1);
   for (const r of await Promise.all([a.done, b.done])) assert.equal(r.code, 0, r.output);
   await sleep(200);
-  const lateReady = Number(daemon.messages.flatMap((m) => ('event' in m && m.event.tree === 't1' && m.event.action === 'post-restore' ? [m.event.wallNs] : []))[0]! / 1_000_000n);
+  const lateReady = Number(
+    daemon.messages.flatMap((m) =>
+      'event' in m && m.event.tree === 't1' && m.event.action === 'post-restore' ? [m.event.wallNs] : [],
+    )[0]! / 1_000_000n,
+  );
   for (const s of readSlots(cp.shm)) {
     assert.equal(s.gaps, 1);
     assert.ok(s.resumedAtMs >= lateReady, `tree ${s.tree} task ${s.idx} resumed before the late tree was ready`);
@@ -100,6 +119,9 @@ describe("faults of the coordinator's machine, on real CRIU", () => {
         }
       },
     );
-    assert.ok(daemon.logs().some((l) => /journal write failed: continuing without a journal/.test(l) && /ENOSPC/.test(l)), 'the daemon logged the full disk');
+    assert.ok(
+      daemon.logs().some((l) => /journal write failed: continuing without a journal/.test(l) && /ENOSPC/.test(l)),
+      'the daemon logged the full disk',
+    );
   });
 });

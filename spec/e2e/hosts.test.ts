@@ -10,7 +10,17 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, checkpointTrees, killTree, readPidfile, readSlots, restoreTree, sleep, type Checkpoint, type RestoreRun } from '../../demo/harness';
+import {
+  Daemon,
+  checkpointTrees,
+  killTree,
+  readPidfile,
+  readSlots,
+  restoreTree,
+  sleep,
+  type Checkpoint,
+  type RestoreRun,
+} from '../../demo/harness';
 import { keygen } from '../../src/transport/curve';
 
 const tag = process.pid % 10000;
@@ -40,7 +50,10 @@ before(async () => {
   cp = await checkpointTrees(dir, 2, 3, `/dev/shm/sg-hosts-${process.pid}`);
   daemon = await Daemon.start(dir, 30, 'none', '', [
     ...hosts.flatMap((x) => ['--listen', `tcp://${x.daemonIp}:${port}`]),
-    '--curve-secret', join(dir, 'daemon.secret'), '--allow', join(dir, 'allow'),
+    '--curve-secret',
+    join(dir, 'daemon.secret'),
+    '--allow',
+    join(dir, 'allow'),
   ]);
 });
 

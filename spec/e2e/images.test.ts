@@ -18,7 +18,10 @@ const PROCS = 3;
 // demo/workload.c's per-process addresses
 const STRIDE = 0x4000000n;
 const addr = (base: bigint, tree: number, idx: number) => base + BigInt(tree * 16 + idx) * STRIDE;
-const A = 0x500000000000n, B = 0x540000000000n, C = 0x580000000000n, D = 0x5c0000000000n;
+const A = 0x500000000000n,
+  B = 0x540000000000n,
+  C = 0x580000000000n,
+  D = 0x5c0000000000n;
 
 let dir: string;
 let dumped: Dumped;
@@ -32,19 +35,33 @@ after(() => {
 });
 
 describe('CRIU image reader on real dumps', () => {
-  it('reads the process tree and every task\'s VMAs', () => {
+  it("reads the process tree and every task's VMAs", () => {
     const cp = readCheckpoint(dumped.images[0]!);
-    assert.deepEqual(cp.tasks.map((t) => [t.pid, t.ppid]), [[1, 0], [2, 1], [3, 1]]);
+    assert.deepEqual(
+      cp.tasks.map((t) => [t.pid, t.ppid]),
+      [
+        [1, 0],
+        [2, 1],
+        [3, 1],
+      ],
+    );
     for (const t of cp.tasks) {
       assert.ok(t.vmas.length > 5);
-      assert.ok(t.vmas.every((v, i) => i === 0 || v.start >= t.vmas[i - 1]!.end), 'VMAs sorted and disjoint');
+      assert.ok(
+        t.vmas.every((v, i) => i === 0 || v.start >= t.vmas[i - 1]!.end),
+        'VMAs sorted and disjoint',
+      );
     }
   });
 
   it('finds exactly the expected BOs and mappers across two trees', () => {
     const trees = dumped.images.map((d, i) => ({ tree: `t${i}`, checkpoint: readCheckpoint(d) }));
     const bos = bosOfCheckpoints(trees);
-    const summary = bos.map((b) => ({ kind: b.kind, label: b.label, mappers: b.mappers.map((m) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`) }));
+    const summary = bos.map((b) => ({
+      kind: b.kind,
+      label: b.label,
+      mappers: b.mappers.map((m) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`),
+    }));
     const expect = (kind: string, label: string, base: bigint, size: number, treesOf: number[]) => ({
       kind,
       label,
@@ -82,14 +99,19 @@ describe('CRIU image reader on real dumps', () => {
 describe('CRIU image reader on bad input', () => {
   const bad = () => {
     const d = mkdtempSync(join(dir, 'bad-'));
-    for (const f of ['pstree.img', 'mm-1.img', 'mm-2.img', 'mm-3.img', 'files.img', 'memfd.img']) copyFileSync(join(dumped.images[0]!, f), join(d, f));
+    for (const f of ['pstree.img', 'mm-1.img', 'mm-2.img', 'mm-3.img', 'files.img', 'memfd.img'])
+      copyFileSync(join(dumped.images[0]!, f), join(d, f));
     return d;
   };
   const expectImageError = (d: string, file: string, message: RegExp, offset?: number) =>
     assert.throws(
       () => readCheckpoint(d),
       (e: unknown) =>
-        e instanceof ImageError && e.code === 'E_IMAGE' && e.file.endsWith(file) && message.test(e.message) && (offset === undefined || e.offset === offset),
+        e instanceof ImageError &&
+        e.code === 'E_IMAGE' &&
+        e.file.endsWith(file) &&
+        message.test(e.message) &&
+        (offset === undefined || e.offset === offset),
     );
 
   it('names the file and offset of a truncated entry', () => {
@@ -103,7 +125,11 @@ describe('CRIU image reader on bad input', () => {
     const d = bad();
     writeFileSync(join(d, 'pstree.img'), 'hello, world');
     expectImageError(d, 'pstree.img', /not a CRIU image: no magic 0x54564319 at offset 0$/, 0);
-    assert.throws(() => readCheckpoint(d), (e: unknown) => !/6c6c6568|hell/.test((e as Error).message), 'the file\'s bytes are never echoed');
+    assert.throws(
+      () => readCheckpoint(d),
+      (e: unknown) => !/6c6c6568|hell/.test((e as Error).message),
+      "the file's bytes are never echoed",
+    );
     copyFileSync(join(dumped.images[0]!, 'files.img'), join(d, 'pstree.img'));
     expectImageError(d, 'pstree.img', /wrong kind of CRIU image: magic 0x56303138 at offset 4, expected 0x50273030/, 4);
     writeFileSync(join(d, 'pstree.img'), Buffer.from([0x19, 0x43]));
@@ -141,7 +167,7 @@ describe('CRIU image reader on bad input', () => {
     expectImageError(big, 'files.img', /larger than any image of this kind/);
   });
 
-  it('reads checkpoints off the daemon\'s event loop: a checkpoint that exhausts the reader fails alone, the next one is read', async () => {
+  it("reads checkpoints off the daemon's event loop: a checkpoint that exhausts the reader fails alone, the next one is read", async () => {
     const inspector = new ImageInspector({ timeoutMs: 5000, heapMb: 64 });
     try {
       const hostile = bad();
@@ -181,9 +207,11 @@ describe('CRIU image reader on bad input', () => {
   it('never crashes on random or mutated images (bounded fuzz)', () => {
     const d = join(dir, 'fuzz');
     mkdirSync(d);
-    const originals = ['pstree.img', 'mm-1.img', 'files.img', 'memfd.img'].map((f) => [f, readFileSync(join(dumped.images[0]!, f))] as const);
+    const originals = ['pstree.img', 'mm-1.img', 'files.img', 'memfd.img'].map(
+      (f) => [f, readFileSync(join(dumped.images[0]!, f))] as const,
+    );
     let seed = 12345;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     let errors = 0;
     for (let i = 0; i < 400; i++) {
       for (const [f, data] of originals) writeFileSync(join(d, f), data);

@@ -39,7 +39,20 @@ describe('MPI', () => {
     assert.equal(dumped.code, 0, dumped.output);
     const before = readFileSync(out, 'utf8');
     await sleep(1500); // the dumped tasks' pids must be reaped
-    const restored = await run(MPI, ['restore', join(dir, 'images'), join(dir, 'work'), '--', '--endpoint', daemon.endpoint, '--session', 'mpi', '--tree', 'job', '--trees', '1']);
+    const restored = await run(MPI, [
+      'restore',
+      join(dir, 'images'),
+      join(dir, 'work'),
+      '--',
+      '--endpoint',
+      daemon.endpoint,
+      '--session',
+      'mpi',
+      '--tree',
+      'job',
+      '--trees',
+      '1',
+    ]);
     assert.equal(restored.code, 0, restored.output);
     const end = Date.now() + 30_000;
     while (!/^done$/m.test(readFileSync(out, 'utf8')) && Date.now() < end) await sleep(200);
@@ -52,7 +65,15 @@ describe('MPI', () => {
     assert.ok(bos.length >= 4, `only ${bos.length} BOs activated`);
     const ranks = new Set(bos.flatMap((b) => b.detail.split(', ').map((x) => x.split('@')[0])));
     assert.ok(ranks.size >= 4, `BO mappers: ${[...ranks].join(' ')}`);
-    assert.ok(bos.every((b) => b.at <= daemon.messages.flatMap((m) => ('decision' in m && m.decision.kind === 'gate-opened' && m.decision.action === 'pre-resume' ? [m.decision.at] : []))[0]!));
+    assert.ok(
+      bos.every(
+        (b) =>
+          b.at <=
+          daemon.messages.flatMap((m) =>
+            'decision' in m && m.decision.kind === 'gate-opened' && m.decision.action === 'pre-resume' ? [m.decision.at] : [],
+          )[0]!,
+      ),
+    );
   });
 
   it('runs under mpiexec: one restore per rank, tree and tree count from PMI_RANK and PMI_SIZE', async () => {

@@ -8,7 +8,18 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, checkpointTrees, exited, hashDir, killTree, readPidfile, readSlots, restoreTree, sleep, type RestoreRun } from '../../demo/harness';
+import {
+  Daemon,
+  checkpointTrees,
+  exited,
+  hashDir,
+  killTree,
+  readPidfile,
+  readSlots,
+  restoreTree,
+  sleep,
+  type RestoreRun,
+} from '../../demo/harness';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -47,15 +58,26 @@ describe('coordinator restart', () => {
     first.child.kill('SIGKILL');
     await exited(first.child);
     second = await Daemon.start(dir, 60, 'verify', '', state);
-    const replayed = second.logs().filter((l) => /journal replayed/.test(l)).pop() ?? '';
+    const replayed =
+      second
+        .logs()
+        .filter((l) => /journal replayed/.test(l))
+        .pop() ?? '';
     assert.match(replayed, /"open":\["restart"\]/);
 
     const b = restore(1);
     for (const r of await Promise.all([a.done, b.done])) assert.equal(r.code, 0, r.output);
     const decisions = second.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
     assert.equal(decisions.filter((d) => d.kind === 'session-aborted').length, 0);
-    assert.deepEqual(decisions.filter((d) => d.kind === 'gate-opened').map((d) => d.action), ['post-restore', 'pre-resume']);
-    const lateReady = Number(second.messages.flatMap((m) => ('event' in m && m.event.tree === 't1' && m.event.action === 'post-restore' ? [m.event.wallNs] : []))[0]! / 1_000_000n);
+    assert.deepEqual(
+      decisions.filter((d) => d.kind === 'gate-opened').map((d) => d.action),
+      ['post-restore', 'pre-resume'],
+    );
+    const lateReady = Number(
+      second.messages.flatMap((m) =>
+        'event' in m && m.event.tree === 't1' && m.event.action === 'post-restore' ? [m.event.wallNs] : [],
+      )[0]! / 1_000_000n,
+    );
     await sleep(200);
     for (const s of readSlots(cp.shm)) {
       assert.equal(s.gaps, 1);

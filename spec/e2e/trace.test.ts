@@ -20,8 +20,18 @@ async function chromium(args: string[]) {
   const profile = mkdtempSync('/tmp/sg-chromium-');
   try {
     return await run('chromium', [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, '--enable-logging=stderr', '--v=0', ...args,
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      `--user-data-dir=${profile}`,
+      '--enable-logging=stderr',
+      '--v=0',
+      ...args,
     ]);
   } finally {
     rmSync(profile, { recursive: true, force: true });
@@ -32,7 +42,9 @@ describe('stagegate trace on a real restore', () => {
   it('records two trees to .jsonl, converts it to Chrome trace JSON and to an HTML page that renders cleanly', async () => {
     const { dir, daemon, restore } = await scenario('trace', 2);
     const jsonl = join(dir, 'trace.jsonl');
-    const rec = spawn(STAGEGATE, ['trace', '--out', jsonl, '--session', 'trace', '--events', daemon.events], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const rec = spawn(STAGEGATE, ['trace', '--out', jsonl, '--session', 'trace', '--events', daemon.events], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     await sleep(800);
     const a = restore(0);
     await sleep(500);
@@ -59,7 +71,9 @@ describe('stagegate trace on a real restore', () => {
       if (e.ph === 'i') assert.ok(Number.isInteger(e.ts) && ['g', 'p', 't'].includes(e.s), JSON.stringify(e));
       if (e.ph === 'M') assert.equal(typeof e.args.name, 'string');
     }
-    const tracks = t.traceEvents.filter((e: { name: string }) => e.name === 'thread_name').map((e: { args: { name: string } }) => e.args.name);
+    const tracks = t.traceEvents
+      .filter((e: { name: string }) => e.name === 'thread_name')
+      .map((e: { args: { name: string } }) => e.args.name);
     assert.deepEqual(tracks, ['coordinator', 'tree t0', 'tree t1']);
     assert.equal(t.traceEvents.filter((e: { name: string }) => e.name === 'waiting at post-restore gate').length, 2);
     assert.ok(t.traceEvents.some((e: { name: string }) => /^BO .* activated/.test(e.name)));
@@ -74,7 +88,12 @@ describe('stagegate trace on a real restore', () => {
     const png = join(ARTIFACTS, 'trace.png');
     const shot = await chromium(['--hide-scrollbars', '--window-size=1240,900', `--screenshot=${png}`, `file://${html}`]);
     assert.equal(shot.code, 0, shot.output);
-    assert.ok(readFileSync(png).subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), 'a PNG');
+    assert.ok(
+      readFileSync(png)
+        .subarray(0, 8)
+        .equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])),
+      'a PNG',
+    );
     assert.ok(statSync(png).size > 20_000, 'the screenshot has content');
     assert.doesNotMatch(shot.output, /CONSOLE|Uncaught/, 'no console message while rendering');
     const dom = await chromium(['--dump-dom', `file://${html}`]);

@@ -18,7 +18,13 @@ describe('exec activator', () => {
     const dir = mkdtempSync('/tmp/sg-exec-');
     try {
       const out = join(dir, 'calls');
-      await execActivator(`echo "$STAGEGATE_SESSION $STAGEGATE_BO $STAGEGATE_BO_LABEL $STAGEGATE_TREE $STAGEGATE_PID $STAGEGATE_IMAGE_PID $STAGEGATE_ADDRESS $STAGEGATE_SIZE $STAGEGATE_PROT" >> ${out}`, 's', 'memfd:t0:1', 'gpu', mappers);
+      await execActivator(
+        `echo "$STAGEGATE_SESSION $STAGEGATE_BO $STAGEGATE_BO_LABEL $STAGEGATE_TREE $STAGEGATE_PID $STAGEGATE_IMAGE_PID $STAGEGATE_ADDRESS $STAGEGATE_SIZE $STAGEGATE_PROT" >> ${out}`,
+        's',
+        'memfd:t0:1',
+        'gpu',
+        mappers,
+      );
       assert.deepEqual(readFileSync(out, 'utf8').trim().split('\n'), [
         's memfd:t0:1 gpu t0 4242 1 0x580000000000 65536 3',
         's memfd:t0:1 gpu t1 4343 2 0x580044000000 65536 1',
@@ -48,11 +54,19 @@ describe('kfd activator (fake device files; never run on AMD hardware)', () => {
       const fake = join(dir, 'kfd');
       writeFileSync(fake, '');
       // a regular file has no such ioctl: ENOTTY proves the call reached the device
-      await assert.rejects(kfdActivator(mappers, fake), (e: unknown) =>
-        e instanceof NativeError && e.errnoName === 'ENOTTY' && e.syscall === 'ioctl' && /AMDKFD_IOC_CRIU_OP\(op 4, pid 4242\)/.test(e.message),
+      await assert.rejects(
+        kfdActivator(mappers, fake),
+        (e: unknown) =>
+          e instanceof NativeError &&
+          e.errnoName === 'ENOTTY' &&
+          e.syscall === 'ioctl' &&
+          /AMDKFD_IOC_CRIU_OP\(op 4, pid 4242\)/.test(e.message),
       );
       await assert.rejects(kfdActivator(mappers, '/dev/null'), (e: unknown) => e instanceof NativeError && e.errnoName === 'ENOTTY');
-      await assert.rejects(kfdActivator(mappers, join(dir, 'missing')), (e: unknown) => e instanceof NativeError && e.errnoName === 'ENOENT' && e.syscall === 'open');
+      await assert.rejects(
+        kfdActivator(mappers, join(dir, 'missing')),
+        (e: unknown) => e instanceof NativeError && e.errnoName === 'ENOENT' && e.syscall === 'open',
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -14,7 +14,14 @@ const sg = (...args: string[]) => run(STAGEGATE, args);
 
 describe('stagegate CLI', () => {
   it('has --help for the program and every command', async () => {
-    for (const args of [['--help'], ['serve', '--help'], ['restore', '--help'], ['open', '--help'], ['hook-path', '--help'], ['criu-path', '--help']]) {
+    for (const args of [
+      ['--help'],
+      ['serve', '--help'],
+      ['restore', '--help'],
+      ['open', '--help'],
+      ['hook-path', '--help'],
+      ['criu-path', '--help'],
+    ]) {
       const r = await sg(...args);
       assert.equal(r.code, 0, args.join(' '));
       assert.match(r.output, /^usage: stagegate/);
@@ -31,7 +38,7 @@ describe('stagegate CLI', () => {
     assert.ok(Number(major) > 4 || (Number(major) === 4 && Number(minor) >= 2), v.output);
   });
 
-  it('refuses a client-chosen exec activator (it would run as the daemon\'s user); one the operator allowed is accepted', async () => {
+  it("refuses a client-chosen exec activator (it would run as the daemon's user); one the operator allowed is accepted", async () => {
     const dir = mkdtempSync('/tmp/sg-cli-exec-');
     const pwned = `${dir}/pwned`;
     const allowed = 'exec:true';
@@ -83,7 +90,15 @@ describe('stagegate CLI', () => {
       assert.equal((await sg('keygen', '--out', join(dir, 'trap'))).code, 64);
       assert.equal(readFileSync(join(dir, 'victim'), 'utf8'), 'precious');
       writeFileSync(join(dir, 'allow'), `${readFileSync(join(dir, 'k.public'), 'utf8')}`);
-      const pub = await sg('serve', '--listen', 'tcp://127.0.0.1:1', '--curve-secret', join(dir, 'k.public'), '--allow', join(dir, 'allow'));
+      const pub = await sg(
+        'serve',
+        '--listen',
+        'tcp://127.0.0.1:1',
+        '--curve-secret',
+        join(dir, 'k.public'),
+        '--allow',
+        join(dir, 'allow'),
+      );
       assert.equal(pub.code, 64);
       assert.match(pub.output, /is a public key: --curve-secret takes the .secret file/);
     } finally {
@@ -145,7 +160,12 @@ describe('stagegate CLI', () => {
       assert.match(r.output, /IPC directory .* is accessible to others \(mode 1777\)/);
       assert.equal(statSync(dir).mode & 0o7777, 0o1777, 'the shared directory is left as it was');
       const fresh = join(dir, 'fresh');
-      const c = await Coordinator.start({ listen: [`ipc://${fresh}/h.sock`], events: [`ipc://${fresh}/e.sock`], deadlineMs: 1000, logger: winston.createLogger({ silent: true }) });
+      const c = await Coordinator.start({
+        listen: [`ipc://${fresh}/h.sock`],
+        events: [`ipc://${fresh}/e.sock`],
+        deadlineMs: 1000,
+        logger: winston.createLogger({ silent: true }),
+      });
       c.close();
       assert.equal(statSync(fresh).mode & 0o777, 0o700);
     } finally {
@@ -157,13 +177,23 @@ describe('stagegate CLI', () => {
     const dir = mkdtempSync('/tmp/sg-term-');
     try {
       const d = await Daemon.start(dir, 7 * 24 * 3600, 'none');
-      const hook = runHook(hookEnv(d.endpoint, 'post-restore', { STAGEGATE_SESSION: 'term', STAGEGATE_TREES: '2', STAGEGATE_TIMEOUT: '60', CRTOOLS_INIT_PID: '999' }));
+      const hook = runHook(
+        hookEnv(d.endpoint, 'post-restore', {
+          STAGEGATE_SESSION: 'term',
+          STAGEGATE_TREES: '2',
+          STAGEGATE_TIMEOUT: '60',
+          CRTOOLS_INIT_PID: '999',
+        }),
+      );
       for (let i = 0; i < 100 && !d.messages.some((m) => 'event' in m && m.event.session === 'term'); i++) await sleep(20);
       const started = Date.now();
       d.child.kill('SIGTERM');
       const r = await hook;
       assert.equal(r.code, 1);
-      assert.match(r.stderr, /\[E_SHUTDOWN\] the coordinator shut down and keeps no journal: session term attempt 1 is lost; restore the job again with --attempt 2/);
+      assert.match(
+        r.stderr,
+        /\[E_SHUTDOWN\] the coordinator shut down and keeps no journal: session term attempt 1 is lost; restore the job again with --attempt 2/,
+      );
       await exited(d.child);
       assert.ok(Date.now() - started < 3000, `the daemon took ${Date.now() - started} ms to stop`);
       await d.stop(); // its subscriber
@@ -181,12 +211,18 @@ describe('stagegate CLI', () => {
       await low.stop();
       const line = JSON.parse(low.logs().find((l) => l.includes('open-file limit'))!);
       assert.equal(line.level, 'warn');
-      assert.match(line.message, /^open-file limit 1024: at most 384 connections \(hooks, clients, subscribers\) at once; beyond that new ones wait \(raise the limit/);
+      assert.match(
+        line.message,
+        /^open-file limit 1024: at most 384 connections \(hooks, clients, subscribers\) at once; beyond that new ones wait \(raise the limit/,
+      );
       assert.equal(line.maxConnections, 384);
       const normal = await Daemon.start(dir, 30, 'none', '-normal');
       await normal.stop();
       const soft = Number((await run('sh', ['-c', 'ulimit -Hn'])).output.trim());
-      assert.match(normal.logs().find((l) => l.includes('open-file limit'))!, new RegExp(`open-file limit (${soft}|\\d{5,})`));
+      assert.match(
+        normal.logs().find((l) => l.includes('open-file limit'))!,
+        new RegExp(`open-file limit (${soft}|\\d{5,})`),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -213,7 +249,12 @@ describe('stagegate CLI', () => {
       assert.equal(st.code, 0, st.output);
       await d.stop();
       const logs = d.logs().map((l) => JSON.parse(l));
-      assert.ok(logs.some((l) => l.level === 'warn' && /connections held, the bound \(serve --max-connections 384\): refusing new connections/.test(l.message)));
+      assert.ok(
+        logs.some(
+          (l) =>
+            l.level === 'warn' && /connections held, the bound \(serve --max-connections 384\): refusing new connections/.test(l.message),
+        ),
+      );
       assert.ok(logs.some((l) => /accepting new connections again/.test(l.message)));
     } finally {
       for (const s of socks) s.destroy();

@@ -33,7 +33,15 @@ after(async () => {
 });
 
 const hook = (session: string, tree: string) =>
-  runHook(hookEnv(d.endpoint, 'post-restore', { STAGEGATE_SESSION: session, STAGEGATE_TREE: tree, STAGEGATE_TREES: '2', CRTOOLS_INIT_PID: '999', STAGEGATE_TIMEOUT: '10' }));
+  runHook(
+    hookEnv(d.endpoint, 'post-restore', {
+      STAGEGATE_SESSION: session,
+      STAGEGATE_TREE: tree,
+      STAGEGATE_TREES: '2',
+      CRTOOLS_INIT_PID: '999',
+      STAGEGATE_TIMEOUT: '10',
+    }),
+  );
 
 describe('clock jumps in the daemon', () => {
   for (const jump of ['+2h', '-2h']) {
@@ -49,7 +57,10 @@ describe('clock jumps in the daemon', () => {
       assert.equal(ra.code, 0, ra.stderr);
       assert.equal(b.code, 0, b.stderr);
       // the daemon's log timestamps (Date) did jump; its decisions are timed from the monotonic clock
-      const stamps = d.logs().filter((l) => l.includes(`"session":"${session}"`)).map((l) => Date.parse(JSON.parse(l).timestamp));
+      const stamps = d
+        .logs()
+        .filter((l) => l.includes(`"session":"${session}"`))
+        .map((l) => Date.parse(JSON.parse(l).timestamp));
       assert.ok(Math.max(...stamps) - Math.min(...stamps) > 3_600_000, 'the daemon saw its wall clock jump');
       const at = d.messages.flatMap((m) => ('decision' in m && m.decision.session === session ? [m.decision.at] : []));
       assert.ok(Math.max(...at) - Math.min(...at) < 60_000, 'decision times do not jump');

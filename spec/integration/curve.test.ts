@@ -30,10 +30,7 @@ before(async () => {
   keygen(join(dir, 'scoped'));
   keygen(join(dir, 'owner'));
   const pub = (name: string) => readKey(join(dir, `${name}.public`));
-  writeFileSync(
-    join(dir, 'allow'),
-    `# clients\n${pub('allowed')}\n${pub('scoped')} job-a/t1 job-a/rank-*\n${pub('owner')} job-b\n`,
-  );
+  writeFileSync(join(dir, 'allow'), `# clients\n${pub('allowed')}\n${pub('scoped')} job-a/t1 job-a/rank-*\n${pub('owner')} job-b\n`);
   c = await Coordinator.start({
     listen: [`ipc://${dir}/hooks.sock`, tcp],
     events: [`ipc://${dir}/events.sock`, tcpEvents],
@@ -81,7 +78,10 @@ describe('CURVE on TCP', () => {
   it('binds a scoped key to its sessions and trees: anything else is refused with E_FORBIDDEN', async () => {
     const ok = await Promise.all(['t1', 'rank-3'].map((tree) => runHook(overTcp('job-a', 'scoped', tree, 2))));
     for (const r of ok) assert.equal(r.code, 0, r.stderr);
-    for (const [session, tree] of [['job-a', 't2'], ['job-b', 't1']] as const) {
+    for (const [session, tree] of [
+      ['job-a', 't2'],
+      ['job-b', 't1'],
+    ] as const) {
       const r = await runHook(overTcp(session, 'scoped', tree));
       assert.equal(r.code, 1);
       assert.match(r.stderr, new RegExp(`\\[E_FORBIDDEN\\] client key \\S+ may not act on session ${session} tree ${tree}`));
@@ -91,7 +91,10 @@ describe('CURVE on TCP', () => {
   });
 
   it('lets only a key scoped to a whole session open it', async () => {
-    const env = (client: string) => ({ STAGEGATE_CURVE_SERVER_PUBLIC: join(dir, 'server.public'), STAGEGATE_CURVE_CLIENT: join(dir, client) });
+    const env = (client: string) => ({
+      STAGEGATE_CURVE_SERVER_PUBLIC: join(dir, 'server.public'),
+      STAGEGATE_CURVE_CLIENT: join(dir, client),
+    });
     const saved = { ...process.env };
     try {
       Object.assign(process.env, env('scoped'));
@@ -109,7 +112,8 @@ describe('CURVE on TCP', () => {
 
   it('refuses unsealed requests and forged seals on CURVE', async () => {
     const d = new Dealer({
-      linger: 0, receiveTimeout: 3000,
+      linger: 0,
+      receiveTimeout: 3000,
       curveServerKey: readKey(join(dir, 'server.public')),
       curvePublicKey: readKey(join(dir, 'allowed.public')),
       curveSecretKey: readKey(join(dir, 'allowed.secret')),
@@ -123,7 +127,12 @@ describe('CURVE on TCP', () => {
       assert.equal(plain.code, 'E_FORBIDDEN');
       assert.match(plain.reason, /must be sealed with the client key/);
       // claims the scoped key without its secret: the MAC cannot match
-      const forged = encodeSealed(frame, { clientKey: Buffer.from(decode(readKey(join(dir, 'owner.public')))!), mac: Buffer.alloc(32, 7), nonce: Buffer.alloc(16), sentNs: BigInt(Date.now()) * 1_000_000n });
+      const forged = encodeSealed(frame, {
+        clientKey: Buffer.from(decode(readKey(join(dir, 'owner.public')))!),
+        mac: Buffer.alloc(32, 7),
+        nonce: Buffer.alloc(16),
+        sentNs: BigInt(Date.now()) * 1_000_000n,
+      });
       await d.send(forged);
       await assert.rejects(d.receive(), 'no answer without an address to answer');
     } finally {
@@ -138,7 +147,14 @@ describe('CURVE on TCP', () => {
     const server = readKey(join(dir, 'server.public'));
     const sealer = (name: string) => new Sealer(keys(name), server);
     const dealer = (name: string, routingId: string) => {
-      const d = new Dealer({ linger: 0, receiveTimeout: 1500, curveServerKey: server, curvePublicKey: keys(name).publicKey, curveSecretKey: keys(name).secretKey, routingId });
+      const d = new Dealer({
+        linger: 0,
+        receiveTimeout: 1500,
+        curveServerKey: server,
+        curvePublicKey: keys(name).publicKey,
+        curveSecretKey: keys(name).secretKey,
+        routingId,
+      });
       d.connect(tcp);
       return d;
     };
@@ -184,14 +200,19 @@ describe('CURVE on TCP', () => {
   });
 
   it('keeps the local IPC endpoint open to hooks without keys', async () => {
-    const r = await runHook(hookEnv(`ipc://${dir}/hooks.sock`, 'post-restore', { STAGEGATE_SESSION: 'curve-ipc', CRTOOLS_INIT_PID: '999' }));
+    const r = await runHook(
+      hookEnv(`ipc://${dir}/hooks.sock`, 'post-restore', { STAGEGATE_SESSION: 'curve-ipc', CRTOOLS_INIT_PID: '999' }),
+    );
     assert.equal(r.code, 0, r.stderr);
   });
 
   it('refuses to serve plain TCP unless forced', async () => {
     const r = await run(STAGEGATE, ['serve', '--listen', 'tcp://127.0.0.1:1', '--events', `ipc://${dir}/e2.sock`]);
     assert.equal(r.code, 64);
-    assert.match(r.output, /refusing plain TCP endpoint tcp:\/\/127\.0\.0\.1:1: give --curve-secret and --allow \(see stagegate keygen\), or --insecure-tcp/);
+    assert.match(
+      r.output,
+      /refusing plain TCP endpoint tcp:\/\/127\.0\.0\.1:1: give --curve-secret and --allow \(see stagegate keygen\), or --insecure-tcp/,
+    );
     const half = await run(STAGEGATE, ['serve', '--listen', tcp, '--curve-secret', join(dir, 'server.secret')]);
     assert.equal(half.code, 64);
     assert.match(half.output, /--curve-secret and --allow go together/);
@@ -201,9 +222,15 @@ describe('CURVE on TCP', () => {
     await runHook(overTcp('job-a', 'scoped', 't1', 2)); // job-a has trees t1 and rank-3 (and other sessions exist)
     const saved = { ...process.env };
     try {
-      Object.assign(process.env, { STAGEGATE_CURVE_SERVER_PUBLIC: join(dir, 'server.public'), STAGEGATE_CURVE_CLIENT: join(dir, 'scoped') });
+      Object.assign(process.env, {
+        STAGEGATE_CURVE_SERVER_PUBLIC: join(dir, 'server.public'),
+        STAGEGATE_CURVE_CLIENT: join(dir, 'scoped'),
+      });
       const mine = await requestStatus(tcp);
-      assert.deepEqual(mine.sessions.map((s) => s.session), ['job-a']);
+      assert.deepEqual(
+        mine.sessions.map((s) => s.session),
+        ['job-a'],
+      );
       assert.deepEqual(mine.sessions[0]!.trees.map((t) => t.tree).sort(), ['rank-3', 't1']);
       Object.assign(process.env, { STAGEGATE_CURVE_CLIENT: join(dir, 'allowed') });
       const all = await requestStatus(tcp);
@@ -212,7 +239,12 @@ describe('CURVE on TCP', () => {
       process.env = saved;
     }
     const subscriber = (client: string) => {
-      const s = new Subscriber({ curveServerKey: readKey(join(dir, 'server.public')), curvePublicKey: readKey(join(dir, `${client}.public`)), curveSecretKey: readKey(join(dir, `${client}.secret`)), receiveTimeout: 1500 });
+      const s = new Subscriber({
+        curveServerKey: readKey(join(dir, 'server.public')),
+        curvePublicKey: readKey(join(dir, `${client}.public`)),
+        curveSecretKey: readKey(join(dir, `${client}.secret`)),
+        receiveTimeout: 1500,
+      });
       s.connect(tcpEvents);
       s.subscribe();
       return s;

@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { Dealer, Router } from 'zeromq';
@@ -27,8 +27,7 @@ after(async () => {
   await c.close();
 });
 
-const events = (session: string) =>
-  c.messages.flatMap((m) => ('event' in m && m.event.session === session ? [m.event] : []));
+const events = (session: string) => c.messages.flatMap((m) => ('event' in m && m.event.session === session ? [m.event] : []));
 
 describe('hook against a real coordinator', () => {
   it('publishes every CRIU action and returns at once for the ungated ones', async () => {
@@ -39,10 +38,7 @@ describe('hook against a real coordinator', () => {
     }
     assert.ok(await until(() => events('all-actions').length === CRIU_ACTIONS.length - 2));
     const seen = events('all-actions');
-    assert.deepEqual(
-      seen.map((e) => e.action).sort(),
-      CRIU_ACTIONS.filter((a) => a !== 'post-restore' && a !== 'pre-resume').sort(),
-    );
+    assert.deepEqual(seen.map((e) => e.action).sort(), CRIU_ACTIONS.filter((a) => a !== 'post-restore' && a !== 'pre-resume').sort());
     const e = seen[0]!;
     assert.equal(e.tree, 't1');
     assert.equal(e.expectedTrees, 1);
@@ -78,7 +74,12 @@ describe('hook against a real coordinator', () => {
 
   it('blocks post-restore until every tree of the session has arrived', async () => {
     const env = (tree: string) =>
-      hookEnv(c.endpoint, 'post-restore', { STAGEGATE_SESSION: 'gate2', STAGEGATE_TREE: tree, STAGEGATE_TREES: '2', CRTOOLS_INIT_PID: '999' });
+      hookEnv(c.endpoint, 'post-restore', {
+        STAGEGATE_SESSION: 'gate2',
+        STAGEGATE_TREE: tree,
+        STAGEGATE_TREES: '2',
+        CRTOOLS_INIT_PID: '999',
+      });
     let firstDone = false;
     const first = runHook(env('a')).then((r) => ((firstDone = true), r));
     await new Promise((r) => setTimeout(r, 400));
@@ -92,7 +93,13 @@ describe('hook against a real coordinator', () => {
 
   it('a hook killed while it waits is noticed by its silence: the session aborts and the other hooks with it', async () => {
     const env = (tree: string) =>
-      hookEnv(c.endpoint, 'post-restore', { STAGEGATE_SESSION: 'lost', STAGEGATE_TREE: tree, STAGEGATE_TREES: '3', STAGEGATE_TIMEOUT: '30', CRTOOLS_INIT_PID: '999' });
+      hookEnv(c.endpoint, 'post-restore', {
+        STAGEGATE_SESSION: 'lost',
+        STAGEGATE_TREE: tree,
+        STAGEGATE_TREES: '3',
+        STAGEGATE_TIMEOUT: '30',
+        CRTOOLS_INIT_PID: '999',
+      });
     const doomed = spawn(hookPath(), [], { env: { PATH: process.env.PATH!, ...env('a') }, stdio: 'ignore' });
     const survivor = runHook(env('b'));
     const aborted = () => c.messages.find((m) => 'decision' in m && m.decision.session === 'lost' && m.decision.kind === 'session-aborted');
@@ -108,7 +115,7 @@ describe('hook against a real coordinator', () => {
     assert.ok(d && 'decision' in d && d.decision.code === 'E_HOOK_LOST');
   });
 
-  it('exits non-zero with the coordinator\'s reason when the session aborts', async () => {
+  it("exits non-zero with the coordinator's reason when the session aborts", async () => {
     // explicitly opened with a 300 ms deadline; 1 of 3 trees arrives
     const opened = await openSession(c.endpoint, { session: 'aborts', expectedTrees: 3, attempt: 1, deadlineMs: 300 });
     assert.equal(opened.proceed, true);
@@ -116,7 +123,10 @@ describe('hook against a real coordinator', () => {
       hookEnv(c.endpoint, 'post-restore', { STAGEGATE_SESSION: 'aborts', STAGEGATE_TREES: '3', CRTOOLS_INIT_PID: '999' }),
     );
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /coordinator aborted session aborts attempt 1 at tree t1: \[E_DEADLINE\] deadline of 300 ms passed at the post-restore gate; still missing: 2 tree\(s\) not seen yet/);
+    assert.match(
+      r.stderr,
+      /coordinator aborted session aborts attempt 1 at tree t1: \[E_DEADLINE\] deadline of 300 ms passed at the post-restore gate; still missing: 2 tree\(s\) not seen yet/,
+    );
   });
 
   it('at pre-resume, an abort kills the whole restored tree before it runs', async () => {
@@ -128,10 +138,7 @@ describe('hook against a real coordinator', () => {
         root=$!; echo $root > ${dir}/root
         while [ ! -s ${dir}/c2 ]; do sleep 0.01; done
         CRTOOLS_INIT_PID=$root "$SG_HOOK"; rc=$?; exit $rc`;
-      const r = await runHook(
-        hookEnv(c.endpoint, 'pre-resume', { STAGEGATE_SESSION: 'kill', STAGEGATE_TREES: '1' }),
-        script,
-      );
+      const r = await runHook(hookEnv(c.endpoint, 'pre-resume', { STAGEGATE_SESSION: 'kill', STAGEGATE_TREES: '1' }), script);
       // pre-resume before post-restore contradicts the session: ABORT
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, /E_CONTRADICTION/);
@@ -253,7 +260,7 @@ describe('coordinator under a flood of malformed frames', () => {
       const d = new Dealer({ linger: 0, sendHighWaterMark: 0 });
       d.connect(c2.endpoint);
       let seed = 7;
-      const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 256);
+      const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 256;
       const flood = (async () => {
         for (let i = 0; i < 20_000; i++) await d.send(Buffer.from(Array.from({ length: 1 + (i % 64) }, rnd)));
       })();
@@ -261,7 +268,9 @@ describe('coordinator under a flood of malformed frames', () => {
       await flood;
       d.close();
       assert.equal(r.code, 0, r.stderr);
-      assert.ok(await until(() => c2.messages.filter((m) => 'decision' in m && m.decision.kind === 'event-rejected').length > 1000, 10_000));
+      assert.ok(
+        await until(() => c2.messages.filter((m) => 'decision' in m && m.decision.kind === 'event-rejected').length > 1000, 10_000),
+      );
     } finally {
       await c2.close();
     }
@@ -278,7 +287,18 @@ describe('clients refuse an IPC endpoint another local user could have made', ()
       for await (const [id, frame] of fake) {
         const req = decodeRequest(frame!);
         const ev = req.type === 'event' ? req.event : { session: '', tree: '', action: 'unknown' as const, attempt: 1 };
-        await fake.send([id!, encodeVerdict({ session: ev.session, tree: ev.tree, action: ev.action, attempt: ev.attempt, proceed: true, code: '', reason: '' })]);
+        await fake.send([
+          id!,
+          encodeVerdict({
+            session: ev.session,
+            tree: ev.tree,
+            action: ev.action,
+            attempt: ev.attempt,
+            proceed: true,
+            code: '',
+            reason: '',
+          }),
+        ]);
       }
     })().catch(() => {});
     try {

@@ -46,7 +46,14 @@ describe('journal', () => {
     const { lines, logger } = memoryLogger();
     let c: Coordinator | null = null;
     try {
-      c = await Coordinator.start({ listen: [`ipc://${dir}/h.sock`], events: [`ipc://${dir}/e.sock`], deadlineMs: 10_000, activator: 'none', stateDir: state, logger });
+      c = await Coordinator.start({
+        listen: [`ipc://${dir}/h.sock`],
+        events: [`ipc://${dir}/e.sock`],
+        deadlineMs: 10_000,
+        activator: 'none',
+        stateDir: state,
+        logger,
+      });
       writeFileSync(join(state, 'filler'), Buffer.alloc(60 * 1024)); // ...and the disk is full
       try {
         appendFileSync(join(state, 'filler'), Buffer.alloc(8 * 1024));
@@ -55,7 +62,10 @@ describe('journal', () => {
       }
       const r = await runHook(hookEnv(`ipc://${dir}/h.sock`, 'post-restore', { STAGEGATE_SESSION: 'full', CRTOOLS_INIT_PID: '999' }));
       assert.equal(r.code, 0, r.stderr);
-      assert.ok(lines.some((l) => /journal write failed: continuing without a journal/.test(l) && /ENOSPC/.test(l)), lines.join(''));
+      assert.ok(
+        lines.some((l) => /journal write failed: continuing without a journal/.test(l) && /ENOSPC/.test(l)),
+        lines.join(''),
+      );
     } finally {
       c?.close();
       execFileSync('umount', [state]);
@@ -110,7 +120,15 @@ describe('journal', () => {
     const dir = mkdtempSync('/tmp/sg-proto-');
     const state = join(dir, 'state');
     const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty'];
-    const start = () => Coordinator.start({ listen: [`ipc://${dir}/h.sock`], events: [`ipc://${dir}/e.sock`], deadlineMs: 10_000, activator: 'none', stateDir: state, logger: memoryLogger().logger });
+    const start = () =>
+      Coordinator.start({
+        listen: [`ipc://${dir}/h.sock`],
+        events: [`ipc://${dir}/e.sock`],
+        deadlineMs: 10_000,
+        activator: 'none',
+        stateDir: state,
+        logger: memoryLogger().logger,
+      });
     let c: Coordinator | null = null;
     try {
       c = await start();
@@ -129,7 +147,7 @@ describe('journal', () => {
     }
   });
 
-  it('a coordinator restarted from its journal still knows each tree\'s run: another run is refused, the same run goes on', () => {
+  it("a coordinator restarted from its journal still knows each tree's run: another run is refused, the same run goes on", () => {
     const dir = mkdtempSync('/tmp/sg-journal-');
     try {
       const { journal } = Journal.open(dir, config, Date.now());
@@ -139,7 +157,10 @@ describe('journal', () => {
       j2.close();
       assert.equal(state.sessions.get('r')!.trees.get('a')!.run, 'first');
       const [, other] = reduceInPlace(state, ev('a', 'post-restore', Date.now(), { session: 'r', run: 'second' }, 'intruder'));
-      assert.deepEqual(other.flatMap((e) => (e.type === 'reply' ? [[e.peer, e.verdict.code]] : [])), [['intruder', 'E_RUN_CONFLICT']]);
+      assert.deepEqual(
+        other.flatMap((e) => (e.type === 'reply' ? [[e.peer, e.verdict.code]] : [])),
+        [['intruder', 'E_RUN_CONFLICT']],
+      );
       const [, same] = reduceInPlace(state, ev('a', 'post-restore', Date.now(), { session: 'r', run: 'first', resent: true }, 'again'));
       assert.ok(!same.some((e) => e.type === 'reply' && !e.verdict.proceed), 'the run it knows is not refused');
     } finally {

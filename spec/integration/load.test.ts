@@ -31,9 +31,20 @@ after(async () => {
 
 function frame(tree: number, action: ActionName): Uint8Array {
   return encodeRequestEvent({
-    session: 'load', tree: `t${tree}`, action, actionName: action, initPid: 4242 + tree, imageDir: '/tmp',
-    host: hostname(), hookPid: process.pid, criuPid: process.pid, monoNs: process.hrtime.bigint(),
-    wallNs: BigInt(Date.now()) * 1_000_000n, attempt: 1, expectedTrees: TREES, reason: '',
+    session: 'load',
+    tree: `t${tree}`,
+    action,
+    actionName: action,
+    initPid: 4242 + tree,
+    imageDir: '/tmp',
+    host: hostname(),
+    hookPid: process.pid,
+    criuPid: process.pid,
+    monoNs: process.hrtime.bigint(),
+    wallNs: BigInt(Date.now()) * 1_000_000n,
+    attempt: 1,
+    expectedTrees: TREES,
+    reason: '',
   });
 }
 
@@ -55,7 +66,7 @@ describe(`one daemon, ${TREES} concurrent trees`, () => {
     let flooding = true;
     let garbage = 0;
     let seed = 11;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 256);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 256;
     const flood = (async () => {
       while (flooding) {
         // random bytes, and now and then a frame over the size limit
@@ -77,7 +88,8 @@ describe(`one daemon, ${TREES} concurrent trees`, () => {
       for (let i = 0; i < TREES; i++) await socks[i]!.send(frame(i, 'post-resume'));
       const done = async () => {
         for (let k = 0; k < 300; k++) {
-          if (d.messages.some((m) => 'decision' in m && m.decision.session === 'load' && m.decision.kind === 'session-completed')) return true;
+          if (d.messages.some((m) => 'decision' in m && m.decision.session === 'load' && m.decision.kind === 'session-completed'))
+            return true;
           await sleep(100);
         }
         return false;
@@ -92,7 +104,9 @@ describe(`one daemon, ${TREES} concurrent trees`, () => {
     const rejected = d.messages.filter((m) => 'decision' in m && m.decision.kind === 'event-rejected').length;
     assert.ok(garbage > 1000 && rejected > 0, `flood sent ${garbage} frames, ${rejected} rejections published`);
     const peak = status('VmHWM');
-    process.stdout.write(`# load: ${TREES} trees, ${garbage} malformed frames, daemon RSS ${status('VmRSS').toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB\n`);
+    process.stdout.write(
+      `# load: ${TREES} trees, ${garbage} malformed frames, daemon RSS ${status('VmRSS').toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB\n`,
+    );
     assert.ok(peak < PEAK_RSS_MIB, `daemon peak RSS ${peak.toFixed(0)} MiB, bound ${PEAK_RSS_MIB} MiB`);
     assert.equal(d.child.exitCode, null, 'the daemon is still running');
   });

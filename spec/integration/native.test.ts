@@ -24,11 +24,13 @@ describe('native addon', () => {
     assert.throws(() => fd.signal(9), /closed/);
   });
 
-  it('reads another process\'s memory off the JS thread, the same bytes /proc/PID/mem has', async () => {
+  it("reads another process's memory off the JS thread, the same bytes /proc/PID/mem has", async () => {
     const child = spawn('sleep', ['100'], { stdio: 'ignore' });
     await sleep(50);
     const pid = child.pid!;
-    const first = readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').find((l) => /^\S+ r/.test(l))!;
+    const first = readFileSync(`/proc/${pid}/maps`, 'utf8')
+      .split('\n')
+      .find((l) => /^\S+ r/.test(l))!;
     const start = BigInt(`0x${first.split('-')[0]}`);
     const got = await processVmRead(pid, start, 4096);
     const mem = Buffer.alloc(4096);

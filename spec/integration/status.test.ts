@@ -17,7 +17,8 @@ after(async () => {
 
 describe('stagegate status', () => {
   it('shows who waits at which gate, since when, and what the session still waits for', async () => {
-    const env = (tree: string) => hookEnv(c.endpoint, 'post-restore', { STAGEGATE_SESSION: 'st', STAGEGATE_TREE: tree, STAGEGATE_TREES: '2', CRTOOLS_INIT_PID: '999' });
+    const env = (tree: string) =>
+      hookEnv(c.endpoint, 'post-restore', { STAGEGATE_SESSION: 'st', STAGEGATE_TREE: tree, STAGEGATE_TREES: '2', CRTOOLS_INIT_PID: '999' });
     const first = runHook(env('a'));
     assert.ok(await until(() => c.coordinator.snapshot()?.sessions.get('st')?.gates['post-restore'].waiting.size === 1));
     await sleep(300);
@@ -53,11 +54,16 @@ describe('stagegate watch', () => {
     const lines = out.trim().split('\n');
     assert.match(lines[0]!, /^\S+Z #1 w1 t1 event pre-restore$/);
     assert.match(lines[1]!, /^\S+Z #2 w1 - session-opened expecting 1 tree\(s\)/);
-    assert.ok(lines.some((l) => /#\d+ w1 - gate-opened post-restore waited \d+\.\d ms trees t1/.test(l)), out);
+    assert.ok(
+      lines.some((l) => /#\d+ w1 - gate-opened post-restore waited \d+\.\d ms trees t1/.test(l)),
+      out,
+    );
   });
 
   it('--session follows that session only, not every session whose name starts with it', async () => {
-    const w = spawn(STAGEGATE, ['watch', '--session', 'w4', '--events', c.events, '--endpoint', c.endpoint], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const w = spawn(STAGEGATE, ['watch', '--session', 'w4', '--events', c.events, '--endpoint', c.endpoint], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     w.stdout!.on('data', (d) => (out += d));
     try {
@@ -74,17 +80,22 @@ describe('stagegate watch', () => {
 
   it('tells a late subscriber how much it missed', async () => {
     assert.equal((await runHook(hookEnv(c.endpoint, 'pre-restore', { STAGEGATE_SESSION: 'late', STAGEGATE_TREES: '2' }))).code, 0);
-    const w = spawn(STAGEGATE, ['watch', '--session', 'late', '--events', c.events, '--endpoint', c.endpoint], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const w = spawn(STAGEGATE, ['watch', '--session', 'late', '--events', c.events, '--endpoint', c.endpoint], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     w.stdout!.on('data', (d) => (out += d));
     await sleep(800);
-    assert.equal((await runHook(hookEnv(c.endpoint, 'pre-restore', { STAGEGATE_SESSION: 'late', STAGEGATE_TREE: 't2', STAGEGATE_TREES: '2' }))).code, 0);
+    assert.equal(
+      (await runHook(hookEnv(c.endpoint, 'pre-restore', { STAGEGATE_SESSION: 'late', STAGEGATE_TREE: 't2', STAGEGATE_TREES: '2' }))).code,
+      0,
+    );
     assert.ok(await until(() => /t2 event pre-restore/.test(out), 5000), out);
     w.kill('SIGTERM');
     assert.match(out, /^! late: joined at #3, 2 earlier message\(s\) not seen\n\S+Z #3 late t2 event pre-restore/);
   });
 
-  it('detects gaps in a session\'s sequence numbers', () => {
+  it("detects gaps in a session's sequence numbers", () => {
     const g = new GapDetector();
     assert.equal(g.check('s', 1n), null);
     assert.equal(g.check('s', 2n), null);

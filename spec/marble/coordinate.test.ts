@@ -61,12 +61,15 @@ describe('coordinate pipeline (marble, virtual time)', () => {
         c: ev('a', 'pre-resume'),
         d: ev('b', 'pre-resume'),
       });
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 40, defaultActivator: 'none' }, ts), replies), '^ 100ms !').toBe('10ms (xy) 16ms (zw)', {
-        x: 'a:post-restore=P',
-        y: 'b:post-restore=P',
-        z: 'a:pre-resume=P',
-        w: 'b:pre-resume=P',
-      });
+      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 40, defaultActivator: 'none' }, ts), replies), '^ 100ms !').toBe(
+        '10ms (xy) 16ms (zw)',
+        {
+          x: 'a:post-restore=P',
+          y: 'b:post-restore=P',
+          z: 'a:pre-resume=P',
+          w: 'b:pre-resume=P',
+        },
+      );
     });
   });
 });
@@ -89,9 +92,14 @@ describe('coordinate pipeline: hostile inputs', () => {
     const ts = scheduler();
     const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty'];
     ts.run(({ hot, expectObservable }) => {
-      const values = Object.fromEntries(names.map((n, i) => [String.fromCharCode(97 + i), ev('t', 'post-restore', 0, { session: n, expectedTrees: 1 }, n)]));
+      const values = Object.fromEntries(
+        names.map((n, i) => [String.fromCharCode(97 + i), ev('t', 'post-restore', 0, { session: n, expectedTrees: 1 }, n)]),
+      );
       const input = hot('abcd', values);
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 1000, defaultActivator: 'none' }, ts), replies)).toBe('abcd', Object.fromEntries(names.map((n, i) => [String.fromCharCode(97 + i), `${n}=P`])));
+      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 1000, defaultActivator: 'none' }, ts), replies)).toBe(
+        'abcd',
+        Object.fromEntries(names.map((n, i) => [String.fromCharCode(97 + i), `${n}=P`])),
+      );
     });
   });
 });

@@ -38,7 +38,11 @@ describe('deadlineTimers (marble)', () => {
   it('ignores effects that are not about timers', () => {
     const ts = scheduler();
     ts.run(({ cold, expectObservable }) => {
-      const other: Effect = { type: 'reply', peer: 'p', verdict: { session: 's', tree: 't', action: 'post-restore', attempt: 1, proceed: true, code: '', reason: '' } };
+      const other: Effect = {
+        type: 'reply',
+        peer: 'p',
+        verdict: { session: 's', tree: 't', action: 'post-restore', attempt: 1, proceed: true, code: '', reason: '' },
+      };
       expectObservable(cold('a', { a: other }).pipe(deadlineTimers(ts))).toBe('');
     });
   });

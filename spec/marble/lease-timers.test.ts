@@ -7,10 +7,21 @@ import type { Effect, Input } from '../../src/core/model';
 const scheduler = () => new TestScheduler((actual, expected) => assert.deepEqual(actual, expected));
 
 const lease = (tree: string, inMs: number, gate: 'post-restore' | 'pre-resume' = 'post-restore'): Effect => ({
-  type: 'schedule-lease', session: 's1', attempt: 1, tree, gate, inMs,
+  type: 'schedule-lease',
+  session: 's1',
+  attempt: 1,
+  tree,
+  gate,
+  inMs,
 });
 const lost = (tree: string, at: number, silentMs: number, gate: 'post-restore' | 'pre-resume' = 'post-restore'): Input => ({
-  type: 'hook-lost', session: 's1', attempt: 1, tree, gate, silentMs, at,
+  type: 'hook-lost',
+  session: 's1',
+  attempt: 1,
+  tree,
+  gate,
+  silentMs,
+  at,
 });
 
 describe('leaseTimers (marble)', () => {
@@ -39,7 +50,10 @@ describe('leaseTimers (marble)', () => {
   it('arms again for a key whose timer already fired', () => {
     const ts = scheduler();
     ts.run(({ cold, expectObservable }) => {
-      expectObservable(cold('a----a', { a: lease('t', 2) }).pipe(leaseTimers(ts))).toBe('--x----y', { x: lost('t', 2, 2), y: lost('t', 7, 2) });
+      expectObservable(cold('a----a', { a: lease('t', 2) }).pipe(leaseTimers(ts))).toBe('--x----y', {
+        x: lost('t', 2, 2),
+        y: lost('t', 7, 2),
+      });
     });
   });
 });

@@ -22,9 +22,7 @@ export function runHook(env: Record<string, string>, parentScript = '"$SG_HOOK";
   });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
-  return new Promise((res) =>
-    child.once('exit', (code, signal) => res({ code, signal, stderr, ms: performance.now() - started })),
-  );
+  return new Promise((res) => child.once('exit', (code, signal) => res({ code, signal, stderr, ms: performance.now() - started })));
 }
 
 /**

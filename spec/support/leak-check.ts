@@ -75,7 +75,13 @@ function leftovers(since: number, mine: Set<number>): { pid: number; cmd: string
 const TEMP_DIRS = ['/tmp', '/dev/shm'];
 const entries = (dir: string) => new Set(readdirSync(dir).map((n) => `${dir}/${n}`));
 const netns = () => new Set(readdirSync('/run/netns'));
-const mounts = () => new Set(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter(Boolean));
+const mounts = () =>
+  new Set(
+    readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4] ?? '')
+      .filter(Boolean),
+  );
 const safe = <T>(f: () => Set<T>) => {
   try {
     return f();
@@ -88,7 +94,12 @@ const safe = <T>(f: () => Set<T>) => {
 function leftoverThings(before: { temp: Set<string>; netns: Set<string>; mounts: Set<string> }) {
   const added = <T>(now: Set<T>, then: Set<T>) => [...now].filter((x) => !then.has(x));
   return {
-    temp: TEMP_DIRS.flatMap((d) => added(safe(() => entries(d)), before.temp)),
+    temp: TEMP_DIRS.flatMap((d) =>
+      added(
+        safe(() => entries(d)),
+        before.temp,
+      ),
+    ),
     netns: added(safe(netns), before.netns),
     mounts: added(safe(mounts), before.mounts),
   };
@@ -110,7 +121,9 @@ if (process.env.NODE_TEST_CONTEXT) {
         left = leftovers(since, mine);
       }
       if (left.length) {
-        process.stderr.write(`leak check: ${left.length} process(es) this test file started are still running ${GRACE_MS} ms after its tests ended:\n`);
+        process.stderr.write(
+          `leak check: ${left.length} process(es) this test file started are still running ${GRACE_MS} ms after its tests ended:\n`,
+        );
         for (const l of left) {
           process.stderr.write(`  ${l.pid} ${l.cmd.slice(0, 200)}\n`);
           try {

@@ -7,7 +7,17 @@ import { after } from 'node:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { type Checkpoint, Daemon, checkpointTrees, hashDir, killTree, readPidfile, readSlots, restoreTree, type RestoreRun } from '../../demo/harness';
+import {
+  type Checkpoint,
+  Daemon,
+  checkpointTrees,
+  hashDir,
+  killTree,
+  readPidfile,
+  readSlots,
+  restoreTree,
+  type RestoreRun,
+} from '../../demo/harness';
 import { isLive } from '../../src/proc/tree';
 
 export const PROCS = 3;

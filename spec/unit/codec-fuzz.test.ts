@@ -8,10 +8,16 @@ import { stageEvent } from './fixtures';
 describe('protocol decoder fuzz', () => {
   it('never throws anything but a FrameError, and never lets an invalid event through validation unnoticed', () => {
     let seed = 4242;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const seeds = [
       encodeRequestEvent(stageEvent('t', 'post-restore')),
-      encodeOpen({ session: 's', expectedTrees: 2, attempt: 1, deadlineMs: 0, manifest: [{ id: 'b', mappers: [{ tree: 't', pid: 1, start: 0x1000n, size: 0x1000n, prot: 3 }] }] }),
+      encodeOpen({
+        session: 's',
+        expectedTrees: 2,
+        attempt: 1,
+        deadlineMs: 0,
+        manifest: [{ id: 'b', mappers: [{ tree: 't', pid: 1, start: 0x1000n, size: 0x1000n, prot: 3 }] }],
+      }),
     ];
     let decoded = 0;
     let rejected = 0;

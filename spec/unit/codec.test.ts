@@ -1,8 +1,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  FrameError, MAX_FRAME_BYTES, actionEnum, actionName, decodePublished, decodeRequest, decodeVerdict,
-  encodePublished, encodeRequestEvent, encodeVerdict,
+  FrameError,
+  MAX_FRAME_BYTES,
+  actionEnum,
+  actionName,
+  decodePublished,
+  decodeRequest,
+  decodeVerdict,
+  encodePublished,
+  encodeRequestEvent,
+  encodeVerdict,
 } from '../../src/protocol/codec';
 import { CRIU_ACTIONS } from '../../src/core/actions';
 import { stagegate } from '../../src/protocol/generated/stagegate';
@@ -26,7 +34,20 @@ describe('protocol codec', () => {
   it('round-trips verdicts and published decisions', () => {
     const v = { session: 's', tree: 't', action: 'pre-resume' as const, attempt: 3, proceed: false, code: 'E_DEADLINE', reason: 'late' };
     assert.deepEqual(decodeVerdict(encodeVerdict(v)), v);
-    const d = { kind: 'gate-opened' as const, session: 's', attempt: 1, tree: '', action: 'post-restore' as const, code: '', reason: '', at: 1_700_000_000_123.5, waitedMs: 2.25, trees: ['a', 'b'], bo: 'memfd:a:1', detail: 'a/1@0x1000+4096' };
+    const d = {
+      kind: 'gate-opened' as const,
+      session: 's',
+      attempt: 1,
+      tree: '',
+      action: 'post-restore' as const,
+      code: '',
+      reason: '',
+      at: 1_700_000_000_123.5,
+      waitedMs: 2.25,
+      trees: ['a', 'b'],
+      bo: 'memfd:a:1',
+      detail: 'a/1@0x1000+4096',
+    };
     assert.deepEqual(decodePublished(encodePublished(7n, { decision: d })), { seq: 7n, decision: d });
   });
 
@@ -37,7 +58,10 @@ describe('protocol codec', () => {
       [new Uint8Array(0), /request has no body/],
     ];
     for (const [frame, message] of cases) {
-      assert.throws(() => decodeRequest(frame), (e: unknown) => e instanceof FrameError && e.code === 'E_BAD_FRAME' && message.test(e.message));
+      assert.throws(
+        () => decodeRequest(frame),
+        (e: unknown) => e instanceof FrameError && e.code === 'E_BAD_FRAME' && message.test(e.message),
+      );
     }
   });
 
@@ -45,7 +69,8 @@ describe('protocol codec', () => {
     const frame = stagegate.v1.Request.encode({ event: { protocolVersion: 9, session: 's', tree: 't', action: 4, attempt: 1 } }).finish();
     assert.throws(
       () => decodeRequest(frame),
-      (e: unknown) => e instanceof FrameError && e.code === 'E_PROTOCOL_VERSION' && e.address?.tree === 't' && e.address.action === 'post-restore',
+      (e: unknown) =>
+        e instanceof FrameError && e.code === 'E_PROTOCOL_VERSION' && e.address?.tree === 't' && e.address.action === 'post-restore',
     );
   });
 });

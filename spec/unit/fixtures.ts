@@ -34,12 +34,17 @@ export function stageEvent(tree: string, action: ActionName, over: Partial<Stage
   };
 }
 
-export function ev(tree: string, action: ActionName, at = 0, over: Partial<StageEvent> = {}, peer: string | null = `${tree}:${action}`): Input {
+export function ev(
+  tree: string,
+  action: ActionName,
+  at = 0,
+  over: Partial<StageEvent> = {},
+  peer: string | null = `${tree}:${action}`,
+): Input {
   return { type: 'event', event: stageEvent(tree, action, over), peer, at };
 }
 
 export const replies = (effects: Effect[]) =>
   effects.flatMap((e) => (e.type === 'reply' ? [{ peer: e.peer, proceed: e.verdict.proceed, code: e.verdict.code }] : []));
 
-export const decisions = (effects: Effect[]) =>
-  effects.flatMap((e) => (e.type === 'publish-decision' ? [e.decision] : []));
+export const decisions = (effects: Effect[]) => effects.flatMap((e) => (e.type === 'publish-decision' ? [e.decision] : []));

@@ -9,7 +9,13 @@ const config = { defaultDeadlineMs: 60_000, defaultActivator: 'none' as const };
 const feed = (inputs: Input[]) => feedWith(config, inputs);
 const leases = (effects: Effect[]) => effects.flatMap((e) => (e.type === 'schedule-lease' ? [`${e.gate}/${e.tree}/${e.inMs}`] : []));
 const lost = (tree: string, gate: 'post-restore' | 'pre-resume', at: number, attempt = 1): Input => ({
-  type: 'hook-lost', session: 's1', attempt, tree, gate, silentMs: LEASE_PERIODS * 1000, at,
+  type: 'hook-lost',
+  session: 's1',
+  attempt,
+  tree,
+  gate,
+  silentMs: LEASE_PERIODS * 1000,
+  at,
 });
 
 describe('hook leases', () => {
@@ -45,7 +51,10 @@ describe('hook leases', () => {
       { peer: 'a:post-restore', proceed: false, code: 'E_HOOK_LOST' },
       { peer: 'b:post-restore', proceed: false, code: 'E_HOOK_LOST' },
     ]);
-    assert.deepEqual(decisions(effects[2]!).map((d) => d.kind), ['session-aborted']);
+    assert.deepEqual(
+      decisions(effects[2]!).map((d) => d.kind),
+      ['session-aborted'],
+    );
   });
 
   it('ignores a lease that runs out after its tree was answered', () => {

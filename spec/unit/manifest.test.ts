@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { parseManifest, readManifest } from '../../src/cli/manifest';
 
 const doc = (mapper: Record<string, unknown>, ids = ['gpu0']) =>
-  JSON.stringify({ bos: ids.map((id) => ({ id, mappers: [{ tree: 'rank0', pid: 1, start: '0x7f0000000000', size: 4096, prot: 'rw-', ...mapper }] })) });
+  JSON.stringify({
+    bos: ids.map((id) => ({ id, mappers: [{ tree: 'rank0', pid: 1, start: '0x7f0000000000', size: 4096, prot: 'rw-', ...mapper }] })),
+  });
 
 describe('BO manifest', () => {
   it('reads a valid manifest', () => {

@@ -29,7 +29,15 @@ function image(path: string, magic: number, entries: Uint8Array[]): void {
 const L = (n: number) => Long.fromNumber(n, true);
 const page = (fill: number) => Buffer.alloc(4096, fill);
 const P = 4096n;
-const anon = (shmid: number): Vma => ({ start: 0x1000n, end: 0x100000n, pgoff: 0n, shmid: BigInt(shmid), prot: 3, flags: 1, status: (1 << 8) | 1 });
+const anon = (shmid: number): Vma => ({
+  start: 0x1000n,
+  end: 0x100000n,
+  pgoff: 0n,
+  shmid: BigInt(shmid),
+  prot: 3,
+  flags: 1,
+  status: (1 << 8) | 1,
+});
 const cp = (d: string): Checkpoint => ({ dir: d, tasks: [], files: new Map(), memfdInodes: new Map() });
 
 describe('checkpoint pages', () => {
@@ -60,11 +68,20 @@ describe('checkpoint pages', () => {
 
   it('refuses a pages image that is truncated or not a regular file, naming it', () => {
     const d = mkdtempSync(join(dir, 'bad-'));
-    image(join(d, 'pagemap-shmem-1.img'), MAGIC.pagemap, [criu.PagemapHead.encode({ pagesId: 1 }).finish(), criu.PagemapEntry.encode({ vaddr: L(0), nrPages: L(4), flags: 4 }).finish()]);
+    image(join(d, 'pagemap-shmem-1.img'), MAGIC.pagemap, [
+      criu.PagemapHead.encode({ pagesId: 1 }).finish(),
+      criu.PagemapEntry.encode({ vaddr: L(0), nrPages: L(4), flags: 4 }).finish(),
+    ]);
     writeFileSync(join(d, 'pages-1.img'), page(1));
-    assert.throws(() => new CheckpointPages(cp(d)).samples(anon(1), [2n * P]), (e: unknown) => e instanceof ImageError && /pages-1\.img.*truncated: the page at object offset 0x2000 is not there/.test(e.message));
+    assert.throws(
+      () => new CheckpointPages(cp(d)).samples(anon(1), [2n * P]),
+      (e: unknown) => e instanceof ImageError && /pages-1\.img.*truncated: the page at object offset 0x2000 is not there/.test(e.message),
+    );
     rmSync(join(d, 'pages-1.img'));
     symlinkSync('/dev/zero', join(d, 'pages-1.img'));
-    assert.throws(() => new CheckpointPages(cp(d)).samples(anon(1), [0n]), (e: unknown) => e instanceof ImageError && /pages-1\.img/.test(e.message));
+    assert.throws(
+      () => new CheckpointPages(cp(d)).samples(anon(1), [0n]),
+      (e: unknown) => e instanceof ImageError && /pages-1\.img/.test(e.message),
+    );
   });
 });

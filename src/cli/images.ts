@@ -37,7 +37,10 @@ export function imagesJson(d: ReturnType<typeof describeImages>): string {
           vmas: t.vmas.map((v) => ({ start: hex(v.start), end: hex(v.end), prot: prot(v.prot), kind: vmaKind(v), shmid: Number(v.shmid) })),
         })),
       })),
-      bos: d.bos.map((b) => ({ ...b, mappers: b.mappers.map((m) => ({ ...m, start: hex(m.start), size: Number(m.size), pgoff: Number(m.pgoff), prot: prot(m.prot) })) })),
+      bos: d.bos.map((b) => ({
+        ...b,
+        mappers: b.mappers.map((m) => ({ ...m, start: hex(m.start), size: Number(m.size), pgoff: Number(m.pgoff), prot: prot(m.prot) })),
+      })),
     },
     null,
     2,
@@ -51,7 +54,9 @@ export function imagesTable(d: ReturnType<typeof describeImages>, allVmas: boole
     L.push('  pid   ppid  threads  vmas  shared');
     for (const t of checkpoint.tasks) {
       const shared = t.vmas.filter((v) => vmaKind(v).endsWith('shared') || vmaKind(v) === 'sysv-shm');
-      L.push(`  ${String(t.pid).padEnd(5)} ${String(t.ppid).padEnd(5)} ${String(t.threads.length).padEnd(8)} ${String(t.vmas.length).padEnd(5)} ${shared.length}`);
+      L.push(
+        `  ${String(t.pid).padEnd(5)} ${String(t.ppid).padEnd(5)} ${String(t.threads.length).padEnd(8)} ${String(t.vmas.length).padEnd(5)} ${shared.length}`,
+      );
       for (const v of allVmas ? t.vmas : shared) {
         L.push(`        ${hex(v.start).padStart(14)}-${hex(v.end).padEnd(14)} ${prot(v.prot)} ${vmaKind(v)}`);
       }
@@ -62,7 +67,9 @@ export function imagesTable(d: ReturnType<typeof describeImages>, allVmas: boole
   for (const b of d.bos) {
     L.push(`  BO ${b.id}  [${b.kind}] ${b.label}, ${b.mappers.length} mappers`);
     for (const m of b.mappers) {
-      L.push(`    ${m.tree.padEnd(12)} pid ${String(m.pid).padEnd(6)} at ${hex(m.start).padEnd(16)} ${String(Number(m.size) / 1024).padStart(7)} KiB ${prot(m.prot)}`);
+      L.push(
+        `    ${m.tree.padEnd(12)} pid ${String(m.pid).padEnd(6)} at ${hex(m.start).padEnd(16)} ${String(Number(m.size) / 1024).padStart(7)} KiB ${prot(m.prot)}`,
+      );
     }
   }
   return L.join('\n');

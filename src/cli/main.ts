@@ -165,7 +165,8 @@ function parse(cmd: string, argv: string[], options: Options): { values: Values 
 function int(cmd: string, name: string, v: string | undefined, dflt: number, min: number, max: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${cmd}: --${name} must be an integer in ${min}..${max}, got '${v}'`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new UsageError(`${cmd}: --${name} must be an integer in ${min}..${max}, got '${v}'`);
   return n;
 }
 
@@ -213,7 +214,9 @@ async function serve(argv: string[]): Promise<number> {
   const curve = secretFile && allowFile ? { secretKey: readSecretKey(secretFile), allow: readAllowList(allowFile) } : null;
   const tcp = [...listen, ...events].filter((ep) => ep.startsWith('tcp://'));
   if (tcp.length && !curve && !values['insecure-tcp']) {
-    throw new UsageError(`serve: refusing plain TCP endpoint ${tcp[0]}: give --curve-secret and --allow (see stagegate keygen), or --insecure-tcp`);
+    throw new UsageError(
+      `serve: refusing plain TCP endpoint ${tcp[0]}: give --curve-secret and --allow (see stagegate keygen), or --insecure-tcp`,
+    );
   }
   const activator = activatorOf('serve', values.activator as string | undefined) || 'verify';
   const { createLogger } = await import('../log');
@@ -229,7 +232,9 @@ async function serve(argv: string[]): Promise<number> {
     holdAt: holdAtOf('serve', values['hold-at'] as string | undefined) || 'none',
     maxSessions: int('serve', 'max-sessions', values['max-sessions'] as string | undefined, 10_000, 1, 1_000_000),
     verifyPages: !!values['verify-pages'],
-    ...(values['max-connections'] !== undefined ? { maxConnections: int('serve', 'max-connections', values['max-connections'] as string, 0, 1, 1_000_000) } : {}),
+    ...(values['max-connections'] !== undefined
+      ? { maxConnections: int('serve', 'max-connections', values['max-connections'] as string, 0, 1, 1_000_000) }
+      : {}),
     allowedActivators: ((values['allow-activator'] as string[] | undefined) ?? []).map((a) => activatorOf('serve', a) as Activator),
     logger,
   });
@@ -310,7 +315,11 @@ async function statusCmd(argv: string[]): Promise<number> {
   const { values } = parse('status', argv, { json: { type: 'boolean' }, session: { type: 'string' }, endpoint: { type: 'string' } });
   if (values.help) return help('status');
   const { status } = await import('./status');
-  return status((values.endpoint as string | undefined) ?? process.env.STAGEGATE_ENDPOINT ?? defaultHookEndpoint(), (values.session as string | undefined) ?? '', !!values.json);
+  return status(
+    (values.endpoint as string | undefined) ?? process.env.STAGEGATE_ENDPOINT ?? defaultHookEndpoint(),
+    (values.session as string | undefined) ?? '',
+    !!values.json,
+  );
 }
 
 async function watchCmd(argv: string[]): Promise<number> {
@@ -329,7 +338,13 @@ async function watchCmd(argv: string[]): Promise<number> {
 }
 
 async function traceCmd(argv: string[]): Promise<number> {
-  const { values } = parse('trace', argv, { out: { type: 'string' }, from: { type: 'string' }, session: { type: 'string' }, duration: { type: 'string' }, events: { type: 'string' } });
+  const { values } = parse('trace', argv, {
+    out: { type: 'string' },
+    from: { type: 'string' },
+    session: { type: 'string' },
+    duration: { type: 'string' },
+    events: { type: 'string' },
+  });
   if (values.help) return help('trace');
   const v = values as Record<string, string | undefined>;
   if (!v.out) throw new UsageError('trace: --out FILE is required');
@@ -372,7 +387,12 @@ async function verifyCmd(argv: string[]): Promise<number> {
 async function imagesCmd(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: { json: { type: 'boolean' }, 'all-vmas': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
+    parsed = parseArgs({
+      args: argv,
+      options: { json: { type: 'boolean' }, 'all-vmas': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: true,
+    });
   } catch (err) {
     throw new UsageError(`images: ${(err as Error).message}`);
   }

@@ -8,7 +8,8 @@ function num(where: string, v: unknown, max: bigint = (1n << 64n) - 1n): bigint 
   let n: bigint | null = null;
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) n = BigInt(v);
   if (typeof v === 'string' && /^(0x[0-9a-fA-F]{1,16}|[0-9]{1,20})$/.test(v)) n = BigInt(v);
-  if (n === null) throw new UsageError(`manifest: ${where} must be a non-negative integer or a 0x… string, got ${JSON.stringify(v)?.slice(0, 60)}`);
+  if (n === null)
+    throw new UsageError(`manifest: ${where} must be a non-negative integer or a 0x… string, got ${JSON.stringify(v)?.slice(0, 60)}`);
   if (n > max) throw new UsageError(`manifest: ${where} ${v} is larger than ${max}`);
   return n;
 }
@@ -35,7 +36,8 @@ export function parseManifest(text: string, source = 'manifest'): ManifestBo[] {
   const seen = new Set<string>();
   return bos.map((b, i) => {
     const id = (b as { id?: unknown })?.id;
-    if (typeof id === 'string' && seen.has(id)) throw new UsageError(`${source}: bos[${i}].id ${JSON.stringify(id.slice(0, 140))} is used twice (BO ids are unique)`);
+    if (typeof id === 'string' && seen.has(id))
+      throw new UsageError(`${source}: bos[${i}].id ${JSON.stringify(id.slice(0, 140))} is used twice (BO ids are unique)`);
     if (typeof id === 'string') seen.add(id);
     const mappers = (b as { mappers?: unknown })?.mappers;
     if (typeof id !== 'string') throw new UsageError(`${source}: bos[${i}].id must be a string`);
@@ -46,7 +48,13 @@ export function parseManifest(text: string, source = 'manifest'): ManifestBo[] {
         const at = `bos[${i}].mappers[${j}]`;
         const r = m as Record<string, unknown>;
         if (typeof r?.tree !== 'string') throw new UsageError(`${source}: ${at}.tree must be a string`);
-        return { tree: r.tree, pid: Number(num(`${at}.pid`, r.pid, MAX_PID)), start: num(`${at}.start`, r.start), size: num(`${at}.size`, r.size), prot: prot(`${at}.prot`, r.prot ?? 'rw-') };
+        return {
+          tree: r.tree,
+          pid: Number(num(`${at}.pid`, r.pid, MAX_PID)),
+          start: num(`${at}.start`, r.start),
+          size: num(`${at}.size`, r.size),
+          prot: prot(`${at}.prot`, r.prot ?? 'rw-'),
+        };
       }),
     };
   });
@@ -58,7 +66,11 @@ export function readManifest(path: string): ManifestBo[] {
     text = readBoundedFile(path, MAX_MANIFEST_BYTES).toString('utf8');
   } catch (err) {
     if (err instanceof FileRefused) {
-      throw new UsageError(err.why === 'not-regular' ? `manifest ${path} is not a regular file` : `manifest ${path} is ${err.size} bytes, more than ${MAX_MANIFEST_BYTES}: an open request must fit one frame`);
+      throw new UsageError(
+        err.why === 'not-regular'
+          ? `manifest ${path} is not a regular file`
+          : `manifest ${path} is ${err.size} bytes, more than ${MAX_MANIFEST_BYTES}: an open request must fit one frame`,
+      );
     }
     throw new UsageError(`manifest ${path}: ${(err as Error).message}`);
   }

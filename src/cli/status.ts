@@ -12,7 +12,9 @@ export function renderStatus(sessions: SessionView[], now: number): string {
   const L: string[] = [];
   for (const s of sessions) {
     const deadline = s.status === 'open' ? `, deadline in ${secs(s.openedAt + s.deadlineMs - now)}` : '';
-    L.push(`session ${s.session}  attempt ${s.attempt}  ${s.status}  activator ${s.activator}  ${s.trees.length} of ${s.expectedTrees} tree(s) seen  opened ${secs(now - s.openedAt)} ago${deadline}`);
+    L.push(
+      `session ${s.session}  attempt ${s.attempt}  ${s.status}  activator ${s.activator}  ${s.trees.length} of ${s.expectedTrees} tree(s) seen  opened ${secs(now - s.openedAt)} ago${deadline}`,
+    );
     if (s.abortReason) L.push(`  aborted [${s.abortCode}] ${s.abortReason}`);
     L.push('  tree              last action            waiting at      since     post-restore  pre-resume  images  verified');
     for (const t of s.trees) {
@@ -78,7 +80,13 @@ export async function watch(events: string, endpoint: string, session: string, s
     // live view: a status snapshot every 250 ms above the latest events
     const draw = async () => {
       const r = await requestStatus(endpoint, session, 1000).catch(() => null);
-      process.stdout.write('\x1b[H\x1b[2J' + (r ? renderStatus(r.sessions, r.now) : `no answer from ${endpoint}`) + '\n\nlatest events\n' + recent.join('\n') + '\n');
+      process.stdout.write(
+        '\x1b[H\x1b[2J' +
+          (r ? renderStatus(r.sessions, r.now) : `no answer from ${endpoint}`) +
+          '\n\nlatest events\n' +
+          recent.join('\n') +
+          '\n',
+      );
     };
     timer = setInterval(() => void draw(), 250);
     signal.addEventListener('abort', () => clearInterval(timer!));

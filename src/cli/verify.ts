@@ -11,7 +11,12 @@ import { inspectTree } from '../images/inspect';
 import { observeMappings } from '../proc/observe';
 import { ImageError } from '../errors';
 
-export async function verifyTree(imageDir: string, initPid: number, tree = 'tree', pages = false): Promise<{ ok: boolean; lines: string[] }> {
+export async function verifyTree(
+  imageDir: string,
+  initPid: number,
+  tree = 'tree',
+  pages = false,
+): Promise<{ ok: boolean; lines: string[] }> {
   let dir: string;
   try {
     dir = realpathSync(imageDir);

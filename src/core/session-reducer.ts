@@ -105,12 +105,7 @@ function step(state: CoordinatorState, input: Input, own: boolean): Result {
 
 // ---------------------------------------------------------------- helpers
 
-function decision(
-  kind: Decision['kind'],
-  s: { session: string; attempt: number },
-  at: number,
-  extra: Partial<Decision> = {},
-): Decision {
+function decision(kind: Decision['kind'], s: { session: string; attempt: number }, at: number, extra: Partial<Decision> = {}): Decision {
   return {
     kind,
     session: s.session,
@@ -241,7 +236,10 @@ function admit(state: CoordinatorState, name: string, at: number, own: boolean):
   if (next.sessions.has(name) || next.sessions.size < max) return { next, full: null };
   next = prune(next, at, own, true);
   if (next.sessions.size < max) return { next, full: null };
-  return { next, full: `the coordinator already holds ${next.sessions.size} sessions, its limit (serve --max-sessions): session ${name} is refused; retry once sessions have ended` };
+  return {
+    next,
+    full: `the coordinator already holds ${next.sessions.size} sessions, its limit (serve --max-sessions): session ${name} is refused; retry once sessions have ended`,
+  };
 }
 
 function withSession(state: CoordinatorState, s: SessionState, own: boolean): CoordinatorState {
@@ -272,9 +270,7 @@ function abortSession(s: SessionState, code: ErrorCode, reason: string, at: numb
     const g = s.gates[gate];
     for (const [tree, peer] of g.waiting) {
       concerned.add(tree);
-      effects.push(
-        ...reply(peer, verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, false, code, reason)),
-      );
+      effects.push(...reply(peer, verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, false, code, reason)));
     }
     g.waiting = new Map();
     g.leases = new Map();
@@ -446,14 +442,26 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
       const old = draft(current, own);
       effects.push(...abortSession(old, ErrorCodes.SUPERSEDED, `superseded by attempt ${ev.attempt}`, at));
     }
-    current = newSession(ev.session, ev.attempt, ev.expectedTrees, state.config.defaultDeadlineMs, at, state.config.defaultActivator, defaultHoldAt(state.config));
+    current = newSession(
+      ev.session,
+      ev.attempt,
+      ev.expectedTrees,
+      state.config.defaultDeadlineMs,
+      at,
+      state.config.defaultActivator,
+      defaultHoldAt(state.config),
+    );
     effects.push(...opened(current, at));
   }
 
   const run = runOf(ev);
   const prev = current.trees.get(ev.tree);
   const known = prev !== undefined && prev.run === run;
-  if (current.status === 'completed' || current.status === 'aborted' || (current.status === 'released' && (!known || ev.expectedTrees !== current.expectedTrees))) {
+  if (
+    current.status === 'completed' ||
+    current.status === 'aborted' ||
+    (current.status === 'released' && (!known || ev.expectedTrees !== current.expectedTrees))
+  ) {
     // history: answered, never applied
     return [next, [...effects, ...answerEnded(current, ev, peer, gated, known, at)]];
   }
@@ -539,7 +547,8 @@ function answerEnded(s: SessionState, ev: StageEvent, peer: Peer | null, gated: 
   if (known && gated && s.gates[ev.action as GateName].released.has(ev.tree) && ev.expectedTrees === s.expectedTrees) {
     return reply(peer, verdict(ev, true)); // a duplicate after its release: the same answer
   }
-  const ended = s.status === 'aborted' ? `was aborted [${s.abort?.code ?? ''}]` : s.status === 'completed' ? 'has completed' : 'has released its trees';
+  const ended =
+    s.status === 'aborted' ? `was aborted [${s.abort?.code ?? ''}]` : s.status === 'completed' ? 'has completed' : 'has released its trees';
   const reason = known
     ? `session ${s.session} attempt ${s.attempt} ${ended}: this ${ev.action} event changes nothing`
     : `session ${s.session} attempt ${s.attempt} ${ended} and takes no new restore run (tree ${ev.tree}, run ${runOf(ev)}); ` +
@@ -547,14 +556,7 @@ function answerEnded(s: SessionState, ev: StageEvent, peer: Peer | null, gated: 
   return reject(ev, peer, gated, ErrorCodes.SESSION_CLOSED, reason, at);
 }
 
-function reject(
-  ev: StageEvent,
-  peer: Peer | null,
-  gated: boolean,
-  code: ErrorCode,
-  reason: string,
-  at: number,
-): Effect[] {
+function reject(ev: StageEvent, peer: Peer | null, gated: boolean, code: ErrorCode, reason: string, at: number): Effect[] {
   return [
     ...(gated ? reply(peer, verdict(ev, false, code, reason)) : []),
     publish(decision('event-rejected', ev, at, { tree: ev.tree, action: ev.action, code, reason })),
@@ -570,10 +572,7 @@ function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null, at: nu
   const before = gate === 'pre-resume' ? 'post-restore' : gate === 'post-restore' && holds(s, 'pre-restore') ? 'pre-restore' : null;
   if (before && !s.gates[before].released.has(ev.tree)) {
     const reason = `tree ${ev.tree} reached ${gate} before its ${before} was answered`;
-    return [
-      ...abortSession(s, ErrorCodes.CONTRADICTION, reason, at),
-      ...reply(peer, verdict(ev, false, ErrorCodes.CONTRADICTION, reason)),
-    ];
+    return [...abortSession(s, ErrorCodes.CONTRADICTION, reason, at), ...reply(peer, verdict(ev, false, ErrorCodes.CONTRADICTION, reason))];
   }
   if (!g.arrived.has(ev.tree)) g.arrived.set(ev.tree, at);
   if (peer !== null) g.waiting.set(ev.tree, peer);
@@ -699,8 +698,23 @@ function activateBos(s: SessionState, at: number): Effect[] {
     }
     // verified: hand it to the activator (exec, kfd); the BO is active once it succeeds
     s.activating.add(id);
-    const mappers = ms.map((m) => ({ tree: m.tree, pid: m.pid, hostPid: observations.get(mapperKey(m))!.hostPid, start: m.start, size: m.size, prot: m.prot }));
-    effects.push({ type: 'activate-bo', session: s.session, attempt: s.attempt, bo: id, label: ms[0]!.label, activator: s.activator, mappers });
+    const mappers = ms.map((m) => ({
+      tree: m.tree,
+      pid: m.pid,
+      hostPid: observations.get(mapperKey(m))!.hostPid,
+      start: m.start,
+      size: m.size,
+      prot: m.prot,
+    }));
+    effects.push({
+      type: 'activate-bo',
+      session: s.session,
+      attempt: s.attempt,
+      bo: id,
+      label: ms[0]!.label,
+      activator: s.activator,
+      mappers,
+    });
   }
   return effects;
 }
@@ -709,7 +723,11 @@ function activated(s: SessionState, id: string, at: number): Effect[] {
   s.activeBos.set(id, at);
   const ms = groupBos(allMappings(s)).get(id) ?? [];
   const detail = ms.map((m) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`).join(', ');
-  return [publish(decision('bo-activated', s, at, { bo: id, reason: ms[0]?.label ?? id, detail, trees: [...new Set(ms.map((m) => m.tree))].sort() }))];
+  return [
+    publish(
+      decision('bo-activated', s, at, { bo: id, reason: ms[0]?.label ?? id, detail, trees: [...new Set(ms.map((m) => m.tree))].sort() }),
+    ),
+  ];
 }
 
 function onActivation(state: CoordinatorState, input: Extract<Input, { type: 'bo-activation' }>, own: boolean): Result {
@@ -737,7 +755,11 @@ function onTreeResult(state: CoordinatorState, input: Extract<Input, { type: 'tr
     }
     t.mappings = input.mappings;
     const bos = [...new Set(input.mappings.map((m) => m.bo))].sort();
-    const effects: Effect[] = [publish(decision('tree-inspected', s, input.at, { tree: input.tree, trees: bos, reason: `${input.mappings.length} shared mapping(s)` }))];
+    const effects: Effect[] = [
+      publish(
+        decision('tree-inspected', s, input.at, { tree: input.tree, trees: bos, reason: `${input.mappings.length} shared mapping(s)` }),
+      ),
+    ];
     // a newly known tree may complete cross-tree BOs and let waiting trees go
     effects.push(...verifyTree(s, input.tree), ...activateBos(s, input.at), ...release(s, 'post-restore', input.at));
     return [next, effects];
@@ -760,7 +782,8 @@ function onTreeResult(state: CoordinatorState, input: Extract<Input, { type: 'tr
  * any, gets ABORT, and the failure is published; the input is dropped.
  */
 export function failedInput(input: Input, err: unknown): Effect[] {
-  const reason = `the coordinator failed on this ${String(input.type)} input and dropped it: ${(err as Error)?.message ?? String(err)}`.slice(0, 500);
+  const reason =
+    `the coordinator failed on this ${String(input.type)} input and dropped it: ${(err as Error)?.message ?? String(err)}`.slice(0, 500);
   try {
     return answerFailed(input, reason);
   } catch {
@@ -773,7 +796,10 @@ function answerFailed(input: Input, reason: string): Effect[] {
   if (ev && typeof ev.session === 'string' && typeof ev.tree === 'string') {
     return reject(ev, input.type === 'event' ? input.peer : null, isGate(ev.action), ErrorCodes.INTERNAL, reason, input.at);
   }
-  const s = { session: 'session' in input && typeof input.session === 'string' ? input.session : '', attempt: 'attempt' in input && typeof input.attempt === 'number' ? input.attempt : 0 };
+  const s = {
+    session: 'session' in input && typeof input.session === 'string' ? input.session : '',
+    attempt: 'attempt' in input && typeof input.attempt === 'number' ? input.attempt : 0,
+  };
   const at = 'at' in input ? input.at : 0;
   if (input.type === 'open') return refuseOpen({ ...s, peer: input.peer, at }, ErrorCodes.INTERNAL, reason);
   return [publish(decision('event-rejected', s, at, { code: ErrorCodes.INTERNAL, reason }))];
@@ -794,7 +820,12 @@ export function recover(state: CoordinatorState, now: number): [CoordinatorState
     }
     s.activating.clear();
     if (s.status === 'open') {
-      effects.push({ type: 'schedule-deadline', session: s.session, attempt: s.attempt, inMs: Math.max(0, s.openedAt + s.deadlineMs - now) });
+      effects.push({
+        type: 'schedule-deadline',
+        session: s.session,
+        attempt: s.attempt,
+        inMs: Math.max(0, s.openedAt + s.deadlineMs - now),
+      });
       // hooks that were waiting get a whole new lease to reconnect and re-send
       for (const gate of GATES) {
         for (const [tree, inMs] of s.gates[gate].leases) {

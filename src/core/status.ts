@@ -50,14 +50,16 @@ const mapper = (m: MappingRef) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+
 export function sessionView(s: SessionState): SessionView {
   const trees: TreeView[] = [...s.trees.values()]
     .map((t) => {
-      const gate = GATES.find((g) => s.gates[g].waiting.has(t.name) || (s.gates[g].arrived.has(t.name) && !s.gates[g].released.has(t.name)));
+      const gate = GATES.find(
+        (g) => s.gates[g].waiting.has(t.name) || (s.gates[g].arrived.has(t.name) && !s.gates[g].released.has(t.name)),
+      );
       return {
         tree: t.name,
         lastAction: t.lastAction,
         initPid: t.initPid,
         host: t.host,
         waitingAt: s.status === 'open' && gate ? gate : '',
-        waitingSince: gate ? s.gates[gate].arrived.get(t.name) ?? 0 : 0,
+        waitingSince: gate ? (s.gates[gate].arrived.get(t.name) ?? 0) : 0,
         postRestoreReleased: s.gates['post-restore'].released.has(t.name),
         preResumeReleased: s.gates['pre-resume'].released.has(t.name),
         inspected: t.mappings !== null,
@@ -67,7 +69,13 @@ export function sessionView(s: SessionState): SessionView {
     })
     .sort((a, b) => (a.tree < b.tree ? -1 : 1));
   const all = [...s.manifest, ...[...s.trees.values()].flatMap((t) => t.mappings ?? [])];
-  const bos = [...groupBos(all)].map(([id, ms]) => ({ id, label: ms[0]!.label, kind: ms[0]!.kind, active: s.activeBos.has(id), mappers: ms.map(mapper) }));
+  const bos = [...groupBos(all)].map(([id, ms]) => ({
+    id,
+    label: ms[0]!.label,
+    kind: ms[0]!.kind,
+    active: s.activeBos.has(id),
+    mappers: ms.map(mapper),
+  }));
   const waitingFor: string[] = [];
   if (s.status === 'open') {
     const unseen = s.expectedTrees - s.trees.size;

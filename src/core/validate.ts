@@ -37,7 +37,13 @@ export function validateEvent(ev: StageEvent): string | null {
   );
 }
 
-export function validateOpen(o: { session: string; expectedTrees: number; attempt: number; deadlineMs: number; manifest: MappingRef[] }): string | null {
+export function validateOpen(o: {
+  session: string;
+  expectedTrees: number;
+  attempt: number;
+  deadlineMs: number;
+  manifest: MappingRef[];
+}): string | null {
   return (
     validateName('session', o.session) ??
     inRange('expected_trees', o.expectedTrees, 1, MAX_TREES) ??

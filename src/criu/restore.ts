@@ -164,7 +164,9 @@ async function reportFailure(ctx: Ctx, reason: string, unreleased: boolean): Pro
 async function standIn(ctx: Ctx): Promise<number> {
   const st = await treeStatus(ctx);
   if (!st) {
-    say(`tree ${ctx.o.tree} did not pass the resume barrier and the coordinator cannot say why; its tasks stay stopped (kill -CONT or kill -KILL them)`);
+    say(
+      `tree ${ctx.o.tree} did not pass the resume barrier and the coordinator cannot say why; its tasks stay stopped (kill -CONT or kill -KILL them)`,
+    );
     return 1;
   }
   const root = st.tree.initPid;
@@ -180,7 +182,9 @@ async function standIn(ctx: Ctx): Promise<number> {
   say(`the hook of tree ${ctx.o.tree} died at the resume barrier; waiting there in its place`);
   const { awaitVerdict } = await client();
   const v = await awaitVerdict(ctx.o.endpoint, event(ctx, 'pre-resume', root), ctx.o.timeoutS * 1000).catch((err: Error) => ({
-    proceed: false, code: 'E_ENDPOINT', reason: err.message,
+    proceed: false,
+    code: 'E_ENDPOINT',
+    reason: err.message,
   }));
   if (v.proceed) {
     resume();

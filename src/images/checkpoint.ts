@@ -37,7 +37,10 @@ export function checkImageDir(dir: string): void {
 export function readCheckpoint(dir: string): Checkpoint {
   checkImageDir(dir);
   const pstreePath = join(dir, 'pstree.img');
-  const pstree = readEntries(pstreePath, MAGIC.pstree, (b) => criu.PstreeEntry.decode(b), undefined, { maxBytes: 16 << 20, maxEntries: MAX_TASKS });
+  const pstree = readEntries(pstreePath, MAGIC.pstree, (b) => criu.PstreeEntry.decode(b), undefined, {
+    maxBytes: 16 << 20,
+    maxEntries: MAX_TASKS,
+  });
   if (pstree.length === 0) throw new ImageError(pstreePath, 8, 'no task in the process tree');
   const tasks: Task[] = pstree.map((p, i) => {
     if (!p.pid) throw new ImageError(pstreePath, 8, `entry ${i} has no pid`);
@@ -47,7 +50,15 @@ export function readCheckpoint(dir: string): Checkpoint {
       const start = big(v.start as Long);
       const end = big(v.end as Long);
       if (end <= start) throw new ImageError(mmPath, 8, `VMA ${j} ends (0x${end.toString(16)}) before it starts (0x${start.toString(16)})`);
-      return { start, end, pgoff: big(v.pgoff as Long), shmid: big(v.shmid as Long), prot: v.prot ?? 0, flags: v.flags ?? 0, status: v.status ?? 0 };
+      return {
+        start,
+        end,
+        pgoff: big(v.pgoff as Long),
+        shmid: big(v.shmid as Long),
+        prot: v.prot ?? 0,
+        flags: v.flags ?? 0,
+        status: v.status ?? 0,
+      };
     });
     return { pid: p.pid, ppid: p.ppid ?? 0, threads: p.threads ?? [], vmas };
   });

@@ -36,20 +36,39 @@ function readBounded(path: string, maxBytes: number): Buffer {
     return readBoundedFile(path, maxBytes);
   } catch (err) {
     if (err instanceof FileRefused) {
-      throw new ImageError(path, 0, err.why === 'not-regular' ? 'not a regular file' : `${err.size} bytes is larger than any image of this kind (limit ${maxBytes})`);
+      throw new ImageError(
+        path,
+        0,
+        err.why === 'not-regular' ? 'not a regular file' : `${err.size} bytes is larger than any image of this kind (limit ${maxBytes})`,
+      );
     }
     const code = (err as NodeJS.ErrnoException).code;
-    throw new ImageError(path, 0, code === 'ELOOP' ? 'cannot read: a symlink (not followed)' : `cannot read: ${(err as Error).message}`, { cause: err });
+    throw new ImageError(path, 0, code === 'ELOOP' ? 'cannot read: a symlink (not followed)' : `cannot read: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 
 /** Decodes every entry of `path`; `decode` turns one entry's bytes into a message. */
-export function readEntries<T>(path: string, magic: number, decode: (bytes: Uint8Array) => T, first = COMMON_MAGIC, limits: Partial<ReadLimits> = {}): T[] {
+export function readEntries<T>(
+  path: string,
+  magic: number,
+  decode: (bytes: Uint8Array) => T,
+  first = COMMON_MAGIC,
+  limits: Partial<ReadLimits> = {},
+): T[] {
   const l = { ...DEFAULT_LIMITS, ...limits };
   return decodeEntries(path, readBounded(path, l.maxBytes), magic, decode, first, l.maxEntries);
 }
 
-export function decodeEntries<T>(path: string, buf: Buffer, magic: number, decode: (bytes: Uint8Array) => T, first = COMMON_MAGIC, maxEntries = DEFAULT_LIMITS.maxEntries): T[] {
+export function decodeEntries<T>(
+  path: string,
+  buf: Buffer,
+  magic: number,
+  decode: (bytes: Uint8Array) => T,
+  first = COMMON_MAGIC,
+  maxEntries = DEFAULT_LIMITS.maxEntries,
+): T[] {
   if (buf.length < 8) throw new ImageError(path, 0, `truncated: ${buf.length} bytes, a CRIU image starts with an 8-byte magic header`);
   const common = buf.readUInt32LE(0);
   if (common !== first) {
@@ -63,7 +82,8 @@ export function decodeEntries<T>(path: string, buf: Buffer, magic: number, decod
   const out: T[] = [];
   let off = 8;
   while (off < buf.length) {
-    if (buf.length - off < 4) throw new ImageError(path, off, `truncated: ${buf.length - off} byte(s) where an entry length (4 bytes) starts`);
+    if (buf.length - off < 4)
+      throw new ImageError(path, off, `truncated: ${buf.length - off} byte(s) where an entry length (4 bytes) starts`);
     if (out.length >= maxEntries) throw new ImageError(path, off, `more than ${maxEntries} entries`);
     const len = buf.readUInt32LE(off);
     if (len > buf.length - off - 4) {

@@ -73,7 +73,10 @@ export class ImageInspector {
     const resourceLimits = { maxOldGenerationSizeMb: this.limits.heapMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB };
     const w =
       ext === '.ts'
-        ? new Worker(`require(${JSON.stringify(join(projectRoot, 'node_modules/tsx/dist/cjs/index.cjs'))}); require(${JSON.stringify(file)});`, { eval: true, execArgv: [], resourceLimits })
+        ? new Worker(
+            `require(${JSON.stringify(join(projectRoot, 'node_modules/tsx/dist/cjs/index.cjs'))}); require(${JSON.stringify(file)});`,
+            { eval: true, execArgv: [], resourceLimits },
+          )
         : new Worker(file, { execArgv: [], resourceLimits });
     w.unref();
     w.on('message', (m: { id: number; mappings?: MappingRef[]; error?: string }) => {

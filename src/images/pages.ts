@@ -48,7 +48,10 @@ class ShmemPages {
     let index = 0n;
     for (const bytes of entries) {
       const e = criu.PagemapEntry.decode(bytes);
-      const pages = e.nrPages !== null && e.nrPages !== undefined && big(e.nrPages as Long) > 0n ? big(e.nrPages as Long) : BigInt(e.compatNrPages ?? 0);
+      const pages =
+        e.nrPages !== null && e.nrPages !== undefined && big(e.nrPages as Long) > 0n
+          ? big(e.nrPages as Long)
+          : BigInt(e.compatNrPages ?? 0);
       const flags = e.flags ?? (e.inParent ? PE_PARENT : PE_PRESENT);
       const here = (flags & PE_PRESENT) !== 0 && (flags & PE_PARENT) === 0;
       runs.push({ offset: big(e.vaddr as Long), pages, at: here ? index : -1n });
@@ -71,7 +74,8 @@ class ShmemPages {
       if (err instanceof FileRefused) throw new ImageError(this.pagesPath, 0, 'not a regular file');
       throw new ImageError(this.pagesPath, 0, `cannot read: ${(err as Error).message}`, { cause: err });
     }
-    if (page.length !== Number(PAGE)) throw new ImageError(this.pagesPath, Number(position), `truncated: the page at object offset 0x${off.toString(16)} is not there`);
+    if (page.length !== Number(PAGE))
+      throw new ImageError(this.pagesPath, Number(position), `truncated: the page at object offset 0x${off.toString(16)} is not there`);
     return sampleDigest(page);
   }
 }

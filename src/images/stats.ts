@@ -21,7 +21,12 @@ export function readRestoreStats(dir: string): RestoreStats | null {
     const r = e?.restore;
     if (!r) return null;
     const n = (v: unknown) => Number((v as Long | number | null | undefined)?.toString() ?? 0);
-    return { forkingTimeUs: r.forkingTime ?? 0, restoreTimeUs: r.restoreTime ?? 0, pagesRestored: n(r.pagesRestored), pagesCompared: n(r.pagesCompared) };
+    return {
+      forkingTimeUs: r.forkingTime ?? 0,
+      restoreTimeUs: r.restoreTime ?? 0,
+      pagesRestored: n(r.pagesRestored),
+      pagesCompared: n(r.pagesCompared),
+    };
   } catch {
     return null;
   }

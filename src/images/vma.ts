@@ -78,7 +78,18 @@ export function sharedMappings(tree: string, cp: Checkpoint): MappingRef[] {
   for (const t of cp.tasks) {
     for (const v of t.vmas) {
       const o = objectOf(tree, v, cp.files, cp.memfdInodes);
-      if (o) out.push({ bo: o.key, kind: o.kind, label: o.label, tree, pid: t.pid, start: v.start, size: v.end - v.start, prot: v.prot, pgoff: v.pgoff });
+      if (o)
+        out.push({
+          bo: o.key,
+          kind: o.kind,
+          label: o.label,
+          tree,
+          pid: t.pid,
+          start: v.start,
+          size: v.end - v.start,
+          prot: v.prot,
+          pgoff: v.pgoff,
+        });
     }
   }
   return out;

@@ -1,14 +1,4 @@
-import {
-  type OperatorFunction,
-  type SchedulerLike,
-  Subject,
-  asyncScheduler,
-  defer,
-  filter,
-  finalize,
-  merge,
-  tap,
-} from 'rxjs';
+import { type OperatorFunction, type SchedulerLike, Subject, asyncScheduler, defer, filter, finalize, merge, tap } from 'rxjs';
 import type { CoordinatorConfig, CoordinatorState, Effect, Input } from '../core/model';
 import { deadlineTimers } from './deadline-timers';
 import { leaseTimers } from './lease-timers';

@@ -18,7 +18,15 @@ export function leaseTimers(scheduler: SchedulerLike = asyncScheduler): Operator
         {
           key: (e) => `${e.attempt}\u0000${e.session}\u0000${e.gate}\u0000${e.tree}`,
           delayMs: (e) => e.inMs,
-          fire: (e, at) => ({ type: 'hook-lost', session: e.session, attempt: e.attempt, tree: e.tree, gate: e.gate, silentMs: e.inMs, at }),
+          fire: (e, at) => ({
+            type: 'hook-lost',
+            session: e.session,
+            attempt: e.attempt,
+            tree: e.tree,
+            gate: e.gate,
+            silentMs: e.inMs,
+            at,
+          }),
         },
         scheduler,
       ),

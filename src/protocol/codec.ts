@@ -82,8 +82,6 @@ function manifestMappings(specs: pb.IBoSpec[]): MappingRef[] {
   );
 }
 
-
-
 /** What a hook's fields were, as far as they could be read (to address an error reply). */
 export interface PartialAddress {
   session: string;
@@ -135,14 +133,24 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
     }
     const activator = o.activator ?? '';
     if (activator !== '' && !parseActivator(activator)) {
-      throw new FrameError(ErrorCodes.BAD_FRAME, `unknown activator '${activator.slice(0, 100)}' (known: verify, none, kfd, exec:<command>)`, {
-        session: o.session ?? '', tree: '', action: 'unknown', attempt: o.attempt ?? 0,
-      });
+      throw new FrameError(
+        ErrorCodes.BAD_FRAME,
+        `unknown activator '${activator.slice(0, 100)}' (known: verify, none, kfd, exec:<command>)`,
+        {
+          session: o.session ?? '',
+          tree: '',
+          action: 'unknown',
+          attempt: o.attempt ?? 0,
+        },
+      );
     }
     const holdAt = o.holdAt ?? '';
     if (holdAt !== '' && !parseHoldAt(holdAt)) {
       throw new FrameError(ErrorCodes.BAD_FRAME, `unknown hold_at '${holdAt.slice(0, 100)}' (known: pre-restore, none)`, {
-        session: o.session ?? '', tree: '', action: 'unknown', attempt: o.attempt ?? 0,
+        session: o.session ?? '',
+        tree: '',
+        action: 'unknown',
+        attempt: o.attempt ?? 0,
       });
     }
     return {
@@ -158,15 +166,23 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
   }
   if (req.body === 'status' && req.status) {
     if (req.status.protocolVersion !== PROTOCOL_VERSION) {
-      throw new FrameError(ErrorCodes.PROTOCOL_VERSION, `client speaks protocol version ${req.status.protocolVersion}, this daemon ${PROTOCOL_VERSION}`, null);
+      throw new FrameError(
+        ErrorCodes.PROTOCOL_VERSION,
+        `client speaks protocol version ${req.status.protocolVersion}, this daemon ${PROTOCOL_VERSION}`,
+        null,
+      );
     }
     return { type: 'status', session: req.status.session ?? '' };
   }
   if (req.body === 'sealed' && req.sealed) {
     const { request, clientKey, mac, nonce, sentNs } = req.sealed;
     return {
-      type: 'sealed', request: request ?? new Uint8Array(), clientKey: clientKey ?? new Uint8Array(), mac: mac ?? new Uint8Array(),
-      nonce: nonce ?? new Uint8Array(), sentNs: toBig(sentNs as Long),
+      type: 'sealed',
+      request: request ?? new Uint8Array(),
+      clientKey: clientKey ?? new Uint8Array(),
+      mac: mac ?? new Uint8Array(),
+      nonce: nonce ?? new Uint8Array(),
+      sentNs: toBig(sentNs as Long),
     };
   }
   throw new FrameError(ErrorCodes.BAD_FRAME, 'request has no body', null);
@@ -218,7 +234,16 @@ export function encodeOpen(o: {
     mappers: b.mappers.map((m) => ({ tree: m.tree, pid: m.pid, start: toLong(m.start), size: toLong(m.size), prot: m.prot })),
   }));
   return pb.Request.encode({
-    open: { protocolVersion: PROTOCOL_VERSION, session: o.session, expectedTrees: o.expectedTrees, attempt: o.attempt, deadlineMs: o.deadlineMs, manifest, activator: o.activator ?? '', holdAt: o.holdAt ?? '' },
+    open: {
+      protocolVersion: PROTOCOL_VERSION,
+      session: o.session,
+      expectedTrees: o.expectedTrees,
+      attempt: o.attempt,
+      deadlineMs: o.deadlineMs,
+      manifest,
+      activator: o.activator ?? '',
+      holdAt: o.holdAt ?? '',
+    },
   }).finish();
 }
 
@@ -285,9 +310,7 @@ export function encodePublished(seq: bigint, body: { event: StageEvent } | { dec
   }).finish();
 }
 
-export type PublishedMessage =
-  | { seq: bigint; event: StageEvent }
-  | { seq: bigint; decision: Decision };
+export type PublishedMessage = { seq: bigint; event: StageEvent } | { seq: bigint; decision: Decision };
 
 export function decodePublished(frame: Uint8Array): PublishedMessage {
   const p = pb.Published.decode(frame);
@@ -358,9 +381,17 @@ export function decodeStatusReply(frame: Uint8Array): { now: number; sessions: S
       abortCode: v.abortCode,
       abortReason: v.abortReason,
       trees: (v.trees as pb.TreeStatus[]).map((t) => ({
-        tree: t.tree, lastAction: t.lastAction, initPid: t.initPid, host: t.host, waitingAt: t.waitingAt,
-        waitingSince: ms(t.waitingSinceNs), postRestoreReleased: t.postRestoreReleased, preResumeReleased: t.preResumeReleased,
-        inspected: t.inspected, observed: t.observed, run: t.run,
+        tree: t.tree,
+        lastAction: t.lastAction,
+        initPid: t.initPid,
+        host: t.host,
+        waitingAt: t.waitingAt,
+        waitingSince: ms(t.waitingSinceNs),
+        postRestoreReleased: t.postRestoreReleased,
+        preResumeReleased: t.preResumeReleased,
+        inspected: t.inspected,
+        observed: t.observed,
+        run: t.run,
       })),
       bos: (v.bos as pb.BoStatus[]).map((b) => ({ id: b.id, label: b.label, kind: b.kind, active: b.active, mappers: b.mappers })),
       waitingFor: v.waitingFor,
@@ -370,6 +401,9 @@ export function decodeStatusReply(frame: Uint8Array): { now: number; sessions: S
 }
 
 /** Wraps a serialized request with its seal (see transport/seal.ts). */
-export function encodeSealed(request: Uint8Array, s: { clientKey: Uint8Array; mac: Uint8Array; nonce: Uint8Array; sentNs: bigint }): Uint8Array {
+export function encodeSealed(
+  request: Uint8Array,
+  s: { clientKey: Uint8Array; mac: Uint8Array; nonce: Uint8Array; sentNs: bigint },
+): Uint8Array {
   return pb.Request.encode({ sealed: { request, clientKey: s.clientKey, mac: s.mac, nonce: s.nonce, sentNs: toLong(s.sentNs) } }).finish();
 }

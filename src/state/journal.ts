@@ -34,7 +34,9 @@ function isInput(x: unknown): x is Input {
   if (typeof i.type !== 'string' || !INPUT_TYPES.has(i.type)) return false;
   if (i.type === 'event') {
     const e = i.event as Record<string, unknown> | null;
-    return typeof e === 'object' && e !== null && typeof e.session === 'string' && typeof e.tree === 'string' && typeof e.action === 'string';
+    return (
+      typeof e === 'object' && e !== null && typeof e.session === 'string' && typeof e.tree === 'string' && typeof e.action === 'string'
+    );
   }
   return typeof i.session === 'string';
 }
@@ -53,9 +55,12 @@ function privateDir(dir: string): void {
   }
   const uid = process.getuid?.();
   if (!st.isDirectory()) throw new UsageError(`state directory ${dir} is not a directory (a symlink?)`);
-  if (uid !== undefined && st.uid !== uid) throw new UsageError(`state directory ${dir} belongs to uid ${st.uid}, not to this user (${uid})`);
+  if (uid !== undefined && st.uid !== uid)
+    throw new UsageError(`state directory ${dir} belongs to uid ${st.uid}, not to this user (${uid})`);
   if ((st.mode & 0o022) !== 0) {
-    throw new UsageError(`state directory ${dir} is writable by others (mode ${(st.mode & 0o7777).toString(8)}): use a private one (chmod 700)`);
+    throw new UsageError(
+      `state directory ${dir} is writable by others (mode ${(st.mode & 0o7777).toString(8)}): use a private one (chmod 700)`,
+    );
   }
 }
 
@@ -66,7 +71,9 @@ function readJournal(path: string): string {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
     if (err instanceof FileRefused) {
-      throw new UsageError(err.why === 'not-regular' ? `${path} is not a regular file` : `${path} is ${err.size} bytes, more than ${MAX_JOURNAL_BYTES}`);
+      throw new UsageError(
+        err.why === 'not-regular' ? `${path} is not a regular file` : `${path} is ${err.size} bytes, more than ${MAX_JOURNAL_BYTES}`,
+      );
     }
     throw err;
   }

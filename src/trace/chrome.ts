@@ -31,10 +31,28 @@ export function toChromeTrace(t: Timeline): { traceEvents: TraceEvent[]; display
         ev.push({ name: st.name, cat: 'stage', ph: 'X', pid, tid, ts: us(st.start), dur: Math.max(1, us(st.end) - us(st.start)) });
       }
       for (const w of tree.waits) {
-        ev.push({ name: w.name, cat: 'gate', ph: 'X', pid, tid, ts: us(w.start), dur: Math.max(1, us(w.end) - us(w.start)), args: { outcome: w.outcome } });
+        ev.push({
+          name: w.name,
+          cat: 'gate',
+          ph: 'X',
+          pid,
+          tid,
+          ts: us(w.start),
+          dur: Math.max(1, us(w.end) - us(w.start)),
+          args: { outcome: w.outcome },
+        });
       }
       if (tree.stats) {
-        ev.push({ name: 'criu restore stats', cat: 'criu', ph: 'i', s: 't', pid, tid, ts: us(tree.stages[0]?.start ?? t.start), args: { ...tree.stats } });
+        ev.push({
+          name: 'criu restore stats',
+          cat: 'criu',
+          ph: 'i',
+          s: 't',
+          pid,
+          tid,
+          ts: us(tree.stages[0]?.start ?? t.start),
+          args: { ...tree.stats },
+        });
       }
     });
     for (const i of s.instants) {

@@ -54,7 +54,9 @@ function svg(t: Timeline): string {
   });
   for (const s of t.sessions) {
     for (const i of s.instants) {
-      parts.push(`<line x1="${x(i.at)}" y1="${top}" x2="${x(i.at)}" y2="${H - 24}" class="instant ${i.kind}"><title>+${fmt(i.at - t.start)} ${esc(i.label)}</title></line>`);
+      parts.push(
+        `<line x1="${x(i.at)}" y1="${top}" x2="${x(i.at)}" y2="${H - 24}" class="instant ${i.kind}"><title>+${fmt(i.at - t.start)} ${esc(i.label)}</title></line>`,
+      );
     }
   }
   return `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="restore timeline">${parts.join('')}</svg>`;
@@ -90,7 +92,10 @@ function boTable(t: Timeline): string {
     s.bos.map(
       (b) =>
         `<tr data-bo="${esc(b.id)}"><td>${esc(s.session)}</td><td>${esc(b.label)}<div class="id">${esc(b.id)}</div></td><td>+${fmt(b.activatedAt - t.start)}</td><td>${b.mappers
-          .map((m) => `<span class="mapper">${esc(m.tree)} · task ${m.pid} · <code>${esc(m.address)}</code> · ${(m.size / 1024).toFixed(0)} KiB</span>`)
+          .map(
+            (m) =>
+              `<span class="mapper">${esc(m.tree)} · task ${m.pid} · <code>${esc(m.address)}</code> · ${(m.size / 1024).toFixed(0)} KiB</span>`,
+          )
           .join('')}</td></tr>`,
     ),
   );
@@ -99,7 +104,9 @@ function boTable(t: Timeline): string {
 }
 
 export function toHtml(t: Timeline, title = 'stagegate restore trace'): string {
-  const aborts = t.sessions.filter((s) => s.abort).map((s) => `<p class="abort">Session <b>${esc(s.session)}</b> was aborted: ${esc(s.abort)}</p>`);
+  const aborts = t.sessions
+    .filter((s) => s.abort)
+    .map((s) => `<p class="abort">Session <b>${esc(s.session)}</b> was aborted: ${esc(s.abort)}</p>`);
   const legend = Object.entries(COLORS)
     .map(([k, c]) => `<span class="key"><i style="background:${c}"></i>${k}</span>`)
     .join('');

@@ -5,7 +5,9 @@ import { UsageError } from '../errors';
 const BIGINT_KEYS = new Set(['seq', 'wallNs', 'monoNs']);
 
 export function toJsonl(messages: PublishedMessage[]): string {
-  return messages.map((m) => JSON.stringify(m, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))).join('\n') + (messages.length ? '\n' : '');
+  return (
+    messages.map((m) => JSON.stringify(m, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))).join('\n') + (messages.length ? '\n' : '')
+  );
 }
 
 export function fromJsonl(text: string, source = 'trace'): PublishedMessage[] {

@@ -67,8 +67,10 @@ export function buildTimeline(messages: PublishedMessage[], stats: (imageDirs: s
   for (const [session, ms_] of bySession) {
     const events = ms_.flatMap((m) => ('event' in m ? [m.event] : [])).sort((a, b) => (a.wallNs < b.wallNs ? -1 : 1));
     const decisions = ms_.flatMap((m) => ('decision' in m ? [m.decision] : [])).sort((a, b) => a.at - b.at);
-    for (const e of events) (start = Math.min(start, ms(e.wallNs))), (end = Math.max(end, ms(e.wallNs)));
-    for (const d of decisions) (start = Math.min(start, d.at)), (end = Math.max(end, d.at));
+    for (const t of [...events.map((e) => ms(e.wallNs)), ...decisions.map((d) => d.at)]) {
+      start = Math.min(start, t);
+      end = Math.max(end, t);
+    }
     const abort = decisions.find((d) => d.kind === 'session-aborted');
     const trees: TreeLine[] = [];
     for (const tree of [...new Set(events.map((e) => e.tree))].sort()) {
@@ -89,10 +91,19 @@ export function buildTimeline(messages: PublishedMessage[], stats: (imageDirs: s
         });
       const imageDirs = [...new Set(evs.map((e) => e.imageDir).filter(Boolean))];
       const last = evs[evs.length - 1]!;
-      trees.push({ tree, host: last.host, initPid: evs.find((e) => e.initPid)?.initPid ?? 0, stages, waits, imageDirs, stats: stats(imageDirs) });
+      trees.push({
+        tree,
+        host: last.host,
+        initPid: evs.find((e) => e.initPid)?.initPid ?? 0,
+        stages,
+        waits,
+        imageDirs,
+        stats: stats(imageDirs),
+      });
     }
     const instants: Instant[] = decisions.flatMap((d): Instant[] => {
-      if (d.kind === 'gate-opened') return [{ at: d.at, kind: d.kind, label: `${d.action} gate opened (first arrival waited ${d.waitedMs.toFixed(1)} ms)` }];
+      if (d.kind === 'gate-opened')
+        return [{ at: d.at, kind: d.kind, label: `${d.action} gate opened (first arrival waited ${d.waitedMs.toFixed(1)} ms)` }];
       if (d.kind === 'bo-activated') return [{ at: d.at, kind: d.kind, label: `BO ${d.reason} activated (${d.trees.join(', ')})` }];
       if (d.kind === 'session-aborted') return [{ at: d.at, kind: d.kind, label: `aborted [${d.code}] ${d.reason}` }];
       if (d.kind === 'session-completed') return [{ at: d.at, kind: d.kind, label: 'session completed' }];

@@ -13,14 +13,15 @@ import type { SealRefusal, SealVerifier } from './seal';
 const SEAL_REFUSALS: Record<SealRefusal, string> = {
   mac: 'the seal does not verify against its client key',
   connection: 'the seal was not made by the key that made this connection (a seal is bound to its connection)',
-  stale: 'the seal is dated more than 5 minutes from the coordinator\'s clock',
+  stale: "the seal is dated more than 5 minutes from the coordinator's clock",
   replayed: 'the seal was already used (a seal is single-use)',
 };
 
 const forbidden = (reason: string, address: PartialAddress | null = null) => new FrameError(ErrorCodes.FORBIDDEN, reason, address);
 
 function addressOf(req: DecodedRequest): PartialAddress | null {
-  if (req.type === 'event') return { session: req.event.session, tree: req.event.tree, action: req.event.action, attempt: req.event.attempt };
+  if (req.type === 'event')
+    return { session: req.event.session, tree: req.event.tree, action: req.event.action, attempt: req.event.attempt };
   if (req.type === 'open') return { session: req.session, tree: '', action: 'unknown', attempt: req.attempt };
   return null;
 }
@@ -30,7 +31,13 @@ function addressOf(req: DecodedRequest): PartialAddress | null {
  * those scopes (null: an operator's key, which sees everything); throws
  * FrameError (E_FORBIDDEN) otherwise.
  */
-export function openSealed(req: DecodedRequest, curve: CurveServer, verifier: SealVerifier, routingId: string, nowMs: number): { inner: DecodedRequest; scopes: Scope[] | null } {
+export function openSealed(
+  req: DecodedRequest,
+  curve: CurveServer,
+  verifier: SealVerifier,
+  routingId: string,
+  nowMs: number,
+): { inner: DecodedRequest; scopes: Scope[] | null } {
   if (req.type !== 'sealed') {
     throw forbidden('requests on a CURVE endpoint must be sealed with the client key (STAGEGATE_CURVE_CLIENT)', addressOf(req));
   }

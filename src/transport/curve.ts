@@ -83,7 +83,10 @@ export function readAllowList(path: string): AllowList {
     if (!isKey) throw new UsageError(`${path}:${i + 1}: not a CURVE public key`);
     const scopes = scopeTexts.map((t) => {
       const scope = parseScope(t);
-      if (!scope) throw new UsageError(`${path}:${i + 1}: scope '${t.slice(0, 140)}' is not SESSION or SESSION/TREE (names or globs of [A-Za-z0-9._:-*])`);
+      if (!scope)
+        throw new UsageError(
+          `${path}:${i + 1}: scope '${t.slice(0, 140)}' is not SESSION or SESSION/TREE (names or globs of [A-Za-z0-9._:-*])`,
+        );
       return scope;
     });
     const before = keys.get(key);
@@ -181,14 +184,25 @@ export class ZapHandler {
       for await (const frames of z.router) {
         // [routing id, "", version, request id, domain, address, identity, mechanism, credentials...]
         const [id, , version, requestId, domain, address, , mechanism, key] = frames;
-        const clientKey = key && key.length === 32 ? encode(key) ?? '' : '';
+        const clientKey = key && key.length === 32 ? (encode(key) ?? '') : '';
         const d = domain?.toString();
         // the events endpoint carries every session: only keys that may act on any session subscribe there
         const ok =
-          version?.toString() === '1.0' && mechanism?.toString() === 'CURVE' && allow.has(clientKey) &&
+          version?.toString() === '1.0' &&
+          mechanism?.toString() === 'CURVE' &&
+          allow.has(clientKey) &&
           (d === ZAP_DOMAIN || (d === ZAP_EVENTS_DOMAIN && allow.get(clientKey) === null));
         onDecision(clientKey, ok, address?.toString() ?? '');
-        await z.router.send([id!, '', '1.0', requestId ?? '', ok ? '200' : '400', ok ? 'OK' : 'client key not allowed', ok ? clientKey : '', '']);
+        await z.router.send([
+          id!,
+          '',
+          '1.0',
+          requestId ?? '',
+          ok ? '200' : '400',
+          ok ? 'OK' : 'client key not allowed',
+          ok ? clientKey : '',
+          '',
+        ]);
       }
     })().catch(() => {});
     return z;

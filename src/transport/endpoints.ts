@@ -68,10 +68,14 @@ export function checkClientEndpoint(ep: string): void {
   const uid = process.getuid?.();
   if (!st.isDirectory()) throw new EndpointError(`refusing IPC endpoint ${ep}: ${dir} is not a directory`);
   if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
-    throw new EndpointError(`refusing IPC endpoint ${ep}: ${dir} belongs to uid ${st.uid}, neither this user nor root (another user could answer in the coordinator's place)`);
+    throw new EndpointError(
+      `refusing IPC endpoint ${ep}: ${dir} belongs to uid ${st.uid}, neither this user nor root (another user could answer in the coordinator's place)`,
+    );
   }
   if ((st.mode & 0o077) !== 0) {
-    throw new EndpointError(`refusing IPC endpoint ${ep}: ${dir} is not private (mode ${(st.mode & 0o7777).toString(8)}; the coordinator makes it 0700)`);
+    throw new EndpointError(
+      `refusing IPC endpoint ${ep}: ${dir} is not private (mode ${(st.mode & 0o7777).toString(8)}; the coordinator makes it 0700)`,
+    );
   }
 }
 

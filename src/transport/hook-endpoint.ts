@@ -39,7 +39,10 @@ export class HookEndpoint {
     const h = new HookEndpoint(endpoints);
     for (const [eps, security] of socketGroups(endpoints, curve)) {
       const router = new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0, ...serverOptions(security) });
-      const sender = new SerialSender<[Buffer, Uint8Array]>((m) => router.send(m), (err) => h.onSendError(err));
+      const sender = new SerialSender<[Buffer, Uint8Array]>(
+        (m) => router.send(m),
+        (err) => h.onSendError(err),
+      );
       h.sockets.push({ router, sender, curve: security ? { server: security, verifier: new SealVerifier(security.secretKey) } : null });
       try {
         await bindEach(router, eps, 'hook');
@@ -66,8 +69,11 @@ export class HookEndpoint {
           const peer = `${index}:${id.toString('hex')}`;
           try {
             const outer = decodeRequest(frame);
-            const { inner: req, scopes } = curve ? openSealed(outer, curve.server, curve.verifier, id.toString('latin1'), now()) : { inner: outer, scopes: null };
-            if (req.type === 'sealed') throw new FrameError(ErrorCodes.BAD_FRAME, 'sealed requests are only taken on CURVE endpoints', null);
+            const { inner: req, scopes } = curve
+              ? openSealed(outer, curve.server, curve.verifier, id.toString('latin1'), now())
+              : { inner: outer, scopes: null };
+            if (req.type === 'sealed')
+              throw new FrameError(ErrorCodes.BAD_FRAME, 'sealed requests are only taken on CURVE endpoints', null);
             if (req.type === 'status') this.onStatus(peer, req.session, scopes);
             else sub.next({ ...req, peer, at: now() });
           } catch (err) {

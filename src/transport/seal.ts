@@ -5,7 +5,16 @@
  * shared secret of the client's and the server's long-term CURVE keys;
  * hooks/stagegate-hook.c computes the same with libsodium.
  */
-import { createHash, createHmac, createPrivateKey, createPublicKey, diffieHellman, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  randomBytes,
+  timingSafeEqual,
+  type KeyObject,
+} from 'node:crypto';
 import { decode, encode } from 'z85';
 
 // DER prefixes of X25519 keys (RFC 8410): PKCS#8 private, SubjectPublicKeyInfo public
@@ -19,7 +28,8 @@ function raw(z85: string): Buffer {
   return Buffer.from(b);
 }
 
-const privateKey = (secretZ85: string): KeyObject => createPrivateKey({ key: Buffer.concat([PKCS8, raw(secretZ85)]), format: 'der', type: 'pkcs8' });
+const privateKey = (secretZ85: string): KeyObject =>
+  createPrivateKey({ key: Buffer.concat([PKCS8, raw(secretZ85)]), format: 'der', type: 'pkcs8' });
 const publicKey = (key: Buffer): KeyObject => createPublicKey({ key: Buffer.concat([SPKI, key]), format: 'der', type: 'spki' });
 
 /** The MAC key shared by one client key pair and one server key pair. */
@@ -90,7 +100,11 @@ export class SealVerifier {
     private readonly maxNonces = 1_000_000,
   ) {}
 
-  verify(s: { request: Uint8Array; clientKey: Uint8Array; mac: Uint8Array; nonce: Uint8Array; sentNs: bigint }, routingId: string, nowMs: number): { key: string } | { refused: SealRefusal } {
+  verify(
+    s: { request: Uint8Array; clientKey: Uint8Array; mac: Uint8Array; nonce: Uint8Array; sentNs: bigint },
+    routingId: string,
+    nowMs: number,
+  ): { key: string } | { refused: SealRefusal } {
     if (s.clientKey.length !== 32 || s.mac.length !== 32 || s.nonce.length !== 16) return { refused: 'mac' };
     const z85 = encode(Buffer.from(s.clientKey));
     if (!z85) return { refused: 'mac' };
@@ -106,7 +120,8 @@ export class SealVerifier {
     }
     if (!timingSafeEqual(mac(key, s.request, s.nonce, s.sentNs), Buffer.from(s.mac))) return { refused: 'mac' };
     const id = /^S([0-9a-f]{32})([0-9a-f]{16})$/.exec(routingId);
-    if (!id || !timingSafeEqual(connectionTag(key, Buffer.from(id[2]!, 'hex')), Buffer.from(id[1]!, 'hex'))) return { refused: 'connection' };
+    if (!id || !timingSafeEqual(connectionTag(key, Buffer.from(id[2]!, 'hex')), Buffer.from(id[1]!, 'hex')))
+      return { refused: 'connection' };
     const sentMs = Number(s.sentNs / 1_000_000n);
     if (Math.abs(nowMs - sentMs) > SEAL_WINDOW_MS) return { refused: 'stale' };
     const nonce = Buffer.from(s.nonce).toString('hex');
