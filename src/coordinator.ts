@@ -21,7 +21,7 @@ import { ConnectionGuard } from './transport/connection-guard';
 import { type FileLock, raiseNofileLimit } from './native';
 import { Journal, journaled } from './state/journal';
 import { recover } from './core/session-reducer';
-import { ErrorCodes, StagegateError } from './errors';
+import { UsageError } from './errors';
 import type { Logger } from './log';
 
 export interface CoordinatorOptions {
@@ -225,7 +225,7 @@ export class Coordinator {
         hooks.close();
         publisher.close();
         zap?.close();
-        throw new StagegateError(ErrorCodes.USAGE, `cannot use state directory ${opts.stateDir}: ${(err as Error).message}`, {
+        throw new UsageError(`cannot use state directory ${opts.stateDir}: ${(err as Error).message}`, {
           cause: err,
         });
       }

@@ -1,3 +1,5 @@
+import { constants } from 'node:os';
+
 /**
  * Typed errors with stable codes. Codes travel on the wire (Verdict.code,
  * GateDecision.code) and in logs; they never change meaning once published.
@@ -56,38 +58,52 @@ export const ErrorCodes = {
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
-export class StagegateError extends Error {
+/** True for a code this version knows (codes arrive from the wire as strings). */
+export function isErrorCode(s: string): s is ErrorCode {
+  return KNOWN.has(s);
+}
+const KNOWN: ReadonlySet<string> = new Set(Object.values(ErrorCodes));
+
+/** A reply's code: empty (no error) or one this version knows; anything else is a bad frame. */
+export function errorCodeOf(s: string): ErrorCode | '' {
+  if (s === '' || isErrorCode(s)) return s;
+  throw new BadFrameError(`unknown error code '${s.slice(0, 64)}'`, null);
+}
+
+type Options = { cause?: unknown };
+
+/** The root of stagegate's errors: every one has a stable code. Throw a subclass, one per failure. */
+export abstract class StagegateError extends Error {
   override readonly name: string = 'StagegateError';
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: Options,
   ) {
     super(message, options);
   }
 }
 
+/** A command line, configuration or setup problem (what the user must change). */
 export class UsageError extends StagegateError {
   override readonly name = 'UsageError';
-  constructor(message: string) {
-    super(ErrorCodes.USAGE, message);
+  constructor(message: string, options?: Options) {
+    super(ErrorCodes.USAGE, message, options);
   }
 }
 
-export class ProtocolError extends StagegateError {
-  override readonly name = 'ProtocolError';
-}
-
+/** A ZeroMQ endpoint could not be checked, bound, locked or reached. */
 export class EndpointError extends StagegateError {
   override readonly name = 'EndpointError';
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(message: string, options?: Options) {
     super(ErrorCodes.ENDPOINT, message, options);
   }
 }
 
+/** criu could not be found or is not usable. */
 export class CriuError extends StagegateError {
   override readonly name = 'CriuError';
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(message: string, options?: Options) {
     super(ErrorCodes.CRIU, message, options);
   }
 }
@@ -98,9 +114,91 @@ export class ImageError extends StagegateError {
   constructor(
     readonly file: string,
     readonly offset: number,
-    message: string,
-    options?: { cause?: unknown },
+    /** what is wrong, without the file name */
+    readonly detail: string,
+    options?: Options,
   ) {
-    super(ErrorCodes.IMAGE, `${file}: ${message}`, options);
+    super(ErrorCodes.IMAGE, `${file}: ${detail}`, options);
+  }
+}
+
+/** A restored tree could not be observed (its mappings are then unverified). */
+export class VerifyError extends StagegateError {
+  override readonly name = 'VerifyError';
+  constructor(message: string, options?: Options) {
+    super(ErrorCodes.VERIFY, message, options);
+  }
+}
+
+/** An activator (exec, kfd) failed for a verified BO. */
+export class ActivatorError extends StagegateError {
+  override readonly name = 'ActivatorError';
+  constructor(message: string, options?: Options) {
+    super(ErrorCodes.ACTIVATOR, message, options);
+  }
+}
+
+const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([k, v]) => [v, k]));
+/** e.g. 3 → 'ESRCH' */
+export const errnoName = (errno: number): string => ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+
+/** A native call failed: `syscall` and `errno` say which and why. */
+export class NativeError extends StagegateError {
+  override readonly name = 'NativeError';
+  constructor(
+    readonly syscall: string,
+    readonly errno: number,
+    message: string,
+    options?: Options,
+  ) {
+    super(ErrorCodes.NATIVE, message, options);
+  }
+  /** e.g. 'ESRCH' */
+  get errnoName(): string {
+    return errnoName(this.errno);
+  }
+}
+
+/** What a hook's fields were, as far as they could be read (to address an error reply). */
+export interface PartialAddress {
+  session: string;
+  tree: string;
+  action: import('./core/actions').ActionName;
+  attempt: number;
+}
+
+/** A frame refused: `address`, when the frame named one, is where the error reply goes. */
+export abstract class FrameError extends StagegateError {
+  constructor(
+    code: typeof ErrorCodes.BAD_FRAME | typeof ErrorCodes.PROTOCOL_VERSION | typeof ErrorCodes.FORBIDDEN,
+    message: string,
+    readonly address: PartialAddress | null,
+    options?: Options,
+  ) {
+    super(code, message, options);
+  }
+}
+
+/** Not a frame of proto/stagegate.proto, or one whose fields fail validation. */
+export class BadFrameError extends FrameError {
+  override readonly name = 'BadFrameError';
+  constructor(message: string, address: PartialAddress | null, options?: Options) {
+    super(ErrorCodes.BAD_FRAME, message, address, options);
+  }
+}
+
+/** The peer speaks another protocol version. */
+export class ProtocolVersionError extends FrameError {
+  override readonly name = 'ProtocolVersionError';
+  constructor(message: string, address: PartialAddress | null, options?: Options) {
+    super(ErrorCodes.PROTOCOL_VERSION, message, address, options);
+  }
+}
+
+/** A CURVE client's request is unsealed, its seal does not verify, or it acts outside its scopes. */
+export class ForbiddenError extends FrameError {
+  override readonly name = 'ForbiddenError';
+  constructor(message: string, address: PartialAddress | null, options?: Options) {
+    super(ErrorCodes.FORBIDDEN, message, address, options);
   }
 }

@@ -1,14 +1,14 @@
 /** Absolute paths of the artefacts the setup step builds. */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { CriuError, StagegateError, ErrorCodes } from './errors';
+import { CriuError, UsageError } from './errors';
 
 /** The checkout root, found from this file whether it runs from src/ (tsx) or build/js/ (compiled). */
 export const projectRoot = (() => {
   let dir = __dirname;
   while (!existsSync(resolve(dir, 'proto/stagegate.proto'))) {
     const up = resolve(dir, '..');
-    if (up === dir) throw new StagegateError(ErrorCodes.USAGE, `cannot find the stagegate checkout above ${__dirname}`);
+    if (up === dir) throw new UsageError(`cannot find the stagegate checkout above ${__dirname}`);
     dir = up;
   }
   return dir;
@@ -16,7 +16,7 @@ export const projectRoot = (() => {
 
 export function hookPath(): string {
   const p = resolve(projectRoot, 'build/stagegate-hook');
-  if (!existsSync(p)) throw new StagegateError(ErrorCodes.USAGE, `hook not built at ${p}: run 'npm run setup'`);
+  if (!existsSync(p)) throw new UsageError(`hook not built at ${p}: run 'npm run setup'`);
   return p;
 }
 

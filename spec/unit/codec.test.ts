@@ -7,12 +7,14 @@ import {
   actionName,
   decodePublished,
   decodeRequest,
+  decodeStatusReply,
   decodeVerdict,
   encodePublished,
   encodeRequestEvent,
   encodeVerdict,
 } from '../../src/protocol/codec';
 import { CRIU_ACTIONS } from '../../src/core/actions';
+import { BadFrameError, ErrorCodes, StagegateError } from '../../src/errors';
 import { stagegate } from '../../src/protocol/generated/stagegate';
 import { stageEvent } from './fixtures';
 
@@ -32,7 +34,15 @@ describe('protocol codec', () => {
   });
 
   it('round-trips verdicts and published decisions', () => {
-    const v = { session: 's', tree: 't', action: 'pre-resume' as const, attempt: 3, proceed: false, code: 'E_DEADLINE', reason: 'late' };
+    const v = {
+      session: 's',
+      tree: 't',
+      action: 'pre-resume' as const,
+      attempt: 3,
+      proceed: false,
+      code: 'E_DEADLINE' as const,
+      reason: 'late',
+    };
     assert.deepEqual(decodeVerdict(encodeVerdict(v)), v);
     const d = {
       kind: 'gate-opened' as const,
@@ -40,7 +50,7 @@ describe('protocol codec', () => {
       attempt: 1,
       tree: '',
       action: 'post-restore' as const,
-      code: '',
+      code: '' as const,
       reason: '',
       at: 1_700_000_000_123.5,
       waitedMs: 2.25,
@@ -63,6 +73,30 @@ describe('protocol codec', () => {
         (e: unknown) => e instanceof FrameError && e.code === 'E_BAD_FRAME' && message.test(e.message),
       );
     }
+  });
+
+  it('reply decoders throw only typed errors: garbage and unknown error codes are BadFrameErrors', () => {
+    const garbage = Buffer.from([0x08]); // field 1, a varint, and no varint
+    for (const decode of [decodeVerdict, decodePublished, decodeStatusReply]) {
+      assert.throws(
+        () => decode(garbage),
+        (e: unknown) => e instanceof BadFrameError && e.code === ErrorCodes.BAD_FRAME && e.cause !== undefined,
+      );
+    }
+    const v = {
+      session: 's',
+      tree: 't',
+      action: 'pre-resume' as const,
+      attempt: 1,
+      proceed: false,
+      code: 'E_DEADLINE' as const,
+      reason: '',
+    };
+    const future = Buffer.from(encodeVerdict(v)).toString('latin1').replace('E_DEADLINE', 'E_FUTURE__');
+    assert.throws(
+      () => decodeVerdict(Buffer.from(future, 'latin1')),
+      (e: unknown) => e instanceof StagegateError && /unknown error code 'E_FUTURE__'/.test(e.message),
+    );
   });
 
   it('rejects an unknown protocol version, keeping the address so the hook can be answered', () => {

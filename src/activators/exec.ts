@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { ActiveMapper } from '../core/model';
+import { ActivatorError } from '../errors';
 
 const TIMEOUT_MS = 30_000;
 
@@ -35,7 +36,9 @@ export async function execActivator(command: string, session: string, bo: string
     if (code !== 0) {
       const last = stderr.trim().split('\n').pop() ?? '';
       const how = signal ? `killed by ${signal}${signal === 'SIGKILL' ? ` (no exit within ${TIMEOUT_MS / 1000} s)` : ''}` : `exit ${code}`;
-      throw new Error(`'${command}' for tree ${m.tree} task ${m.pid} at 0x${m.start.toString(16)}: ${how}${last ? `: ${last}` : ''}`);
+      throw new ActivatorError(
+        `'${command}' for tree ${m.tree} task ${m.pid} at 0x${m.start.toString(16)}: ${how}${last ? `: ${last}` : ''}`,
+      );
     }
   }
 }

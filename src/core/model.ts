@@ -85,7 +85,7 @@ export interface Decision {
   attempt: number;
   tree: string;
   action: ActionName | 'unknown';
-  code: string;
+  code: ErrorCode | '';
   reason: string;
   /** Daemon wall clock of the decision, ms since the epoch. */
   at: number;
@@ -104,7 +104,7 @@ export interface Verdict {
   action: ActionName;
   attempt: number;
   proceed: boolean;
-  code: string;
+  code: ErrorCode | '';
   reason: string;
 }
 

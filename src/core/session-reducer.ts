@@ -128,7 +128,7 @@ const publish = (d: Decision): Effect => ({ type: 'publish-decision', decision: 
 function verdict(
   ev: { session: string; tree: string; action: Verdict['action']; attempt: number },
   proceed: boolean,
-  code = '',
+  code: Verdict['code'] = '',
   reason = '',
 ): Verdict {
   return { session: ev.session, tree: ev.tree, action: ev.action, attempt: ev.attempt, proceed, code, reason };

@@ -19,6 +19,7 @@ import type { StageEvent } from '../core/model';
 import { criuPath, hookPath } from '../paths';
 import { childrenOf, signalTreeStartedSince, startTime } from '../proc/tree';
 import { setChildSubreaper } from '../native';
+import { ErrorCodes } from '../errors';
 
 export interface RestoreOptions {
   endpoint: string;
@@ -183,7 +184,7 @@ async function standIn(ctx: Ctx): Promise<number> {
   const { awaitVerdict } = await client();
   const v = await awaitVerdict(ctx.o.endpoint, event(ctx, 'pre-resume', root), ctx.o.timeoutS * 1000).catch((err: Error) => ({
     proceed: false,
-    code: 'E_ENDPOINT',
+    code: ErrorCodes.ENDPOINT,
     reason: err.message,
   }));
   if (v.proceed) {

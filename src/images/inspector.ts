@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { extname, join } from 'node:path';
 import { projectRoot } from '../paths';
 import type { MappingRef } from '../core/model';
+import { ImageError } from '../errors';
 
 export interface InspectorLimits {
   /** per checkpoint */
@@ -47,7 +48,7 @@ export class ImageInspector {
    */
   inspect(tree: string, imageDir: string, pages = false): Promise<MappingRef[]> {
     return new Promise((resolve, reject) => {
-      if (this.closed) return reject(new Error('the image inspector is closed'));
+      if (this.closed) return reject(new ImageError(imageDir, 0, 'the image inspector is closed'));
       this.queue.push({ id: this.nextId++, tree, imageDir, pages, resolve, reject });
       this.pump();
     });
@@ -61,8 +62,8 @@ export class ImageInspector {
   close(): void {
     this.closed = true;
     if (this.idle) clearTimeout(this.idle);
-    for (const j of this.queue.splice(0)) j.reject(new Error('the image inspector is closed'));
-    this.fail(new Error('the image inspector is closed'));
+    for (const j of this.queue.splice(0)) j.reject(new ImageError(j.imageDir, 0, 'the image inspector is closed'));
+    this.fail('the image inspector is closed');
   }
 
   private spawn(): Worker {
@@ -79,22 +80,22 @@ export class ImageInspector {
           )
         : new Worker(file, { execArgv: [], resourceLimits });
     w.unref();
-    w.on('message', (m: { id: number; mappings?: MappingRef[]; error?: string }) => {
+    w.on('message', (m: { id: number; mappings?: MappingRef[]; error?: string; file?: string; offset?: number }) => {
       const c = this.current;
       if (!c || c.job.id !== m.id) return;
       clearTimeout(c.timer);
       this.current = null;
-      if (m.error !== undefined) c.job.reject(new Error(m.error));
+      if (m.error !== undefined) c.job.reject(new ImageError(m.file ?? c.job.imageDir, m.offset ?? 0, m.error));
       else c.job.resolve(m.mappings ?? []);
       this.pump();
     });
-    w.on('error', (err) => this.fail(new Error(`reading it exhausted the reader: ${err.message}`)));
-    w.on('exit', (code) => this.fail(new Error(`the image reader exited (${code})`)));
+    w.on('error', (err) => this.fail(`reading it exhausted the reader: ${err.message}`));
+    w.on('exit', (code) => this.fail(`the image reader exited (${code})`));
     return w;
   }
 
   /** The current job failed with the worker (crash, time limit): the worker goes, the queue goes on. */
-  private fail(err: Error): void {
+  private fail(why: string): void {
     const w = this.worker;
     this.worker = null;
     if (w) {
@@ -105,7 +106,7 @@ export class ImageInspector {
     this.current = null;
     if (c) {
       clearTimeout(c.timer);
-      c.job.reject(err);
+      c.job.reject(new ImageError(c.job.imageDir, 0, why));
     }
     if (!this.closed) this.pump();
   }
@@ -119,11 +120,11 @@ export class ImageInspector {
     const job = this.queue.shift();
     if (!job) {
       // nothing to read: free the reader's memory after a while
-      if (this.worker) this.idle = setTimeout(() => this.fail(new Error('idle')), IDLE_MS).unref();
+      if (this.worker) this.idle = setTimeout(() => this.fail('idle'), IDLE_MS).unref();
       return;
     }
     this.worker ??= this.spawn();
-    const timer = setTimeout(() => this.fail(new Error(`reading it took longer than ${this.limits.timeoutMs} ms`)), this.limits.timeoutMs);
+    const timer = setTimeout(() => this.fail(`reading it took longer than ${this.limits.timeoutMs} ms`), this.limits.timeoutMs);
     this.current = { job, timer };
     this.worker.postMessage({ id: job.id, tree: job.tree, imageDir: job.imageDir, pages: job.pages });
   }

@@ -4,7 +4,7 @@
  */
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
-import { ErrorCodes, StagegateError } from '../errors';
+import { NativeError, errnoName } from '../errors';
 import { projectRoot } from '../paths';
 
 interface Addon {
@@ -20,22 +20,7 @@ interface Addon {
   KFD_CRIU_ARGS_SIZE: number;
 }
 
-const ERRNO_NAMES = Object.fromEntries(Object.entries(constants.errno).map(([k, v]) => [v, k])) as Record<number, string>;
-
-export class NativeError extends StagegateError {
-  override readonly name = 'NativeError';
-  constructor(
-    readonly syscall: string,
-    readonly errno: number,
-    message: string,
-  ) {
-    super(ErrorCodes.NATIVE, message);
-  }
-  /** e.g. 'ESRCH' */
-  get errnoName(): string {
-    return ERRNO_NAMES[this.errno] ?? `errno ${this.errno}`;
-  }
-}
+export { NativeError };
 
 let addon: Addon | null = null;
 function load(): Addon {
@@ -45,7 +30,7 @@ function load(): Addon {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       addon = require(path) as Addon;
     } catch (err) {
-      throw new StagegateError(ErrorCodes.NATIVE, `native addon not built at ${path}: run 'npm run setup'`, { cause: err });
+      throw new NativeError('dlopen', 0, `native addon not built at ${path}: run 'npm run setup'`, { cause: err });
     }
   }
   return addon;
@@ -54,8 +39,7 @@ function load(): Addon {
 function wrap(err: unknown, what: string): never {
   const e = err as { errno?: number; syscall?: string; message?: string };
   if (typeof e?.errno === 'number') {
-    const name = ERRNO_NAMES[e.errno] ?? `errno ${e.errno}`;
-    throw new NativeError(e.syscall ?? what, e.errno, `${what}: ${name} (${e.message})`);
+    throw new NativeError(e.syscall ?? what, e.errno, `${what}: ${errnoName(e.errno)} (${e.message})`, { cause: err });
   }
   throw err;
 }
@@ -76,7 +60,7 @@ export class PidFd {
   }
 
   signal(signo: number): void {
-    if (this.fd < 0) throw new StagegateError(ErrorCodes.NATIVE, `pidfd of ${this.pid} is closed`);
+    if (this.fd < 0) throw new NativeError('pidfd_send_signal', constants.errno.EBADF, `pidfd of ${this.pid} is closed`);
     try {
       load().pidfdSendSignal(this.fd, signo);
     } catch (err) {

@@ -9,6 +9,7 @@ import type { MappingRef, Observation } from '../core/model';
 import { sampleDigest, sampleOffsets } from '../core/verify';
 import { processVmRead } from '../native';
 import { protString } from '../images/vma';
+import { VerifyError } from '../errors';
 import { innermostPid, treePids } from './tree';
 
 const PAGE = 4096n;
@@ -38,7 +39,7 @@ export function hostPids(initPid: number): Map<number, number> {
 }
 
 export async function observeMappings(initPid: number, mappings: MappingRef[]): Promise<Observation[]> {
-  if (!initPid) throw new Error('no init pid for the restored tree');
+  if (!initPid) throw new VerifyError('no init pid for the restored tree');
   const hosts = hostPids(initPid);
   const maps = new Map<number, LiveVma[]>();
   const out: Observation[] = [];

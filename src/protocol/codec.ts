@@ -1,13 +1,15 @@
 /**
  * Adapter between wire frames (proto/stagegate.proto, generated protobufjs
  * code) and the core's plain data. Decoding is strict: size limit, known
- * protocol version, known body; anything else becomes a typed ProtocolError.
+ * protocol version, known body; anything else becomes a typed FrameError (src/errors.ts).
  */
 import Long from 'long';
 import { stagegate } from './generated/stagegate';
 import type { ActionName, HoldAt } from '../core/actions';
 import type { Activator, Decision, DecisionKind, Input, MappingRef, StageEvent, Verdict } from '../core/model';
-import { ErrorCodes, ProtocolError } from '../errors';
+import { BadFrameError, FrameError, type PartialAddress, ProtocolVersionError, errorCodeOf } from '../errors';
+
+export { FrameError, type PartialAddress };
 import { parseActivator, parseHoldAt } from '../core/validate';
 import type { SessionView } from '../core/status';
 
@@ -82,71 +84,51 @@ function manifestMappings(specs: pb.IBoSpec[]): MappingRef[] {
   );
 }
 
-/** What a hook's fields were, as far as they could be read (to address an error reply). */
-export interface PartialAddress {
-  session: string;
-  tree: string;
-  action: ActionName;
-  attempt: number;
-}
-
-export class FrameError extends ProtocolError {
-  constructor(
-    code: typeof ErrorCodes.BAD_FRAME | typeof ErrorCodes.PROTOCOL_VERSION | typeof ErrorCodes.FORBIDDEN,
-    message: string,
-    readonly address: PartialAddress | null,
-  ) {
-    super(code, message);
-  }
-}
-
 export function decodeRequest(frame: Uint8Array): DecodedRequest {
   if (frame.length > MAX_FRAME_BYTES) {
-    throw new FrameError(ErrorCodes.BAD_FRAME, `frame of ${frame.length} bytes exceeds ${MAX_FRAME_BYTES}`, null);
+    throw new BadFrameError(`frame of ${frame.length} bytes exceeds ${MAX_FRAME_BYTES}`, null);
   }
   let req: pb.Request;
   try {
     req = pb.Request.decode(frame);
   } catch (err) {
-    throw new FrameError(ErrorCodes.BAD_FRAME, `undecodable request: ${(err as Error).message}`, null);
+    throw new BadFrameError(`undecodable request: ${(err as Error).message}`, null);
   }
   if (req.body === 'event' && req.event) {
     const e = req.event;
     const ev = decodeEvent(e);
     if (e.protocolVersion !== PROTOCOL_VERSION) {
-      throw new FrameError(
-        ErrorCodes.PROTOCOL_VERSION,
-        `hook speaks protocol version ${e.protocolVersion}, this daemon ${PROTOCOL_VERSION}`,
-        { session: ev.session, tree: ev.tree, action: ev.action, attempt: ev.attempt },
-      );
+      throw new ProtocolVersionError(`hook speaks protocol version ${e.protocolVersion}, this daemon ${PROTOCOL_VERSION}`, {
+        session: ev.session,
+        tree: ev.tree,
+        action: ev.action,
+        attempt: ev.attempt,
+      });
     }
     return { type: 'event', event: ev };
   }
   if (req.body === 'open' && req.open) {
     const o = req.open;
     if (o.protocolVersion !== PROTOCOL_VERSION) {
-      throw new FrameError(
-        ErrorCodes.PROTOCOL_VERSION,
-        `client speaks protocol version ${o.protocolVersion}, this daemon ${PROTOCOL_VERSION}`,
-        { session: o.session ?? '', tree: '', action: 'unknown', attempt: o.attempt ?? 0 },
-      );
+      throw new ProtocolVersionError(`client speaks protocol version ${o.protocolVersion}, this daemon ${PROTOCOL_VERSION}`, {
+        session: o.session ?? '',
+        tree: '',
+        action: 'unknown',
+        attempt: o.attempt ?? 0,
+      });
     }
     const activator = o.activator ?? '';
     if (activator !== '' && !parseActivator(activator)) {
-      throw new FrameError(
-        ErrorCodes.BAD_FRAME,
-        `unknown activator '${activator.slice(0, 100)}' (known: verify, none, kfd, exec:<command>)`,
-        {
-          session: o.session ?? '',
-          tree: '',
-          action: 'unknown',
-          attempt: o.attempt ?? 0,
-        },
-      );
+      throw new BadFrameError(`unknown activator '${activator.slice(0, 100)}' (known: verify, none, kfd, exec:<command>)`, {
+        session: o.session ?? '',
+        tree: '',
+        action: 'unknown',
+        attempt: o.attempt ?? 0,
+      });
     }
     const holdAt = o.holdAt ?? '';
     if (holdAt !== '' && !parseHoldAt(holdAt)) {
-      throw new FrameError(ErrorCodes.BAD_FRAME, `unknown hold_at '${holdAt.slice(0, 100)}' (known: pre-restore, none)`, {
+      throw new BadFrameError(`unknown hold_at '${holdAt.slice(0, 100)}' (known: pre-restore, none)`, {
         session: o.session ?? '',
         tree: '',
         action: 'unknown',
@@ -166,11 +148,7 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
   }
   if (req.body === 'status' && req.status) {
     if (req.status.protocolVersion !== PROTOCOL_VERSION) {
-      throw new FrameError(
-        ErrorCodes.PROTOCOL_VERSION,
-        `client speaks protocol version ${req.status.protocolVersion}, this daemon ${PROTOCOL_VERSION}`,
-        null,
-      );
+      throw new ProtocolVersionError(`client speaks protocol version ${req.status.protocolVersion}, this daemon ${PROTOCOL_VERSION}`, null);
     }
     return { type: 'status', session: req.status.session ?? '' };
   }
@@ -185,7 +163,7 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
       sentNs: toBig(sentNs as Long),
     };
   }
-  throw new FrameError(ErrorCodes.BAD_FRAME, 'request has no body', null);
+  throw new BadFrameError('request has no body', null);
 }
 
 export function encodeEvent(ev: StageEvent): pb.IStageEvent {
@@ -260,15 +238,24 @@ export function encodeVerdict(v: Verdict): Uint8Array {
   }).finish();
 }
 
+/** Decodes a reply or published frame: whatever protobufjs throws becomes a BadFrameError. */
+function decodeAs<T>(what: string, frame: Uint8Array, decode: (f: Uint8Array) => T): T {
+  try {
+    return decode(frame);
+  } catch (err) {
+    throw new BadFrameError(`undecodable ${what}: ${(err as Error).message}`, null, { cause: err });
+  }
+}
+
 export function decodeVerdict(frame: Uint8Array): Verdict {
-  const v = pb.Verdict.decode(frame);
+  const v = decodeAs('verdict', frame, (f) => pb.Verdict.decode(f));
   return {
     session: v.session,
     tree: v.tree,
     action: actionName(v.action),
     attempt: v.attempt,
     proceed: v.decision === pb.Decision.PROCEED,
-    code: v.code,
+    code: errorCodeOf(v.code),
     reason: v.reason,
   };
 }
@@ -313,12 +300,12 @@ export function encodePublished(seq: bigint, body: { event: StageEvent } | { dec
 export type PublishedMessage = { seq: bigint; event: StageEvent } | { seq: bigint; decision: Decision };
 
 export function decodePublished(frame: Uint8Array): PublishedMessage {
-  const p = pb.Published.decode(frame);
+  const p = decodeAs('published message', frame, (f) => pb.Published.decode(f));
   const seq = toBig(p.seq as Long);
   if (p.body === 'event' && p.event) {
     return { seq, event: decodeEvent(p.event) };
   }
-  if (!p.decision) throw new FrameError(ErrorCodes.BAD_FRAME, 'published message has no body', null);
+  if (!p.decision) throw new BadFrameError('published message has no body', null);
   const d = pb.GateDecision.fromObject(p.decision);
   return {
     seq,
@@ -328,7 +315,7 @@ export function decodePublished(frame: Uint8Array): PublishedMessage {
       attempt: d.attempt,
       tree: d.tree,
       action: actionName(d.action),
-      code: d.code,
+      code: errorCodeOf(d.code),
       reason: d.reason,
       at: Number(toBig(d.wallNs as Long)) / 1e6,
       waitedMs: Number(toBig(d.waitedNs as Long)) / 1e6,
@@ -366,7 +353,7 @@ export function encodeStatusReply(views: SessionView[], nowMs: number): Uint8Arr
 }
 
 export function decodeStatusReply(frame: Uint8Array): { now: number; sessions: SessionView[] } {
-  const r = pb.StatusReply.decode(frame);
+  const r = decodeAs('status reply', frame, (f) => pb.StatusReply.decode(f));
   const ms = (v: unknown) => Number(toBig(v as Long)) / 1e6;
   return {
     now: ms(r.nowNs),

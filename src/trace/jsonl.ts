@@ -17,10 +17,11 @@ export function fromJsonl(text: string, source = 'trace'): PublishedMessage[] {
     .map((line, i) => {
       try {
         const m = JSON.parse(line, (k, v) => (BIGINT_KEYS.has(k) && typeof v === 'string' ? BigInt(v) : v)) as PublishedMessage;
-        if (typeof m.seq !== 'bigint' || !('event' in m || 'decision' in m)) throw new Error('not a stagegate message');
-        return m;
+        if (typeof m.seq === 'bigint' && ('event' in m || 'decision' in m)) return m;
+        throw new UsageError(`${source}: line ${i + 1}: not a stagegate message`);
       } catch (err) {
-        throw new UsageError(`${source}: line ${i + 1}: ${(err as Error).message}`);
+        if (err instanceof UsageError) throw err;
+        throw new UsageError(`${source}: line ${i + 1}: ${(err as Error).message}`, { cause: err });
       }
     });
 }

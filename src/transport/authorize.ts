@@ -5,8 +5,8 @@
  * sessions and trees the key may act on. IPC endpoints are guarded by their
  * 0700 directory instead.
  */
-import { ErrorCodes } from '../errors';
-import { type DecodedRequest, FrameError, type PartialAddress, decodeRequest } from '../protocol/codec';
+import { BadFrameError, ForbiddenError, type PartialAddress } from '../errors';
+import { type DecodedRequest, decodeRequest } from '../protocol/codec';
 import { type CurveServer, type Scope, permits } from './curve';
 import type { SealRefusal, SealVerifier } from './seal';
 
@@ -17,7 +17,7 @@ const SEAL_REFUSALS: Record<SealRefusal, string> = {
   replayed: 'the seal was already used (a seal is single-use)',
 };
 
-const forbidden = (reason: string, address: PartialAddress | null = null) => new FrameError(ErrorCodes.FORBIDDEN, reason, address);
+const forbidden = (reason: string, address: PartialAddress | null = null) => new ForbiddenError(reason, address);
 
 function addressOf(req: DecodedRequest): PartialAddress | null {
   if (req.type === 'event')
@@ -47,7 +47,7 @@ export function openSealed(
   const scopes = curve.allow.get(key);
   if (scopes === undefined) throw forbidden(`client key ${key} is not in the allow-list`);
   const inner = decodeRequest(req.request);
-  if (inner.type === 'sealed') throw new FrameError(ErrorCodes.BAD_FRAME, 'a sealed request holds another sealed request', null);
+  if (inner.type === 'sealed') throw new BadFrameError('a sealed request holds another sealed request', null);
   const address = addressOf(inner);
   if (inner.type === 'event' && !permits(scopes, inner.event.session, inner.event.tree)) {
     throw forbidden(`client key ${key} may not act on session ${inner.event.session} tree ${inner.event.tree}`, address);

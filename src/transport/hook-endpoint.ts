@@ -8,8 +8,8 @@
 import { Router } from 'zeromq';
 import { Observable, merge } from 'rxjs';
 import type { Input, Verdict } from '../core/model';
-import { FrameError, MAX_FRAME_BYTES, decodeRequest, encodeVerdict } from '../protocol/codec';
-import { ErrorCodes } from '../errors';
+import { MAX_FRAME_BYTES, decodeRequest, encodeVerdict } from '../protocol/codec';
+import { BadFrameError, ErrorCodes, type FrameError } from '../errors';
 import { bindEach, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
 import { type CurveServer, type Scope, serverOptions, socketGroups } from './curve';
@@ -72,8 +72,7 @@ export class HookEndpoint {
             const { inner: req, scopes } = curve
               ? openSealed(outer, curve.server, curve.verifier, id.toString('latin1'), now())
               : { inner: outer, scopes: null };
-            if (req.type === 'sealed')
-              throw new FrameError(ErrorCodes.BAD_FRAME, 'sealed requests are only taken on CURVE endpoints', null);
+            if (req.type === 'sealed') throw new BadFrameError('sealed requests are only taken on CURVE endpoints', null);
             if (req.type === 'status') this.onStatus(peer, req.session, scopes);
             else sub.next({ ...req, peer, at: now() });
           } catch (err) {

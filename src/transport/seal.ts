@@ -16,6 +16,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { decode, encode } from 'z85';
+import { UsageError } from '../errors';
 
 // DER prefixes of X25519 keys (RFC 8410): PKCS#8 private, SubjectPublicKeyInfo public
 const PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex');
@@ -24,7 +25,7 @@ const CONTEXT = 'stagegate seal v1';
 
 function raw(z85: string): Buffer {
   const b = decode(z85);
-  if (!b || b.length !== 32) throw new Error('not a 32-byte Z85 key');
+  if (!b || b.length !== 32) throw new UsageError('not a 32-byte Z85 key');
   return Buffer.from(b);
 }
 
