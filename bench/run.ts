@@ -19,7 +19,7 @@ import { Daemon, checkpointTrees, exited, killTree, readPidfile, run, sleep } fr
 import { criuPath, hookPath, projectRoot } from '../src/paths';
 import { isLive } from '../src/proc/tree';
 import { decodeVerdict, encodeRequestEvent, type ManifestBo } from '../src/protocol/codec';
-import { openSession } from '../src/client';
+import { openSession } from '../src/transport/client';
 import type { StageEvent } from '../src/core/model';
 import type { ActionName } from '../src/core/actions';
 import type { MappingRef } from '../src/core/model';

@@ -14,7 +14,9 @@ import { type SessionView, statusView } from './core/status';
 import { coordinate, type OutputEffect } from './pipeline/coordinate';
 import { EventPublisher } from './transport/event-publisher';
 import { HookEndpoint } from './transport/hook-endpoint';
-import { type CurveServer, type Scope, ZapHandler, permits, touches } from './transport/curve';
+import type { CurveServer } from './transport/curve';
+import { type Scope, permits, touches } from './transport/allow-list';
+import { ZapHandler } from './transport/zap';
 import { lockEndpoint, prepareEndpoint } from './transport/endpoints';
 import { ConnectionBudget, defaultConnectionBound } from './transport/connection-budget';
 import { ConnectionGuard } from './transport/connection-guard';
@@ -186,8 +188,19 @@ export class Coordinator {
       : null;
     let hooks: HookEndpoint;
     let publisher: EventPublisher;
+    let coordinator: Coordinator | null = null;
     try {
-      hooks = await HookEndpoint.bind(opts.listen, curve, guard);
+      // frames are only read once the pipeline subscribes below, when `coordinator` is set
+      hooks = await HookEndpoint.bind(
+        opts.listen,
+        {
+          onSendError: (err) => opts.logger.error('verdict not sent', { error: String(err) }),
+          onStatus: (peer, session, scopes) =>
+            hooks.replyFrame(peer, encodeStatusReply(scopedView(statusView(coordinator?.state ?? null, session), scopes), wallMs())),
+        },
+        curve,
+        guard,
+      );
     } catch (err) {
       zap?.close();
       throw err;
@@ -200,6 +213,7 @@ export class Coordinator {
       throw err;
     }
     const c = new Coordinator(hooks, publisher, opts);
+    coordinator = c;
     c.zap = zap;
     c.guard = guard;
     if ((opts.activator ?? 'verify') !== 'none') c.inspector.warm();
@@ -230,9 +244,6 @@ export class Coordinator {
         });
       }
     }
-    hooks.onSendError = (err) => opts.logger.error('verdict not sent', { error: String(err) });
-    hooks.onStatus = (peer, session, scopes) =>
-      hooks.replyFrame(peer, encodeStatusReply(scopedView(statusView(c.state, session), scopes), wallMs()));
     c.sub = merge(hooks.inputs(wallMs), c.results)
       .pipe(
         tap((i) => c.record(i)),

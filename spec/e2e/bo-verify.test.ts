@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, STAGEGATE, hashDir, killTree, readPidfile, readSlots, sleep } from '../../demo/harness';
-import { openSession } from '../../src/client';
+import { openSession } from '../../src/transport/client';
 import type { ManifestBo } from '../../src/protocol/codec';
 
 const STRIDE = 0x4000000n;

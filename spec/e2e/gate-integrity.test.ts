@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { assertImagesUnchanged, assertNeverRan, decisions, eventsOf, scenario } from '../support/scenario';
 import { STAGEGATE, readPidfile, readSlots, run, sleep } from '../../demo/harness';
 import { isLive, killTree } from '../../src/proc/tree';
-import { requestStatus } from '../../src/client';
+import { requestStatus } from '../../src/transport/client';
 
 const rejections = (d: Parameters<typeof decisions>[0], code: string) =>
   decisions(d).filter((x) => x.kind === 'event-rejected' && x.code === code);

@@ -21,7 +21,7 @@ import {
   type Checkpoint,
   type RestoreRun,
 } from '../../demo/harness';
-import { keygen } from '../../src/transport/curve';
+import { keygen } from '../../src/transport/keys';
 
 const tag = process.pid % 10000;
 const hosts = [1, 2].map((h) => ({ h, ns: `sg${tag}h${h}`, veth: `sg${tag}v${h}`, daemonIp: `10.231.${h}.1`, hostIp: `10.231.${h}.2` }));

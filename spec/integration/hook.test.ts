@@ -15,7 +15,7 @@ import { startCoordinator, until, type TestCoordinator } from '../support/coordi
 import { hookEnv, runHook } from '../support/hook';
 import { decodeRequest, decodeVerdict, encodeVerdict } from '../../src/protocol/codec';
 import { STAGEGATE, run } from '../../demo/harness';
-import { openSession } from '../../src/client';
+import { openSession } from '../../src/transport/client';
 import { stagegate } from '../../src/protocol/generated/stagegate';
 import { isLive } from '../../src/proc/tree';
 

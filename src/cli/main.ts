@@ -207,7 +207,8 @@ async function serve(argv: string[]): Promise<number> {
   if (values.help) return help('serve');
   const listen = (values.listen as string[] | undefined) ?? [defaultHookEndpoint()];
   const events = (values.events as string[] | undefined) ?? [defaultEventsEndpoint()];
-  const { readAllowList, readSecretKey } = await import('../transport/curve');
+  const { readAllowList } = await import('../transport/allow-list');
+  const { readSecretKey } = await import('../transport/keys');
   const secretFile = values['curve-secret'] as string | undefined;
   const allowFile = values.allow as string | undefined;
   if (!!secretFile !== !!allowFile) throw new UsageError('serve: --curve-secret and --allow go together');
@@ -294,7 +295,7 @@ async function openCmd(argv: string[]): Promise<number> {
   if (values.help) return help('open');
   const v = values as Record<string, string | undefined>;
   if (v.trees === undefined) throw new UsageError('open: --trees is required');
-  const { openSession } = await import('../client');
+  const { openSession } = await import('../transport/client');
   const verdict = await openSession(v.endpoint ?? process.env.STAGEGATE_ENDPOINT ?? defaultHookEndpoint(), {
     session: name('open', 'session', v.session),
     expectedTrees: int('open', 'trees', v.trees, 1, 1, 65536),
@@ -366,7 +367,7 @@ async function keygenCmd(argv: string[]): Promise<number> {
   const { values } = parse('keygen', argv, { out: { type: 'string' } });
   if (values.help) return help('keygen');
   if (!values.out) throw new UsageError('keygen: --out PREFIX is required');
-  const { keygen } = await import('../transport/curve');
+  const { keygen } = await import('../transport/keys');
   process.stdout.write(keygen(values.out as string) + '\n');
   return 0;
 }

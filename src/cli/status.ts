@@ -1,9 +1,9 @@
 /** `stagegate status` and `stagegate watch`: the operator's view. */
 import { Subscriber } from 'zeromq';
-import { requestStatus } from '../client';
+import { requestStatus } from '../transport/client';
 import type { SessionView } from '../core/status';
 import { decodePublished, type PublishedMessage } from '../protocol/codec';
-import { curveClient } from '../client';
+import { curveClient } from '../transport/client';
 
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 

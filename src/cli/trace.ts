@@ -5,7 +5,7 @@ import { decodePublished, type PublishedMessage } from '../protocol/codec';
 import { fromJsonl } from '../trace/jsonl';
 import { renderTrace, writeTrace } from '../trace/write';
 import { UsageError } from '../errors';
-import { curveClient } from '../client';
+import { curveClient } from '../transport/client';
 
 export interface TraceOptions {
   out: string;

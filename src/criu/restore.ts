@@ -112,7 +112,7 @@ function event(ctx: Ctx, action: 'restore-failed' | 'pre-resume', initPid = 0, r
 }
 
 // zeromq is loaded only on these paths: it costs start-up time on every restore
-const client = () => import('../client');
+const client = () => import('../transport/client');
 
 /**
  * This tree's status in the coordinator, or null when it cannot be asked or

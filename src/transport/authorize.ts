@@ -7,7 +7,8 @@
  */
 import { BadFrameError, ForbiddenError, type PartialAddress } from '../errors';
 import { type DecodedRequest, decodeRequest } from '../protocol/codec';
-import { type CurveServer, type Scope, permits } from './curve';
+import type { CurveServer } from './curve';
+import { type Scope, permits } from './allow-list';
 import type { SealRefusal, SealVerifier } from './seal';
 
 const SEAL_REFUSALS: Record<SealRefusal, string> = {

@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { constants } from 'node:os';
 import { EndpointError } from '../errors';
 import { FileLock, NativeError } from '../native';
+import { type CurveServer, socketGroups } from './curve';
 
 export function runtimeDir(): string {
   if (process.env.STAGEGATE_RUNTIME_DIR) return process.env.STAGEGATE_RUNTIME_DIR;
@@ -114,4 +115,32 @@ export async function bindEach(socket: { bind(ep: string): Promise<void> }, endp
       throw new EndpointError(`cannot bind ${what} endpoint ${ep}: ${(err as Error).message}`, { cause: err });
     }
   }
+}
+
+/**
+ * Makes one socket per group of endpoints (socketGroups: the IPC ones share a
+ * plain socket, each TCP one a CURVE server when keys are given) and binds it;
+ * if any bind fails, every socket made so far is closed and the error names
+ * the endpoint.
+ */
+export async function bindSockets<S extends { bind(ep: string): Promise<void>; close(): void }>(
+  endpoints: string[],
+  curve: CurveServer | null,
+  what: string,
+  make: (security: CurveServer | null) => S,
+  bound: (socket: S, endpoints: string[]) => void = () => {},
+): Promise<{ socket: S; security: CurveServer | null }[]> {
+  const made: { socket: S; security: CurveServer | null }[] = [];
+  try {
+    for (const [eps, security] of socketGroups(endpoints, curve)) {
+      const socket = make(security);
+      made.push({ socket, security });
+      await bindEach(socket, eps, what);
+      bound(socket, eps);
+    }
+  } catch (err) {
+    for (const m of made) m.socket.close();
+    throw err;
+  }
+  return made;
 }

@@ -5,10 +5,11 @@
 import { Publisher } from 'zeromq';
 import type { Decision, StageEvent } from '../core/model';
 import { encodePublished } from '../protocol/codec';
-import { bindEach, removeIpcSockets } from './endpoints';
+import { bindSockets, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
 import type { ConnectionGuard } from './connection-guard';
-import { type CurveServer, ZAP_EVENTS_DOMAIN, serverOptions, socketGroups } from './curve';
+import { type CurveServer, serverOptions } from './curve';
+import { ZAP_EVENTS_DOMAIN } from './zap';
 
 export class EventPublisher {
   private constructor(private readonly endpoints: string[]) {}
@@ -20,17 +21,14 @@ export class EventPublisher {
   /** IPC endpoints share a plain socket; each TCP endpoint gets its own (a CURVE server when keys are given). */
   static async bind(endpoints: string[], curve: CurveServer | null = null, guard: ConnectionGuard | null = null): Promise<EventPublisher> {
     const p = new EventPublisher(endpoints);
-    for (const [eps, security] of socketGroups(endpoints, curve)) {
-      const pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000, ...serverOptions(security, ZAP_EVENTS_DOMAIN) });
-      p.sockets.push({ pub, sender: new SerialSender((m) => pub.send(m)) });
-      try {
-        await bindEach(pub, eps, 'events');
-        guard?.watch(pub, eps);
-      } catch (err) {
-        for (const s of p.sockets) s.pub.close();
-        throw err;
-      }
-    }
+    const sockets = await bindSockets(
+      endpoints,
+      curve,
+      'events',
+      (security) => new Publisher({ linger: 0, sendHighWaterMark: 100_000, ...serverOptions(security, ZAP_EVENTS_DOMAIN) }),
+      (pub, eps) => guard?.watch(pub, eps),
+    );
+    for (const { socket: pub } of sockets) p.sockets.push({ pub, sender: new SerialSender((m) => pub.send(m)) });
     return p;
   }
 

@@ -10,9 +10,10 @@ import { Observable, merge } from 'rxjs';
 import type { Input, Verdict } from '../core/model';
 import { MAX_FRAME_BYTES, decodeRequest, encodeVerdict } from '../protocol/codec';
 import { BadFrameError, ErrorCodes, type FrameError } from '../errors';
-import { bindEach, removeIpcSockets } from './endpoints';
+import { bindSockets, removeIpcSockets } from './endpoints';
 import { SerialSender } from './serial-sender';
-import { type CurveServer, type Scope, serverOptions, socketGroups } from './curve';
+import { type CurveServer, serverOptions } from './curve';
+import type { Scope } from './allow-list';
 import { openSealed } from './authorize';
 import { SealVerifier } from './seal';
 import type { ConnectionGuard } from './connection-guard';
@@ -24,33 +25,42 @@ interface Bound {
   curve: { server: CurveServer; verifier: SealVerifier } | null;
 }
 
+/** What the endpoint calls back, given at bind time (before any frame can arrive). */
+export interface HookHandlers {
+  /** Answers a status request (a query: it does not go through the pipeline), limited to `scopes` (null: all). */
+  onStatus(peer: string, session: string, scopes: Scope[] | null): void;
+  /** Told about replies that could not be sent (the hook then times out and aborts). */
+  onSendError(err: unknown): void;
+}
+
 export class HookEndpoint {
   private readonly sockets: Bound[] = [];
 
-  private constructor(private readonly endpoints: string[]) {}
+  private constructor(
+    private readonly endpoints: string[],
+    private readonly handlers: HookHandlers,
+  ) {}
 
-  /** Answers a status request (a query: it does not go through the pipeline), limited to `scopes` (null: all). */
-  onStatus: (peer: string, session: string, scopes: Scope[] | null) => void = () => {};
-
-  /** Told about replies that could not be sent (the hook then times out and aborts). */
-  onSendError: (err: unknown) => void = () => {};
-
-  static async bind(endpoints: string[], curve: CurveServer | null = null, guard: ConnectionGuard | null = null): Promise<HookEndpoint> {
-    const h = new HookEndpoint(endpoints);
-    for (const [eps, security] of socketGroups(endpoints, curve)) {
-      const router = new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0, ...serverOptions(security) });
+  static async bind(
+    endpoints: string[],
+    handlers: HookHandlers,
+    curve: CurveServer | null = null,
+    guard: ConnectionGuard | null = null,
+  ): Promise<HookEndpoint> {
+    const h = new HookEndpoint(endpoints, handlers);
+    const sockets = await bindSockets(
+      endpoints,
+      curve,
+      'hook',
+      (security) => new Router({ maxMessageSize: MAX_FRAME_BYTES, linger: 0, ...serverOptions(security) }),
+      (router, eps) => guard?.watch(router, eps),
+    );
+    for (const { socket: router, security } of sockets) {
       const sender = new SerialSender<[Buffer, Uint8Array]>(
         (m) => router.send(m),
-        (err) => h.onSendError(err),
+        (err) => handlers.onSendError(err),
       );
       h.sockets.push({ router, sender, curve: security ? { server: security, verifier: new SealVerifier(security.secretKey) } : null });
-      try {
-        await bindEach(router, eps, 'hook');
-        guard?.watch(router, eps);
-      } catch (err) {
-        for (const s of h.sockets) s.router.close();
-        throw err;
-      }
     }
     return h;
   }
@@ -73,7 +83,7 @@ export class HookEndpoint {
               ? openSealed(outer, curve.server, curve.verifier, id.toString('latin1'), now())
               : { inner: outer, scopes: null };
             if (req.type === 'sealed') throw new BadFrameError('sealed requests are only taken on CURVE endpoints', null);
-            if (req.type === 'status') this.onStatus(peer, req.session, scopes);
+            if (req.type === 'status') this.handlers.onStatus(peer, req.session, scopes);
             else sub.next({ ...req, peer, at: now() });
           } catch (err) {
             const e = err as FrameError;

@@ -3,13 +3,13 @@
  * wrapper (the hook itself is C: hooks/stagegate-hook.c).
  */
 import { Dealer } from 'zeromq';
-import type { StageEvent, Verdict } from './core/model';
-import { decodeStatusReply, decodeVerdict, encodeOpen, encodeRequestEvent, encodeSealed, encodeStatusRequest } from './protocol/codec';
-import { EndpointError } from './errors';
-import { checkClientEndpoint, ipcPath } from './transport/endpoints';
+import type { StageEvent, Verdict } from '../core/model';
+import { decodeStatusReply, decodeVerdict, encodeOpen, encodeRequestEvent, encodeSealed, encodeStatusRequest } from '../protocol/codec';
+import { EndpointError } from '../errors';
+import { checkClientEndpoint, ipcPath } from './endpoints';
 import { existsSync } from 'node:fs';
-import { readKey } from './transport/curve';
-import { Sealer } from './transport/seal';
+import { readKey } from './keys';
+import { Sealer } from './seal';
 
 interface CurveClient {
   /** socket options of a CURVE client (any socket type) */
