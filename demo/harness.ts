@@ -279,7 +279,7 @@ export class Daemon {
     const [cmd, ...pre] = [...via, STAGEGATE];
     const child = spawn(
       cmd!,
-      [...pre, 'serve', '--listen', endpoint, '--events', events, '--timeout', String(timeoutS), '--activator', activator, ...extra],
+      [...pre, 'serve', '--listen', endpoint, '--events', events, '--deadline', String(timeoutS), '--activator', activator, ...extra],
       {
         stdio: ['ignore', 'ignore', fd],
         env,

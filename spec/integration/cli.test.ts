@@ -9,6 +9,7 @@ import { Daemon, exited, run, sleep, STAGEGATE } from '../../demo/harness';
 import { hookEnv, runHook } from '../support/hook';
 import winston from 'winston';
 import { Coordinator } from '../../src/coordinator';
+import { COMMANDS } from '../../src/cli/commands';
 
 const sg = (...args: string[]) => run(STAGEGATE, args);
 
@@ -73,6 +74,36 @@ describe('stagegate CLI', () => {
       const r = await sg(...args);
       assert.equal(r.code, 64, `${args.join(' ')}: ${r.output}`);
       assert.match(r.output, message);
+    }
+  });
+
+  it('gives every flag one name and honours its environment variable the same way in every command', async () => {
+    const env = (vars: Record<string, string>) =>
+      run(STAGEGATE, ['restore', '--session', 's', '--tree', 't', '--trees', '2'], { ...process.env, ...vars });
+    // restore used to ignore STAGEGATE_TIMEOUT (its own default won): the variable is read now, and checked
+    const timeout = await env({ STAGEGATE_TIMEOUT: '100000' });
+    assert.equal(timeout.code, 64, timeout.output);
+    assert.match(timeout.output, /restore: --timeout must be seconds in \(0, 86400\], got '100000'/);
+    const attempt = await env({ STAGEGATE_ATTEMPT: '0' });
+    assert.match(attempt.output, /restore: --attempt must be an integer in 1..1000000, got '0'/);
+    // the flag wins over the variable
+    const both = await run(STAGEGATE, ['restore', '--session', 's', '--tree', 't', '--trees', '2', '--timeout', '100001'], {
+      ...process.env,
+      STAGEGATE_TIMEOUT: '5',
+    });
+    assert.match(both.output, /got '100001'/);
+    // serve's session deadline is --deadline, as in open; --timeout stays as its old name
+    for (const flag of ['--deadline', '--timeout']) {
+      const r = await sg('serve', flag, '0');
+      assert.equal(r.code, 64);
+      assert.match(r.output, new RegExp(`serve: ${flag} must be seconds`));
+    }
+    const twice = await sg('serve', '--deadline', '5', '--timeout', '5');
+    assert.match(twice.output, /give --deadline \(or its old name --timeout\), not both/);
+    // every command's help sits with its options: each option it takes is described
+    for (const c of COMMANDS) {
+      const help = (await sg(c.name, '--help')).output;
+      for (const opt of Object.keys(c.options)) assert.match(help, new RegExp(`--${opt}\\b`), `${c.name} --${opt}`);
     }
   });
 
