@@ -225,6 +225,8 @@ export interface SessionState {
   /** 'pre-restore': no tree restores before every tree's criu has started */
   holdAt: HoldAt;
   manifest: MappingRef[];
+  /** the BO graph of the mappings known so far; null until asked for after a change (core/bo-flow.ts bosOf) */
+  bos: Map<string, MappingRef[]> | null;
   /** BO id -> when it was activated */
   activeBos: Map<string, number>;
   /** BOs verified and handed to the activator, not yet answered */

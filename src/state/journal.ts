@@ -137,7 +137,7 @@ export class Journal {
       }
     }
     // forget what retention already dropped: keep the inputs of remembered sessions (and lines kept for a human)
-    state = prune(state, now, true, true);
+    state = prune(state, now, true);
     const keep = entries.filter((e) => !e.input || state.sessions.has(sessionOf(e.input))).map((e) => (e.input ? encode(e.input) : e.line));
     const tmp = `${path}.tmp`;
     rmSync(tmp, { force: true }); // a leftover (or planted) file or symlink: unlinked, never followed
