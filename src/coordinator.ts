@@ -3,7 +3,7 @@
  * RxJS pipeline between them. Explicit lifecycle: start() then close().
  */
 import { performance } from 'node:perf_hooks';
-import { type Subscription, Subject, merge, tap } from 'rxjs';
+import { type Subscription, Subject, merge } from 'rxjs';
 import type { Activator, CoordinatorState, Effect, Input } from './core/model';
 import type { HoldAt } from './core/actions';
 import { ImageInspector } from './images/inspector';
@@ -123,8 +123,8 @@ export class Coordinator {
       this.journal = null;
     }
   }
-  /** Inputs produced by the I/O of inspect and verify effects. */
-  private readonly results = new Subject<Input>();
+  /** Inputs of the daemon itself (shutdown). */
+  private readonly control = new Subject<Input>();
   private sub: Subscription | null = null;
   private closed: Promise<void>;
   private resolveClosed!: () => void;
@@ -244,10 +244,22 @@ export class Coordinator {
         });
       }
     }
-    c.sub = merge(hooks.inputs(wallMs), c.results)
+    c.sub = merge(hooks.inputs(wallMs), c.control)
       .pipe(
-        tap((i) => c.record(i)),
-        coordinate(config, undefined, (s) => (c.state = s), recovered),
+        coordinate({
+          config,
+          onState: (s) => (c.state = s),
+          recovered,
+          record: (i) => c.record(i),
+          checks: {
+            inspect: (tree, dir) => c.inspector.inspect(tree, dir, !!opts.verifyPages),
+            observe: observeMappings,
+            activate,
+            now: wallMs,
+            onDone: (e, ms) =>
+              opts.logger.debug(e.type, { session: e.session, attempt: e.attempt, tree: 'tree' in e ? e.tree : undefined, ms }),
+          },
+        }),
       )
       .subscribe({
         next: (e) => c.apply(e),
@@ -274,12 +286,8 @@ export class Coordinator {
     switch (e.type) {
       case 'inspect-tree':
       case 'verify-tree':
-        // off the current pipeline step: results come back as new inputs
-        setImmediate(() => void this.runCheck(e));
-        return;
       case 'activate-bo':
-        setImmediate(() => void this.runActivator(e));
-        return;
+        return; // run by the pipeline (coordinate's checks)
       case 'reply':
         this.hooks.reply(e.peer, e.verdict);
         // one line per hook at debug: the gate-opened line already names every tree
@@ -334,37 +342,6 @@ export class Coordinator {
     }
   }
 
-  private async runCheck(e: Extract<Effect, { type: 'inspect-tree' | 'verify-tree' }>): Promise<void> {
-    const base = { session: e.session, attempt: e.attempt, tree: e.tree };
-    const started = wallMs();
-    if (e.type === 'inspect-tree') {
-      try {
-        const mappings = await this.inspector.inspect(e.tree, e.imageDir, !!this.opts.verifyPages);
-        this.results.next({ type: 'tree-images', ...base, mappings, error: '', at: wallMs() });
-      } catch (err) {
-        this.results.next({ type: 'tree-images', ...base, mappings: null, error: (err as Error).message, at: wallMs() });
-      }
-    } else {
-      try {
-        const observations = await observeMappings(e.initPid, e.mappings);
-        this.results.next({ type: 'tree-observed', ...base, observations, error: '', at: wallMs() });
-      } catch (err) {
-        this.results.next({ type: 'tree-observed', ...base, observations: null, error: (err as Error).message, at: wallMs() });
-      }
-    }
-    this.opts.logger.debug(e.type, { ...base, ms: wallMs() - started });
-  }
-
-  private async runActivator(e: Extract<Effect, { type: 'activate-bo' }>): Promise<void> {
-    let error = '';
-    try {
-      await activate(e.activator, e.session, e.bo, e.label, e.mappers);
-    } catch (err) {
-      error = (err as Error).message;
-    }
-    this.results.next({ type: 'bo-activation', session: e.session, attempt: e.attempt, bo: e.bo, error, at: wallMs() });
-  }
-
   /** Resolves when the hook endpoint has closed. */
   whenClosed(): Promise<void> {
     return this.closed;
@@ -378,7 +355,7 @@ export class Coordinator {
    */
   async shutdown(): Promise<void> {
     if (!this.journal && this.sub) {
-      this.results.next({ type: 'shutdown', at: wallMs() });
+      this.control.next({ type: 'shutdown', at: wallMs() });
       await this.hooks.flush(1000);
     }
     this.close();

@@ -19,7 +19,9 @@ describe('coordinate pipeline (marble, virtual time)', () => {
     const ts = scheduler();
     ts.run(({ hot, expectObservable }) => {
       const input = hot('a 99ms b', { a: ev('a', 'post-restore'), b: ev('b', 'post-restore') });
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 1000, defaultActivator: 'none' }, ts), replies)).toBe('- 99ms (xy)', {
+      expectObservable(
+        input.pipe(coordinate({ config: { defaultDeadlineMs: 1000, defaultActivator: 'none' }, scheduler: ts }), replies),
+      ).toBe('- 99ms (xy)', {
         x: 'a:post-restore=P',
         y: 'b:post-restore=P',
       });
@@ -30,7 +32,9 @@ describe('coordinate pipeline (marble, virtual time)', () => {
     const ts = scheduler();
     ts.run(({ hot, expectObservable }) => {
       const input = hot('a', { a: ev('a', 'post-restore') });
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 300, defaultActivator: 'none' }, ts), replies)).toBe('300ms x', {
+      expectObservable(
+        input.pipe(coordinate({ config: { defaultDeadlineMs: 300, defaultActivator: 'none' }, scheduler: ts }), replies),
+      ).toBe('300ms x', {
         x: 'a:post-restore=A:E_DEADLINE',
       });
     });
@@ -44,7 +48,9 @@ describe('coordinate pipeline (marble, virtual time)', () => {
         b: ev('b', 'post-restore'),
         c: ev('a', 'pre-resume'),
       });
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 300, defaultActivator: 'none' }, ts), replies)).toBe('-(xy) 295ms z', {
+      expectObservable(
+        input.pipe(coordinate({ config: { defaultDeadlineMs: 300, defaultActivator: 'none' }, scheduler: ts }), replies),
+      ).toBe('-(xy) 295ms z', {
         x: 'a:post-restore=P',
         y: 'b:post-restore=P',
         z: 'a:pre-resume=A:E_DEADLINE',
@@ -61,15 +67,15 @@ describe('coordinate pipeline (marble, virtual time)', () => {
         c: ev('a', 'pre-resume'),
         d: ev('b', 'pre-resume'),
       });
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 40, defaultActivator: 'none' }, ts), replies), '^ 100ms !').toBe(
-        '10ms (xy) 16ms (zw)',
-        {
-          x: 'a:post-restore=P',
-          y: 'b:post-restore=P',
-          z: 'a:pre-resume=P',
-          w: 'b:pre-resume=P',
-        },
-      );
+      expectObservable(
+        input.pipe(coordinate({ config: { defaultDeadlineMs: 40, defaultActivator: 'none' }, scheduler: ts }), replies),
+        '^ 100ms !',
+      ).toBe('10ms (xy) 16ms (zw)', {
+        x: 'a:post-restore=P',
+        y: 'b:post-restore=P',
+        z: 'a:pre-resume=P',
+        w: 'b:pre-resume=P',
+      });
     });
   });
 });
@@ -81,7 +87,9 @@ describe('coordinate pipeline: hostile inputs', () => {
       // a field of the wrong type (e.g. from a crafted journal line) makes the reducer throw
       const broken = ev('x', 'post-restore', 0, { imageDir: null as unknown as string }, 'bad');
       const input = hot('a b', { a: broken, b: ev('a', 'post-restore', 0, { expectedTrees: 1 }) });
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 1000, defaultActivator: 'none' }, ts), replies)).toBe('x y', {
+      expectObservable(
+        input.pipe(coordinate({ config: { defaultDeadlineMs: 1000, defaultActivator: 'none' }, scheduler: ts }), replies),
+      ).toBe('x y', {
         x: 'bad=A:E_INTERNAL',
         y: 'a:post-restore=P',
       });
@@ -96,10 +104,9 @@ describe('coordinate pipeline: hostile inputs', () => {
         names.map((n, i) => [String.fromCharCode(97 + i), ev('t', 'post-restore', 0, { session: n, expectedTrees: 1 }, n)]),
       );
       const input = hot('abcd', values);
-      expectObservable(input.pipe(coordinate({ defaultDeadlineMs: 1000, defaultActivator: 'none' }, ts), replies)).toBe(
-        'abcd',
-        Object.fromEntries(names.map((n, i) => [String.fromCharCode(97 + i), `${n}=P`])),
-      );
+      expectObservable(
+        input.pipe(coordinate({ config: { defaultDeadlineMs: 1000, defaultActivator: 'none' }, scheduler: ts }), replies),
+      ).toBe('abcd', Object.fromEntries(names.map((n, i) => [String.fromCharCode(97 + i), `${n}=P`])));
     });
   });
 });
