@@ -111,10 +111,7 @@ async function main(): Promise<number> {
           ]);
         if (d.kind === 'session-aborted') rows.push([d.at, `ABORT  ${d.code}: ${d.reason}`]);
         if (d.kind === 'bo-activated')
-          rows.push([
-            d.at,
-            `BO     ${d.reason} of ${d.trees.join(' + ')} verified on all ${d.detail.split(', ').length} mappers: activated`,
-          ]);
+          rows.push([d.at, `BO     ${d.label} of ${d.trees.join(' + ')} verified on all ${d.mappers.length} mappers: activated`]);
         if (d.kind === 'tree-released' && d.action === 'post-restore')
           rows.push([d.at, `${d.tree.padEnd(6)} post-restore answered: every BO it maps is active`]);
         if (d.kind === 'session-completed') rows.push([d.at, `DONE   session ${d.session} completed`]);
@@ -130,7 +127,7 @@ async function main(): Promise<number> {
 
     // ---- checks
     const decisions = daemon.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
-    const release = decisions.find((d) => d.kind === 'gate-opened' && d.action === 'pre-resume');
+    const release = decisions.flatMap((d) => (d.kind === 'gate-opened' && d.action === 'pre-resume' ? [d] : []))[0];
     const latePost = daemon.messages.find((m) => 'event' in m && m.event.tree === 'late' && m.event.action === 'post-restore');
     check('resume barrier opened for both trees', !!release && release.trees.length === TREES.length);
     const earlyResumed = after.filter((s) => s.tree === 0).map((s) => s.resumedAtMs);

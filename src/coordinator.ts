@@ -4,7 +4,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { type Subscription, Subject, merge } from 'rxjs';
-import type { Activator, CoordinatorState, Effect, Input } from './core/model';
+import { type Activator, type CoordinatorState, type Effect, type Input, fieldsOf, mapperText } from './core/model';
 import type { HoldAt } from './core/actions';
 import { ImageInspector } from './images/inspector';
 import { observeMappings } from './proc/observe';
@@ -325,17 +325,19 @@ export class Coordinator {
             : d.kind === 'tree-released' || d.kind === 'bo-verified'
               ? 'debug'
               : 'info';
+        const f = fieldsOf(d);
         log.log(level, d.kind, {
           session: d.session,
-          tree: d.tree,
+          tree: f.tree,
           attempt: d.attempt,
-          action: d.action,
-          code: d.code || undefined,
-          reason: d.reason || undefined,
-          waitedMs: d.kind === 'gate-opened' ? d.waitedMs : undefined,
-          trees: d.trees.length ? d.trees : undefined,
-          bo: d.bo || undefined,
-          mappers: d.detail || undefined,
+          action: f.action,
+          code: f.code || undefined,
+          reason: f.reason || f.label || undefined,
+          waitedMs: d.kind === 'gate-opened' ? f.waitedMs : undefined,
+          trees: f.trees.length ? f.trees : f.bos.length ? f.bos : undefined,
+          mappings: d.kind === 'tree-inspected' ? f.mappings : undefined,
+          bo: f.bo || undefined,
+          mappers: f.mappers.map(mapperText).join(', ') || undefined,
         });
         return;
       }

@@ -5,7 +5,7 @@
  * the VMAs are final and passes at post-restore.
  */
 import { describe, it } from 'node:test';
-import { PROCS, actionScript, decisions, scenario } from '../support/scenario';
+import { PROCS, actionScript, decisions, decisionsOf, scenario } from '../support/scenario';
 import { isLive } from '../../src/proc/tree';
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
@@ -37,9 +37,9 @@ describe('verify activator on real CRIU', () => {
     assert.ok(t0.at >= eventAt(daemon, 't1', 'pre-restore'), "file BOs need every tree's images");
     assert.ok(t0.at < eventAt(daemon, 't1', 'post-restore'), 'tree t0 passed post-restore before tree t1 reached it');
     assert.ok(t0.at - eventAt(daemon, 't0', 'post-restore') > 1000, "tree t0 did wait for t1's images");
-    const activated = decisions(daemon).filter((d) => d.kind === 'bo-activated' && d.trees.includes('t0'));
+    const activated = decisionsOf(daemon, 'bo-activated').filter((d) => d.trees.includes('t0'));
     assert.deepEqual(
-      activated.map((d) => d.reason).sort(),
+      activated.map((d) => d.label).sort(),
       [cp.shmFiles[0]!, 'SysV shm 0', 'memfd /dev/zero', 'memfd stagegate-memfd'].sort(),
     );
     assert.ok(activated.every((d) => d.at <= t0.at));

@@ -183,7 +183,11 @@ describe('gate integrity on real CRIU', () => {
     // the guardian told the coordinator at once: the other tree is refused and never runs
     for (let i = 0; i < 40 && !decisions(daemon).some((d) => d.kind === 'session-aborted'); i++) await sleep(50);
     const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
-    assert.equal(abort?.code, 'E_TREE_FAILED', JSON.stringify(decisions(daemon)));
+    assert.equal(
+      abort?.code,
+      'E_TREE_FAILED',
+      JSON.stringify(decisions(daemon), (_k, v) => (typeof v === 'bigint' ? v.toString() : v)),
+    );
     assert.match(
       abort.reason,
       /tree t0 failed to restore: criu and its hook died at post-restore; the guardian killed [1-9]\d* task\(s\) of the tree/,

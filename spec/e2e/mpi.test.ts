@@ -63,7 +63,7 @@ describe('MPI', () => {
     assert.ok(after.length > before.length, 'the job went on after the restore');
     const bos = daemon.messages.flatMap((m) => ('decision' in m && m.decision.kind === 'bo-activated' ? [m.decision] : []));
     assert.ok(bos.length >= 4, `only ${bos.length} BOs activated`);
-    const ranks = new Set(bos.flatMap((b) => b.detail.split(', ').map((x) => x.split('@')[0])));
+    const ranks = new Set(bos.flatMap((b) => b.mappers.map((x) => `${x.tree}/${x.pid}`)));
     assert.ok(ranks.size >= 4, `BO mappers: ${[...ranks].join(' ')}`);
     assert.ok(
       bos.every(

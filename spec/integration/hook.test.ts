@@ -112,7 +112,7 @@ describe('hook against a real coordinator', () => {
     assert.match(r.stderr, /\[E_HOOK_LOST\] the hook of tree a went silent while it waited at post-restore/);
     assert.ok(after < 10_000, `noticed ${after} ms after the kill (lease: 3 re-send periods of 1 s)`);
     const d = aborted();
-    assert.ok(d && 'decision' in d && d.decision.code === 'E_HOOK_LOST');
+    assert.ok(d && 'decision' in d && d.decision.kind === 'session-aborted' && d.decision.code === 'E_HOOK_LOST');
   });
 
   it("exits non-zero with the coordinator's reason when the session aborts", async () => {

@@ -19,6 +19,7 @@ import {
   type RestoreRun,
 } from '../../demo/harness';
 import { isLive } from '../../src/proc/tree';
+import { type DecisionKind, type DecisionOf, fieldsOf } from '../../src/core/model';
 
 export const PROCS = 3;
 
@@ -84,7 +85,10 @@ export function actionScript(dir: string, name: string, body: string): string {
   return path;
 }
 
-export const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [m.decision] : []));
+export const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in m ? [fieldsOf(m.decision)] : []));
+/** The published decisions of one kind. */
+export const decisionsOf = <K extends DecisionKind>(d: Daemon, kind: K): DecisionOf<K>[] =>
+  d.messages.flatMap((m) => ('decision' in m && m.decision.kind === kind ? [m.decision as DecisionOf<K>] : []));
 export const eventsOf = (d: Daemon) => d.messages.flatMap((m) => ('event' in m ? [m.event] : []));
 
 /** No process of the checkpoint ran user code: every slot is exactly as at dump time. */

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CoordinatorState, Effect, Input, MappingRef, Observation } from '../../src/core/model';
 import type { BoKind } from '../../src/core/bo-graph';
-import { decisions, ev, feed as feedWith, replies } from './fixtures';
+import { decisions, decisionsOf, ev, feed as feedWith, replies } from './fixtures';
 
 const config = { defaultDeadlineMs: 1000, defaultActivator: 'verify' as const };
 
@@ -80,9 +80,12 @@ describe('verify activator (pure reducer)', () => {
     ]);
     assert.deepEqual(kinds(effects[4]!), ['bo-verified', 'bo-activated', 'reply', 'tree-released']);
     assert.deepEqual(replies(effects[4]!), [{ peer: 'a:post-restore', proceed: true, code: '' }]);
-    const activated = decisions(effects[4]!).find((d) => d.kind === 'bo-activated')!;
-    assert.equal(activated.bo, 'memfd:a:1');
-    assert.equal(activated.detail, 'a/1@0x500000000000+65536, a/2@0x500004000000+65536');
+    const [activated] = decisionsOf(effects[4]!, 'bo-activated');
+    assert.equal(activated!.bo, 'memfd:a:1');
+    assert.deepEqual(activated!.mappers, [
+      { tree: 'a', pid: 1, start: 0x500000000000n, size: 65536n },
+      { tree: 'a', pid: 2, start: 0x500004000000n, size: 65536n },
+    ]);
   });
 
   it("holds a tree that maps a file until every tree's images are known and every mapper is verified", () => {

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import Long from 'long';
 import {
   FrameError,
   MAX_FRAME_BYTES,
@@ -15,6 +16,7 @@ import {
 } from '../../src/protocol/codec';
 import { CRIU_ACTIONS } from '../../src/core/actions';
 import { BadFrameError, ErrorCodes, StagegateError } from '../../src/errors';
+import type { Decision } from '../../src/core/model';
 import { stagegate } from '../../src/protocol/generated/stagegate';
 import { stageEvent } from './fixtures';
 
@@ -44,21 +46,66 @@ describe('protocol codec', () => {
       reason: 'late',
     };
     assert.deepEqual(decodeVerdict(encodeVerdict(v)), v);
-    const d = {
-      kind: 'gate-opened' as const,
-      session: 's',
-      attempt: 1,
-      tree: '',
-      action: 'post-restore' as const,
-      code: '' as const,
-      reason: '',
-      at: 1_700_000_000_123.5,
-      waitedMs: 2.25,
-      trees: ['a', 'b'],
-      bo: 'memfd:a:1',
-      detail: 'a/1@0x1000+4096',
-    };
-    assert.deepEqual(decodePublished(encodePublished(7n, { decision: d })), { seq: 7n, decision: d });
+    const base = { session: 's', attempt: 1, at: 1_700_000_000_123.5 };
+    const ds: Decision[] = [
+      { kind: 'session-opened', ...base, reason: 'expecting 2 tree(s)' },
+      { kind: 'gate-opened', ...base, action: 'post-restore', waitedMs: 2.25, trees: ['a', 'b'] },
+      { kind: 'tree-released', ...base, tree: 'a', action: 'pre-resume' },
+      { kind: 'session-aborted', ...base, code: 'E_DEADLINE', reason: 'late', trees: ['b'] },
+      { kind: 'session-completed', ...base, trees: ['a', 'b'] },
+      { kind: 'event-rejected', ...base, tree: 'x', action: 'post-restore', code: 'E_BAD_EVENT', reason: 'bad' },
+      { kind: 'tree-inspected', ...base, tree: 'a', bos: ['memfd:a:1', 'file:1:/dev/shm/x'], mappings: 5 },
+      { kind: 'bo-verified', ...base, tree: 'a', bo: 'memfd:a:1' },
+      {
+        kind: 'bo-activated',
+        ...base,
+        bo: 'memfd:a:1',
+        label: 'memfd x',
+        trees: ['a'],
+        mappers: [
+          { tree: 'a', pid: 1, start: 0x500000000000n, size: 65536n },
+          { tree: 'a', pid: 2, start: 0x7fff00000000n, size: 4096n },
+        ],
+      },
+    ];
+    for (const d of ds) assert.deepEqual(decodePublished(encodePublished(7n, { decision: d })), { seq: 7n, decision: d }, d.kind);
+  });
+
+  it("reads decisions of older daemons: a BO label in reason and its mappers in detail, a tree's BOs in trees", () => {
+    const frame = stagegate.v1.Published.encode({
+      seq: Long.fromNumber(1, true),
+      decision: {
+        kind: stagegate.v1.GateDecision.Kind.BO_ACTIVATED,
+        session: 's',
+        attempt: 1,
+        bo: 'memfd:a:1',
+        reason: 'memfd x',
+        trees: ['a'],
+        detail: 'a/1@0x500000000000+65536, a/2@0x7fff00000000+4096',
+      },
+    }).finish();
+    const old = decodePublished(frame);
+    assert.ok('decision' in old && old.decision.kind === 'bo-activated');
+    assert.equal(old.decision.label, 'memfd x');
+    assert.deepEqual(old.decision.mappers, [
+      { tree: 'a', pid: 1, start: 0x500000000000n, size: 65536n },
+      { tree: 'a', pid: 2, start: 0x7fff00000000n, size: 4096n },
+    ]);
+    const inspected = decodePublished(
+      stagegate.v1.Published.encode({
+        seq: Long.fromNumber(2, true),
+        decision: {
+          kind: stagegate.v1.GateDecision.Kind.TREE_INSPECTED,
+          session: 's',
+          attempt: 1,
+          tree: 'a',
+          trees: ['memfd:a:1'],
+          reason: '3 shared mapping(s)',
+        },
+      }).finish(),
+    );
+    assert.ok('decision' in inspected && inspected.decision.kind === 'tree-inspected');
+    assert.deepEqual([inspected.decision.bos, inspected.decision.mappings], [['memfd:a:1'], 3]);
   });
 
   it('rejects oversized, undecodable and empty frames with a typed error', () => {

@@ -1,6 +1,16 @@
 /** Builders for core inputs used by the unit and marble tests. */
 import type { ActionName } from '../../src/core/actions';
-import type { CoordinatorConfig, CoordinatorState, Effect, Input, StageEvent } from '../../src/core/model';
+import {
+  type CoordinatorConfig,
+  type CoordinatorState,
+  type DecisionFields,
+  type DecisionKind,
+  type DecisionOf,
+  type Effect,
+  type Input,
+  type StageEvent,
+  fieldsOf,
+} from '../../src/core/model';
 import { initialState, reduce } from '../../src/core/session-reducer';
 
 /** Feeds inputs in order through the pure reducer; returns the final state and the effects of each input. */
@@ -47,4 +57,9 @@ export function ev(
 export const replies = (effects: Effect[]) =>
   effects.flatMap((e) => (e.type === 'reply' ? [{ peer: e.peer, proceed: e.verdict.proceed, code: e.verdict.code }] : []));
 
-export const decisions = (effects: Effect[]) => effects.flatMap((e) => (e.type === 'publish-decision' ? [e.decision] : []));
+/** The decisions among `effects`, each as the loose view of every field a decision may have. */
+export const decisions = (effects: Effect[]): DecisionFields[] =>
+  effects.flatMap((e) => (e.type === 'publish-decision' ? [fieldsOf(e.decision)] : []));
+/** The decisions of one kind among `effects`. */
+export const decisionsOf = <K extends DecisionKind>(effects: Effect[], kind: K): DecisionOf<K>[] =>
+  effects.flatMap((e) => (e.type === 'publish-decision' && e.decision.kind === kind ? [e.decision as DecisionOf<K>] : []));

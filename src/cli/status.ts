@@ -2,6 +2,7 @@
 import { Subscriber } from 'zeromq';
 import { requestStatus } from '../transport/client';
 import type { SessionView } from '../core/status';
+import { fieldsOf } from '../core/model';
 import { decodePublished, type PublishedMessage } from '../protocol/codec';
 import { curveClient } from '../transport/client';
 
@@ -42,13 +43,16 @@ export function describeMessage(m: PublishedMessage): string {
     const t = new Date(Number(e.wallNs / 1_000_000n)).toISOString();
     return `${t} #${m.seq} ${e.session} ${e.tree} event ${e.action}${e.initPid ? ` pid ${e.initPid}` : ''}${e.reason ? ` (${e.reason})` : ''}`;
   }
-  const d = m.decision;
+  const d = fieldsOf(m.decision);
   const extra = [
     d.action !== 'unknown' ? d.action : '',
     d.bo ? `BO ${d.bo}` : '',
     d.kind === 'gate-opened' ? `waited ${d.waitedMs.toFixed(1)} ms` : '',
     d.trees.length ? `trees ${d.trees.join(',')}` : '',
+    d.bos.length ? `BOs ${d.bos.join(',')}` : '',
+    d.kind === 'tree-inspected' ? `${d.mappings} shared mapping(s)` : '',
     d.code ? `[${d.code}]` : '',
+    d.label,
     d.reason,
   ].filter(Boolean);
   return `${new Date(d.at).toISOString()} #${m.seq} ${d.session} ${d.tree || '-'} ${d.kind} ${extra.join(' ')}`.trimEnd();

@@ -93,10 +93,10 @@ export function activateBos(s: SessionState, at: number): Effect[] {
 export function activated(s: SessionState, id: string, at: number): Effect[] {
   s.activeBos.set(id, at);
   const ms = bosOf(s).get(id) ?? [];
-  const detail = ms.map((m) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`).join(', ');
+  const mappers = ms.map(({ tree, pid, start, size }) => ({ tree, pid, start, size }));
   return [
     publish(
-      decision('bo-activated', s, at, { bo: id, reason: ms[0]?.label ?? id, detail, trees: [...new Set(ms.map((m) => m.tree))].sort() }),
+      decision('bo-activated', s, at, { bo: id, label: ms[0]?.label ?? id, mappers, trees: [...new Set(ms.map((m) => m.tree))].sort() }),
     ),
   ];
 }

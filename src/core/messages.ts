@@ -3,30 +3,29 @@
  * answers hooks with, and the refusals built from them.
  */
 import { isGate } from './actions';
-import type { Decision, Effect, Input, Peer, StageEvent, Verdict } from './model';
+import type { ActionName } from './actions';
+import type { Decision, DecisionKind, DecisionOf, Effect, Input, Peer, StageEvent, Verdict } from './model';
 import { ErrorCodes, type ErrorCode } from '../errors';
 
-export function decision(
-  kind: Decision['kind'],
+/** A decision of `kind` about session `s`, with the fields of that kind. */
+export function decision<K extends DecisionKind>(
+  kind: K,
   s: { session: string; attempt: number },
   at: number,
-  extra: Partial<Decision> = {},
-): Decision {
-  return {
-    kind,
-    session: s.session,
-    attempt: s.attempt,
-    tree: '',
-    action: 'unknown',
-    code: '',
-    reason: '',
-    at,
-    waitedMs: 0,
-    trees: [],
-    bo: '',
-    detail: '',
-    ...extra,
-  };
+  fields: Omit<DecisionOf<K>, 'kind' | 'session' | 'attempt' | 'at'>,
+): DecisionOf<K> {
+  return { kind, session: s.session, attempt: s.attempt, at, ...fields } as DecisionOf<K>;
+}
+
+/** An event or frame refused: who sent it (as far as known) and why. */
+export function rejected(
+  s: { session: string; attempt: number },
+  at: number,
+  code: ErrorCode,
+  reason: string,
+  where: { tree?: string; action?: ActionName | 'unknown' } = {},
+): DecisionOf<'event-rejected'> {
+  return decision('event-rejected', s, at, { tree: where.tree ?? '', action: where.action ?? 'unknown', code, reason });
 }
 
 export const publish = (d: Decision): Effect => ({ type: 'publish-decision', decision: d });
@@ -47,7 +46,7 @@ export function reply(peer: Peer | null, v: Verdict): Effect[] {
 export function reject(ev: StageEvent, peer: Peer | null, gated: boolean, code: ErrorCode, reason: string, at: number): Effect[] {
   return [
     ...(gated ? reply(peer, verdict(ev, false, code, reason)) : []),
-    publish(decision('event-rejected', ev, at, { tree: ev.tree, action: ev.action, code, reason })),
+    publish(rejected(ev, at, code, reason, { tree: ev.tree, action: ev.action })),
   ];
 }
 
@@ -61,7 +60,7 @@ export function refuseOpen(
   reason: string,
 ): Effect[] {
   const ack = openAck(input.session, input.attempt);
-  return [...reply(input.peer, verdict(ack, false, code, reason)), publish(decision('event-rejected', ack, input.at, { code, reason }))];
+  return [...reply(input.peer, verdict(ack, false, code, reason)), publish(rejected(ack, input.at, code, reason))];
 }
 
 /**
@@ -74,7 +73,7 @@ export function failedInput(input: Input, err: unknown): Effect[] {
   try {
     return answerFailed(input, reason);
   } catch {
-    return [publish(decision('event-rejected', { session: '', attempt: 0 }, 0, { code: ErrorCodes.INTERNAL, reason }))];
+    return [publish(rejected({ session: '', attempt: 0 }, 0, ErrorCodes.INTERNAL, reason))];
   }
 }
 
@@ -89,5 +88,5 @@ export function answerFailed(input: Input, reason: string): Effect[] {
   };
   const at = 'at' in input ? input.at : 0;
   if (input.type === 'open') return refuseOpen({ ...s, peer: input.peer, at }, ErrorCodes.INTERNAL, reason);
-  return [publish(decision('event-rejected', s, at, { code: ErrorCodes.INTERNAL, reason }))];
+  return [publish(rejected(s, at, ErrorCodes.INTERNAL, reason))];
 }

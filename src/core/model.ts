@@ -68,35 +68,80 @@ export type Input =
   /** A frame that could not be turned into an event (already answered by the codec). */
   | { type: 'rejected'; code: ErrorCode; reason: string; peer: Peer | null; at: number };
 
-export type DecisionKind =
-  | 'tree-inspected'
-  | 'bo-verified'
-  | 'bo-activated'
-  | 'session-opened'
-  | 'gate-opened'
-  | 'tree-released'
-  | 'session-aborted'
-  | 'session-completed'
-  | 'event-rejected';
+/** One mapper of an activated BO, as published. */
+export interface BoMapper {
+  tree: string;
+  /** pid in the checkpoint */
+  pid: number;
+  start: bigint;
+  size: bigint;
+}
 
-export interface Decision {
-  kind: DecisionKind;
+interface DecisionBase {
   session: string;
   attempt: number;
+  /** Daemon wall clock of the decision, ms since the epoch. */
+  at: number;
+}
+
+/** What the coordinator decided, one shape per kind (published on the events endpoint). */
+export type Decision = DecisionBase &
+  (
+    | { kind: 'session-opened'; /** what the session expects, in words */ reason: string }
+    | { kind: 'gate-opened'; action: GateName; /** first arrival to release, ms */ waitedMs: number; trees: string[] }
+    | { kind: 'tree-released'; tree: string; action: GateName }
+    | { kind: 'session-aborted'; code: ErrorCode; reason: string; /** the trees that were waiting */ trees: string[] }
+    | { kind: 'session-completed'; trees: string[] }
+    | { kind: 'event-rejected'; tree: string; action: ActionName | 'unknown'; code: ErrorCode; reason: string }
+    | { kind: 'tree-inspected'; tree: string; /** the BOs its images show */ bos: string[]; /** its shared mappings */ mappings: number }
+    | { kind: 'bo-verified'; tree: string; bo: string }
+    | { kind: 'bo-activated'; bo: string; label: string; trees: string[]; mappers: BoMapper[] }
+  );
+
+export type DecisionKind = Decision['kind'];
+
+/** Every field any decision may have, those its kind lacks empty: a read-only view for logs and one-line displays. */
+export type DecisionFields = DecisionBase & {
+  kind: DecisionKind;
   tree: string;
   action: ActionName | 'unknown';
   code: ErrorCode | '';
   reason: string;
-  /** Daemon wall clock of the decision, ms since the epoch. */
-  at: number;
-  /** gate-opened: first arrival to release, ms. */
   waitedMs: number;
   trees: string[];
-  /** bo-verified, bo-activated: the BO */
   bo: string;
-  /** bo-activated: its mappers, "tree/pid@0xaddr+size" */
-  detail: string;
+  label: string;
+  bos: string[];
+  mappings: number;
+  mappers: BoMapper[];
+};
+export const fieldsOf = (d: Decision): DecisionFields => ({
+  tree: '',
+  action: 'unknown',
+  code: '',
+  reason: '',
+  waitedMs: 0,
+  trees: [],
+  bo: '',
+  label: '',
+  bos: [],
+  mappings: 0,
+  mappers: [],
+  ...d,
+});
+
+/** "tree/pid@0xaddr+size" */
+export const mapperText = (m: BoMapper): string => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`;
+
+/** Mappers from the comma-separated mapperText of older daemons (GateDecision.detail); unreadable ones are dropped. */
+export function mappersFromText(text: string): BoMapper[] {
+  return text.split(', ').flatMap((x) => {
+    const m = /^(.{1,128})\/(\d{1,10})@0x([0-9a-f]{1,16})\+(\d{1,20})$/.exec(x);
+    return m ? [{ tree: m[1]!, pid: Number(m[2]), start: BigInt(`0x${m[3]}`), size: BigInt(m[4]!) }] : [];
+  });
 }
+/** The decision of one kind. */
+export type DecisionOf<K extends DecisionKind> = Extract<Decision, { kind: K }>;
 
 export interface Verdict {
   session: string;

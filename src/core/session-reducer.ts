@@ -38,7 +38,7 @@ import { GATES, isGate, type GateName } from './actions';
 import type { CoordinatorState, Effect, Input, Peer, SessionState, StageEvent } from './model';
 import { ErrorCodes } from '../errors';
 import { validateEvent, validateOpen } from './validate';
-import { decision, openAck, publish, refuseOpen, reject, reply, verdict } from './messages';
+import { decision, openAck, publish, refuseOpen, reject, rejected, reply, verdict } from './messages';
 import {
   abortSession,
   activatorAllowed,
@@ -93,10 +93,7 @@ function step(state: CoordinatorState, input: Input): Result {
     case 'shutdown':
       return onShutdown(state, input.at);
     case 'rejected':
-      return [
-        state,
-        [publish(decision('event-rejected', { session: '', attempt: 0 }, input.at, { code: input.code, reason: input.reason }))],
-      ];
+      return [state, [publish(rejected({ session: '', attempt: 0 }, input.at, input.code, input.reason))]];
   }
 }
 
@@ -313,9 +310,7 @@ function onTreeResult(state: CoordinatorState, input: Extract<Input, { type: 'tr
     s.bos = null; // the BO graph grows
     const bos = [...new Set(input.mappings.map((m) => m.bo))].sort();
     const effects: Effect[] = [
-      publish(
-        decision('tree-inspected', s, input.at, { tree: input.tree, trees: bos, reason: `${input.mappings.length} shared mapping(s)` }),
-      ),
+      publish(decision('tree-inspected', s, input.at, { tree: input.tree, bos, mappings: input.mappings.length })),
     ];
     // a newly known tree may complete cross-tree BOs and let waiting trees go
     effects.push(...verifyTree(s, input.tree), ...activateBos(s, input.at), ...release(s, 'post-restore', input.at));

@@ -5,9 +5,18 @@
  */
 import Long from 'long';
 import { stagegate } from './generated/stagegate';
-import type { ActionName, HoldAt } from '../core/actions';
-import type { Activator, Decision, DecisionKind, Input, MappingRef, StageEvent, Verdict } from '../core/model';
-import { BadFrameError, FrameError, type PartialAddress, ProtocolVersionError, errorCodeOf } from '../errors';
+import { type ActionName, type GateName, type HoldAt, isGate } from '../core/actions';
+import {
+  type Activator,
+  type Decision,
+  type DecisionKind,
+  type Input,
+  type MappingRef,
+  type StageEvent,
+  type Verdict,
+  mappersFromText,
+} from '../core/model';
+import { BadFrameError, ErrorCodes, FrameError, type PartialAddress, ProtocolVersionError, errorCodeOf } from '../errors';
 
 export { FrameError, type PartialAddress };
 import { parseActivator, parseHoldAt } from '../core/validate';
@@ -277,24 +286,88 @@ const msToNs = (ms: number): bigint => BigInt(Math.round(ms * 1e6));
 
 export function encodePublished(seq: bigint, body: { event: StageEvent } | { decision: Decision }): Uint8Array {
   if ('event' in body) return pb.Published.encode({ seq: toLong(seq), event: encodeEvent(body.event) }).finish();
-  const d = body.decision;
-  return pb.Published.encode({
-    seq: toLong(seq),
-    decision: {
-      kind: KIND[d.kind],
-      session: d.session,
-      attempt: d.attempt,
-      tree: d.tree,
-      action: actionEnum(d.action),
-      code: d.code,
-      reason: d.reason,
-      wallNs: toLong(msToNs(d.at)),
-      waitedNs: toLong(msToNs(d.waitedMs)),
-      trees: d.trees,
-      bo: d.bo,
-      detail: d.detail,
-    },
-  }).finish();
+  return pb.Published.encode({ seq: toLong(seq), decision: encodeDecision(body.decision) }).finish();
+}
+
+/** One decision on the wire: each kind's fields, and the older overloaded fields for older subscribers. */
+function encodeDecision(d: Decision): pb.IGateDecision {
+  const base = { kind: KIND[d.kind], session: d.session, attempt: d.attempt, wallNs: toLong(msToNs(d.at)) };
+  switch (d.kind) {
+    case 'session-opened':
+      return { ...base, reason: d.reason };
+    case 'gate-opened':
+      return { ...base, action: actionEnum(d.action), waitedNs: toLong(msToNs(d.waitedMs)), trees: d.trees };
+    case 'tree-released':
+      return { ...base, tree: d.tree, action: actionEnum(d.action) };
+    case 'session-aborted':
+      return { ...base, code: d.code, reason: d.reason, trees: d.trees };
+    case 'session-completed':
+      return { ...base, trees: d.trees };
+    case 'event-rejected':
+      return { ...base, tree: d.tree, action: actionEnum(d.action), code: d.code, reason: d.reason };
+    case 'tree-inspected':
+      return { ...base, tree: d.tree, bos: d.bos, mappings: d.mappings, trees: d.bos, reason: `${d.mappings} shared mapping(s)` };
+    case 'bo-verified':
+      return { ...base, tree: d.tree, bo: d.bo };
+    case 'bo-activated':
+      return {
+        ...base,
+        bo: d.bo,
+        label: d.label,
+        trees: d.trees,
+        mappers: d.mappers.map((m) => ({ tree: m.tree, pid: m.pid, start: toLong(m.start), size: toLong(m.size) })),
+        reason: d.label,
+        detail: d.mappers.map((m) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`).join(', '),
+      };
+  }
+}
+
+function decodeDecision(d: pb.GateDecision): Decision {
+  const base = { session: d.session, attempt: d.attempt, at: Number(toBig(d.wallNs as Long)) / 1e6 };
+  const kind = KIND_NAME[d.kind];
+  const gate = (): GateName => {
+    const a = actionName(d.action);
+    if (!isGate(a)) throw new BadFrameError(`a ${kind} decision names ${a}, not a gate`, null);
+    return a;
+  };
+  switch (kind) {
+    case 'session-opened':
+      return { kind, ...base, reason: d.reason };
+    case 'gate-opened':
+      return { kind, ...base, action: gate(), waitedMs: Number(toBig(d.waitedNs as Long)) / 1e6, trees: d.trees };
+    case 'tree-released':
+      return { kind, ...base, tree: d.tree, action: gate() };
+    case 'session-aborted':
+      return { kind, ...base, code: errorCodeOf(d.code) || ErrorCodes.INTERNAL, reason: d.reason, trees: d.trees };
+    case 'session-completed':
+      return { kind, ...base, trees: d.trees };
+    case 'tree-inspected':
+      // older daemons: the BOs in trees, the count in reason
+      return { kind, ...base, tree: d.tree, bos: d.bos.length ? d.bos : d.trees, mappings: d.mappings || parseInt(d.reason, 10) || 0 };
+    case 'bo-verified':
+      return { kind, ...base, tree: d.tree, bo: d.bo };
+    case 'bo-activated':
+      return {
+        kind,
+        ...base,
+        bo: d.bo,
+        label: d.label || d.reason, // older daemons: the label in reason, the mappers in detail
+        trees: d.trees,
+        mappers: d.mappers.length
+          ? d.mappers.map((m) => ({ tree: m.tree ?? '', pid: m.pid ?? 0, start: toBig(m.start as Long), size: toBig(m.size as Long) }))
+          : mappersFromText(d.detail),
+      };
+    default:
+      // event-rejected, or a kind this version does not know
+      return {
+        kind: 'event-rejected',
+        ...base,
+        tree: d.tree,
+        action: actionName(d.action),
+        code: errorCodeOf(d.code) || ErrorCodes.BAD_FRAME,
+        reason: d.reason,
+      };
+  }
 }
 
 export type PublishedMessage = { seq: bigint; event: StageEvent } | { seq: bigint; decision: Decision };
@@ -306,24 +379,7 @@ export function decodePublished(frame: Uint8Array): PublishedMessage {
     return { seq, event: decodeEvent(p.event) };
   }
   if (!p.decision) throw new BadFrameError('published message has no body', null);
-  const d = pb.GateDecision.fromObject(p.decision);
-  return {
-    seq,
-    decision: {
-      kind: KIND_NAME[d.kind] ?? 'event-rejected',
-      session: d.session,
-      attempt: d.attempt,
-      tree: d.tree,
-      action: actionName(d.action),
-      code: errorCodeOf(d.code),
-      reason: d.reason,
-      at: Number(toBig(d.wallNs as Long)) / 1e6,
-      waitedMs: Number(toBig(d.waitedNs as Long)) / 1e6,
-      trees: d.trees,
-      bo: d.bo,
-      detail: d.detail,
-    },
-  };
+  return { seq, decision: decodeDecision(pb.GateDecision.fromObject(p.decision)) };
 }
 
 export function encodeStatusRequest(session = ''): Uint8Array {

@@ -104,25 +104,23 @@ export function buildTimeline(messages: PublishedMessage[], stats: (imageDirs: s
     const instants: Instant[] = decisions.flatMap((d): Instant[] => {
       if (d.kind === 'gate-opened')
         return [{ at: d.at, kind: d.kind, label: `${d.action} gate opened (first arrival waited ${d.waitedMs.toFixed(1)} ms)` }];
-      if (d.kind === 'bo-activated') return [{ at: d.at, kind: d.kind, label: `BO ${d.reason} activated (${d.trees.join(', ')})` }];
+      if (d.kind === 'bo-activated') return [{ at: d.at, kind: d.kind, label: `BO ${d.label} activated (${d.trees.join(', ')})` }];
       if (d.kind === 'session-aborted') return [{ at: d.at, kind: d.kind, label: `aborted [${d.code}] ${d.reason}` }];
       if (d.kind === 'session-completed') return [{ at: d.at, kind: d.kind, label: 'session completed' }];
       return [];
     });
-    const bos: BoLine[] = decisions
-      .filter((d) => d.kind === 'bo-activated')
-      .map((d) => ({
-        id: d.bo,
-        label: d.reason,
-        activatedAt: d.at,
-        mappers: d.detail
-          .split(', ')
-          .filter(Boolean)
-          .map((x) => {
-            const m = /^(.*)\/(\d+)@(0x[0-9a-f]+)\+(\d+)$/.exec(x);
-            return m ? { tree: m[1]!, pid: Number(m[2]), address: m[3]!, size: Number(m[4]) } : { tree: x, pid: 0, address: '', size: 0 };
-          }),
-      }));
+    const bos: BoLine[] = decisions.flatMap((d) =>
+      d.kind === 'bo-activated'
+        ? [
+            {
+              id: d.bo,
+              label: d.label,
+              activatedAt: d.at,
+              mappers: d.mappers.map((m) => ({ tree: m.tree, pid: m.pid, address: `0x${m.start.toString(16)}`, size: Number(m.size) })),
+            },
+          ]
+        : [],
+    );
     sessions.push({ session, trees, instants, bos, abort: abort ? `[${abort.code}] ${abort.reason}` : '' });
   }
   if (!Number.isFinite(start)) start = end = 0;
