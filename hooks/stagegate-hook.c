@@ -17,8 +17,17 @@
  *
  * Every event names its run (STAGEGATE_RUN, else derived from this hook's
  * criu): the coordinator lets one run restore a tree, once per attempt.
+ * A gated hook re-sends its event every RESEND_MS while it waits (a
+ * restarted coordinator learns that it still waits; a silent one is lost).
+ *
  * While it waits with a restored tree (post-restore, pre-resume), a guardian
- * in a session of its own cleans up if the hook dies (see fork_guardian).
+ * forked into a session of its own cleans up if the hook itself is killed
+ * (see fork_guardian): it kills the tree and reports the run failed. At
+ * pre-resume the hook also stops the tree (SIGSTOP) before it waits, so that
+ * even if everything else dies criu cannot resume it; PROCEED sends SIGCONT.
+ *
+ * main reads as the four steps: build_event, send_event, await_verdict (in
+ * pass_gate) and abort_tree. Action names come from the proto's own enum.
  *
  * It is C, not Node, because it sits on the restore's critical path: a Node
  * process start alone costs more than the whole budget of this hook.
@@ -74,7 +83,9 @@ static const char *g_action = "?";
 /* The last line logged: on an abort, the reason (see note_abort). */
 static char g_last[1024];
 
-static void die_line(const char *fmt, ...) {
+/* One line into criu's log (our stderr), remembered as the reason should the
+ * hook abort. */
+static void log_line(const char *fmt, ...) {
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(g_last, sizeof(g_last), fmt, ap);
@@ -100,30 +111,25 @@ static void note_abort(void) {
 	close(fd);
 }
 
-static const struct {
-	const char *name;
-	Stagegate__V1__Action action;
-} actions[] = {
-	{"pre-dump", STAGEGATE__V1__ACTION__PRE_DUMP},
-	{"post-dump", STAGEGATE__V1__ACTION__POST_DUMP},
-	{"pre-restore", STAGEGATE__V1__ACTION__PRE_RESTORE},
-	{"post-restore", STAGEGATE__V1__ACTION__POST_RESTORE},
-	{"network-lock", STAGEGATE__V1__ACTION__NETWORK_LOCK},
-	{"network-unlock", STAGEGATE__V1__ACTION__NETWORK_UNLOCK},
-	{"setup-namespaces", STAGEGATE__V1__ACTION__SETUP_NAMESPACES},
-	{"post-setup-namespaces", STAGEGATE__V1__ACTION__POST_SETUP_NAMESPACES},
-	{"pre-resume", STAGEGATE__V1__ACTION__PRE_RESUME},
-	{"post-resume", STAGEGATE__V1__ACTION__POST_RESUME},
-	{"orphan-pts-master", STAGEGATE__V1__ACTION__ORPHAN_PTS_MASTER},
-	{"query-ext-files", STAGEGATE__V1__ACTION__QUERY_EXT_FILES},
-	{"pre-stream", STAGEGATE__V1__ACTION__PRE_STREAM},
-};
-
+/* The action's enum value, derived from the proto's own enum (the one list
+ * of actions, proto/stagegate.proto): "post-restore" is POST_RESTORE.
+ * restore-failed is not a CRIU action (the wrapper sends it), so criu's name
+ * for it is not taken. */
 static Stagegate__V1__Action parse_action(const char *name) {
-	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-		if (strcmp(actions[i].name, name) == 0)
-			return actions[i].action;
-	return STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED;
+	char upper[64];
+	size_t n = strlen(name);
+	if (n == 0 || n >= sizeof(upper))
+		return STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED;
+	for (size_t i = 0; i <= n; i++) {
+		char ch = name[i];
+		if (ch && ch != '-' && !(ch >= 'a' && ch <= 'z'))
+			return STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED; /* criu's names are lower case and dashes */
+		upper[i] = ch == '-' ? '_' : (char)(ch ? ch - 'a' + 'A' : 0);
+	}
+	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value_by_name(&stagegate__v1__action__descriptor, upper);
+	if (!v || v->value == STAGEGATE__V1__ACTION__RESTORE_FAILED)
+		return STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED;
+	return (Stagegate__V1__Action)v->value;
 }
 
 static uint64_t clock_ns(clockid_t id) {
@@ -174,7 +180,7 @@ static int signal_tree(pid_t root, int sig) {
 	pids[n] = root;
 	fds[n] = pidfd_open(root);
 	if (fds[n] < 0) {
-		die_line("cannot pin restored root %d: %s", root, strerror(errno));
+		log_line("cannot pin restored root %d: %s", root, strerror(errno));
 		return -1;
 	}
 	n++;
@@ -256,7 +262,7 @@ static void watch_criu(pid_t criu) {
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	if (poll(&p, 1, CRIU_GRACE_MS) == 0) {
 		pidfd_signal(fd, SIGKILL);
-		die_line("criu %d still waiting on the killed tree after %d ms; killed it", criu, CRIU_GRACE_MS);
+		log_line("criu %d still waiting on the killed tree after %d ms; killed it", criu, CRIU_GRACE_MS);
 	}
 	_exit(0);
 }
@@ -289,7 +295,7 @@ static void guard_post_restore(int done, int criufd, int rootfd, pid_t root) {
 	char reason[160];
 	if (pidfd_signal(rootfd, 0) == 0) {
 		int k = signal_tree(root, SIGKILL);
-		die_line("the hook waiting at post-restore and its criu are gone: killed %d task(s) of the unreleased tree rooted at %d", k,
+		log_line("the hook waiting at post-restore and its criu are gone: killed %d task(s) of the unreleased tree rooted at %d", k,
 			 root);
 		snprintf(reason, sizeof(reason), "criu and its hook died at post-restore; the guardian killed %d task(s) of the tree", k);
 	} else {
@@ -353,9 +359,9 @@ static int fork_guardian(Stagegate__V1__Action action, pid_t root, pid_t *pid) {
 	snprintf(fd, sizeof(fd), "%d", rootfd);
 	fcntl(rootfd, F_SETFD, 0); /* pidfds are close-on-exec */
 	setenv("STAGEGATE_STAND_IN_ROOTFD", fd, 1);
-	die_line("the hook waiting at pre-resume died: a new one stands in for it");
+	log_line("the hook waiting at pre-resume died: a new one stands in for it");
 	execl("/proc/self/exe", "stagegate-hook", (char *)NULL);
-	die_line("cannot stand in: %s", strerror(errno));
+	log_line("cannot stand in: %s", strerror(errno));
 	_exit(1);
 }
 
@@ -375,7 +381,7 @@ static int check_endpoint(const char *endpoint) {
 	snprintf(dir, sizeof(dir), "%s", endpoint + 6);
 	char *slash = strrchr(dir, '/');
 	if (!slash) {
-		die_line("IPC endpoint %s is not an absolute path", endpoint);
+		log_line("IPC endpoint %s is not an absolute path", endpoint);
 		return -1;
 	}
 	if (slash == dir)
@@ -384,20 +390,20 @@ static int check_endpoint(const char *endpoint) {
 		*slash = '\0';
 	struct stat st;
 	if (lstat(dir, &st) != 0) {
-		die_line("IPC endpoint %s: directory %s does not exist (is the coordinator running?)", endpoint, dir);
+		log_line("IPC endpoint %s: directory %s does not exist (is the coordinator running?)", endpoint, dir);
 		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		die_line("refusing IPC endpoint %s: %s is not a directory", endpoint, dir);
+		log_line("refusing IPC endpoint %s: %s is not a directory", endpoint, dir);
 		return -1;
 	}
 	if (st.st_uid != geteuid() && st.st_uid != 0) {
-		die_line("refusing IPC endpoint %s: %s belongs to uid %u, neither this user nor root", endpoint, dir,
+		log_line("refusing IPC endpoint %s: %s belongs to uid %u, neither this user nor root", endpoint, dir,
 			 (unsigned)st.st_uid);
 		return -1;
 	}
 	if (st.st_mode & 077) {
-		die_line("refusing IPC endpoint %s: %s is not private (mode %o)", endpoint, dir, (unsigned)(st.st_mode & 07777));
+		log_line("refusing IPC endpoint %s: %s is not private (mode %o)", endpoint, dir, (unsigned)(st.st_mode & 07777));
 		return -1;
 	}
 	return 0;
@@ -407,14 +413,14 @@ static int check_endpoint(const char *endpoint) {
 static int read_key(const char *path, char key[41]) {
 	FILE *f = fopen(path, "r");
 	if (!f) {
-		die_line("cannot read CURVE key %s: %s", path, strerror(errno));
+		log_line("cannot read CURVE key %s: %s", path, strerror(errno));
 		return -1;
 	}
 	size_t n = fread(key, 1, 40, f);
 	fclose(f);
 	key[40] = '\0';
 	if (n != 40) {
-		die_line("%s does not hold a CURVE key (40 Z85 characters)", path);
+		log_line("%s does not hold a CURVE key (40 Z85 characters)", path);
 		return -1;
 	}
 	return 0;
@@ -451,13 +457,13 @@ static int setup_curve(void *sock, const char *endpoint, seal_t *seal) {
 		return -1;
 	if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, skey, 41) || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, pkey, 41) ||
 	    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, sec, 41)) {
-		die_line("cannot set CURVE keys: %s", zmq_strerror(zmq_errno()));
+		log_line("cannot set CURVE keys: %s", zmq_strerror(zmq_errno()));
 		return -1;
 	}
 	uint8_t server_pk[32], client_sk[32], shared[crypto_scalarmult_BYTES];
 	if (sodium_init() < 0 || !zmq_z85_decode(server_pk, skey) || !zmq_z85_decode(client_sk, sec) ||
 	    !zmq_z85_decode(seal->client_pk, pkey) || crypto_scalarmult(shared, client_sk, server_pk) != 0) {
-		die_line("cannot derive the seal key from the CURVE keys");
+		log_line("cannot derive the seal key from the CURVE keys");
 		return -1;
 	}
 	crypto_hash_sha256_state h;
@@ -481,7 +487,7 @@ static int setup_curve(void *sock, const char *endpoint, seal_t *seal) {
 	sodium_bin2hex(id + 1, 33, tag, 16);
 	sodium_bin2hex(id + 33, 17, nonce, sizeof(nonce));
 	if (zmq_setsockopt(sock, ZMQ_ROUTING_ID, id, strlen(id))) {
-		die_line("cannot set the routing id: %s", zmq_strerror(zmq_errno()));
+		log_line("cannot set the routing id: %s", zmq_strerror(zmq_errno()));
 		return -1;
 	}
 	seal->on = 1;
@@ -536,7 +542,7 @@ static int resolve_run(char *out, size_t cap) {
 	const char *set = getenv("STAGEGATE_RUN");
 	if (set && *set) {
 		if (!valid_name(set)) {
-			die_line("STAGEGATE_RUN is invalid: need 1-128 characters of [A-Za-z0-9._:-]");
+			log_line("STAGEGATE_RUN is invalid: need 1-128 characters of [A-Za-z0-9._:-]");
 			return -1;
 		}
 		snprintf(out, cap, "%s", set);
@@ -547,7 +553,7 @@ static int resolve_run(char *out, size_t cap) {
 	if (!f || !fgets(boot, sizeof(boot), f)) {
 		if (f)
 			fclose(f);
-		die_line("cannot read the boot id to name this run");
+		log_line("cannot read the boot id to name this run");
 		return -1;
 	}
 	fclose(f);
@@ -563,12 +569,12 @@ static int resolve_run(char *out, size_t cap) {
 	char *p = strrchr(stat, ')');
 	unsigned long long start = 0;
 	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &start) != 1) {
-		die_line("cannot read the start time of criu %d to name this run", criu);
+		log_line("cannot read the start time of criu %d to name this run", criu);
 		return -1;
 	}
 	snprintf(out, cap, "criu-%s-%d-%llu", boot, criu, start);
 	if (!valid_name(out)) {
-		die_line("cannot name this run (boot id '%s')", boot);
+		log_line("cannot name this run (boot id '%s')", boot);
 		return -1;
 	}
 	setenv("STAGEGATE_RUN", out, 1);
@@ -622,28 +628,28 @@ static int read_config(config_t *c) {
 	c->session = getenv("STAGEGATE_SESSION");
 	c->tree = getenv("STAGEGATE_TREE");
 	if (!c->endpoint || !*c->endpoint) {
-		die_line("STAGEGATE_ENDPOINT is not set (e.g. ipc:///run/stagegate/hooks.sock)");
+		log_line("STAGEGATE_ENDPOINT is not set (e.g. ipc:///run/stagegate/hooks.sock)");
 		return -1;
 	}
 	if (!c->session || !valid_name(c->session)) {
-		die_line("STAGEGATE_SESSION is %s: need 1-128 characters of [A-Za-z0-9._:-]",
+		log_line("STAGEGATE_SESSION is %s: need 1-128 characters of [A-Za-z0-9._:-]",
 			 c->session ? "invalid" : "not set");
 		return -1;
 	}
 	if (!c->tree || !valid_name(c->tree)) {
-		die_line("STAGEGATE_TREE is %s: need 1-128 characters of [A-Za-z0-9._:-]",
+		log_line("STAGEGATE_TREE is %s: need 1-128 characters of [A-Za-z0-9._:-]",
 			 c->tree ? "invalid" : "not set");
 		return -1;
 	}
 	if (parse_uint(getenv("STAGEGATE_TREES"), 1, 65536, &c->trees)) {
-		die_line("STAGEGATE_TREES must be an integer in 1..65536, got '%s'",
+		log_line("STAGEGATE_TREES must be an integer in 1..65536, got '%s'",
 			 getenv("STAGEGATE_TREES") ? getenv("STAGEGATE_TREES") : "(unset)");
 		return -1;
 	}
 	t = getenv("STAGEGATE_ATTEMPT");
 	c->attempt = 1;
 	if (t && parse_uint(t, 1, 1000000, &c->attempt)) {
-		die_line("STAGEGATE_ATTEMPT must be an integer in 1..1000000, got '%s'", t);
+		log_line("STAGEGATE_ATTEMPT must be an integer in 1..1000000, got '%s'", t);
 		return -1;
 	}
 	t = getenv("STAGEGATE_TIMEOUT");
@@ -653,164 +659,157 @@ static int read_config(config_t *c) {
 		errno = 0;
 		c->timeout_s = strtod(t, &end);
 		if (errno || *end || !(c->timeout_s > 0 && c->timeout_s <= 86400)) {
-			die_line("STAGEGATE_TIMEOUT must be seconds in (0, 86400], got '%s'", t);
+			log_line("STAGEGATE_TIMEOUT must be seconds in (0, 86400], got '%s'", t);
 			return -1;
 		}
 	}
 	return 0;
 }
 
-int main(void) {
+/* One run of the hook: what criu and the environment told it, and the event it sends. */
+typedef struct {
 	config_t cfg;
-	char *name = getenv("CRTOOLS_SCRIPT_ACTION");
-	if (!name || !*name) {
-		die_line("CRTOOLS_SCRIPT_ACTION is not set: this program is run by criu --action-script");
-		return 2;
-	}
-	g_action = name;
-	if (read_config(&cfg))
-		return 2;
-
+	const char *name; /* CRTOOLS_SCRIPT_ACTION */
+	Stagegate__V1__Action action;
+	int gated;
+	unsigned long init_pid;
+	int pinned; /* a stand-in's pidfd of the held root, else -1 */
 	char run[129];
-	if (resolve_run(run, sizeof(run)))
-		return 2;
+	char image_dir[PATH_MAX];
+	char host[256];
+	Stagegate__V1__StageEvent ev;
+	Stagegate__V1__Request req;
+} hook_t;
 
-	Stagegate__V1__Action action = parse_action(name);
-	int gated = action == STAGEGATE__V1__ACTION__PRE_RESTORE || action == STAGEGATE__V1__ACTION__POST_RESTORE ||
-		    action == STAGEGATE__V1__ACTION__PRE_RESUME;
+/* The hook's one connection to the coordinator. */
+typedef struct {
+	void *ctx, *sock;
+	seal_t seal;
+	int timeout_ms;
+} conn_t;
 
-	unsigned long init_pid = 0;
-	const char *ip = getenv("CRTOOLS_INIT_PID");
-	if (ip && *ip && parse_uint(ip, 1, INT_MAX, &init_pid)) {
-		die_line("CRTOOLS_INIT_PID is not a pid: '%s'", ip);
+/* Reads the environment and builds the event. 0, or the exit code: 2 when
+ * misconfigured, 1 when the tree cannot be guarded. */
+static int build_event(hook_t *h) {
+	h->name = getenv("CRTOOLS_SCRIPT_ACTION");
+	if (!h->name || !*h->name) {
+		log_line("CRTOOLS_SCRIPT_ACTION is not set: this program is run by criu --action-script");
 		return 2;
 	}
-	if (action == STAGEGATE__V1__ACTION__PRE_RESUME && !init_pid) {
-		die_line("CRTOOLS_INIT_PID is not set at pre-resume: cannot guard the tree");
+	g_action = h->name;
+	if (read_config(&h->cfg) || resolve_run(h->run, sizeof(h->run)))
+		return 2;
+	h->action = parse_action(h->name);
+	h->gated = h->action == STAGEGATE__V1__ACTION__PRE_RESTORE || h->action == STAGEGATE__V1__ACTION__POST_RESTORE ||
+		   h->action == STAGEGATE__V1__ACTION__PRE_RESUME;
+	const char *ip = getenv("CRTOOLS_INIT_PID");
+	if (ip && *ip && parse_uint(ip, 1, INT_MAX, &h->init_pid)) {
+		log_line("CRTOOLS_INIT_PID is not a pid: '%s'", ip);
+		return 2;
+	}
+	if (h->action == STAGEGATE__V1__ACTION__PRE_RESUME && !h->init_pid) {
+		log_line("CRTOOLS_INIT_PID is not set at pre-resume: cannot guard the tree");
 		return 1;
 	}
 	/* a stand-in for a pre-resume hook that died (see fork_guardian) */
-	int pinned = -1;
+	h->pinned = -1;
 	const char *si = getenv("STAGEGATE_STAND_IN_ROOTFD");
 	unsigned long pinned_fd;
-	if (si && *si && action == STAGEGATE__V1__ACTION__PRE_RESUME && !parse_uint(si, 0, INT_MAX, &pinned_fd))
-		pinned = (int)pinned_fd;
-
+	if (si && *si && h->action == STAGEGATE__V1__ACTION__PRE_RESUME && !parse_uint(si, 0, INT_MAX, &pinned_fd))
+		h->pinned = (int)pinned_fd;
 	/* CRTOOLS_IMAGE_DIR is /proc/<criu>/fd/<n>: resolve it while it is valid;
 	 * at post-resume it no longer resolves and the cwd (criu's work dir) is used. */
-	char image_dir[PATH_MAX] = "";
 	const char *raw_dir = getenv("CRTOOLS_IMAGE_DIR");
-	if (!(raw_dir && realpath(raw_dir, image_dir)) && !getcwd(image_dir, sizeof(image_dir)))
-		image_dir[0] = '\0';
-	char host[256] = "";
-	gethostname(host, sizeof(host) - 1);
+	if (!(raw_dir && realpath(raw_dir, h->image_dir)) && !getcwd(h->image_dir, sizeof(h->image_dir)))
+		h->image_dir[0] = '\0';
+	gethostname(h->host, sizeof(h->host) - 1);
 
-	Stagegate__V1__StageEvent ev = STAGEGATE__V1__STAGE_EVENT__INIT;
-	ev.protocol_version = PROTOCOL_VERSION;
-	ev.session = (char *)cfg.session;
-	ev.tree = (char *)cfg.tree;
-	ev.action = action;
-	ev.action_name = name;
-	ev.init_pid = (int32_t)init_pid;
-	ev.image_dir = image_dir;
-	ev.host = host;
-	ev.hook_pid = getpid();
-	ev.criu_pid = getppid();
-	ev.mono_ns = clock_ns(CLOCK_MONOTONIC);
-	ev.wall_ns = clock_ns(CLOCK_REALTIME);
-	ev.attempt = (uint32_t)cfg.attempt;
-	ev.expected_trees = (uint32_t)cfg.trees;
-	if (gated)
-		ev.resend_ms = RESEND_MS;
-	ev.resent = pinned >= 0;
-	ev.run = run;
-	Stagegate__V1__Request req = STAGEGATE__V1__REQUEST__INIT;
-	req.body_case = STAGEGATE__V1__REQUEST__BODY_EVENT;
-	req.event = &ev;
+	Stagegate__V1__StageEvent *ev = &h->ev;
+	stagegate__v1__stage_event__init(ev);
+	ev->protocol_version = PROTOCOL_VERSION;
+	ev->session = (char *)h->cfg.session;
+	ev->tree = (char *)h->cfg.tree;
+	ev->action = h->action;
+	ev->action_name = (char *)h->name;
+	ev->init_pid = (int32_t)h->init_pid;
+	ev->image_dir = h->image_dir;
+	ev->host = h->host;
+	ev->hook_pid = getpid();
+	ev->criu_pid = getppid();
+	ev->mono_ns = clock_ns(CLOCK_MONOTONIC);
+	ev->wall_ns = clock_ns(CLOCK_REALTIME);
+	ev->attempt = (uint32_t)h->cfg.attempt;
+	ev->expected_trees = (uint32_t)h->cfg.trees;
+	if (h->gated)
+		ev->resend_ms = RESEND_MS;
+	ev->resent = h->pinned >= 0;
+	ev->run = h->run;
+	stagegate__v1__request__init(&h->req);
+	h->req.body_case = STAGEGATE__V1__REQUEST__BODY_EVENT;
+	h->req.event = ev;
+	return 0;
+}
 
-	int timeout_ms = (int)(cfg.timeout_s * 1000.0);
-	if (timeout_ms < 1)
-		timeout_ms = 1;
+/* Connects and sends the event. 0 sent; 1 no socket (the action need not
+ * wait: nothing lost); -1 failed (the reason logged). */
+static int send_event(hook_t *h, conn_t *c) {
+	c->timeout_ms = (int)(h->cfg.timeout_s * 1000.0);
+	if (c->timeout_ms < 1)
+		c->timeout_ms = 1;
 	/* Fire-and-forget actions must never hold CRIU up: give delivery a short,
 	 * bounded linger and drop the event if the coordinator is not there. */
-	int linger = gated ? 0 : (timeout_ms < 250 ? timeout_ms : 250);
-	/* before any ZeroMQ state exists: forking with a context is unsafe */
-	pid_t guardian = -1;
-	int guard = -1;
-	/* a hook waiting with a restored tree guards it (guardian; at pre-resume
-	 * also the SIGSTOP hold) when the root is its criu's child; a stand-in's
-	 * tree is already held */
-	int guards = (action == STAGEGATE__V1__ACTION__PRE_RESUME || action == STAGEGATE__V1__ACTION__POST_RESTORE) &&
-		     init_pid && pinned < 0 && is_child_of((pid_t)init_pid, getppid());
-	g_cfg = &cfg;
-	g_req = &req;
-	if (guards)
-		guard = fork_guardian(action, (pid_t)init_pid, &guardian);
-	int rc = 1;
-	Stagegate__V1__Verdict *v = NULL;
-	void *ctx = zmq_ctx_new();
-	void *sock = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
-	if (!sock) {
-		die_line("cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
-		if (!gated)
-			rc = 0;
-		else
-			goto out_abort;
-		goto out;
+	int linger = h->gated ? 0 : (c->timeout_ms < 250 ? c->timeout_ms : 250);
+	c->ctx = zmq_ctx_new();
+	c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
+	if (!c->sock) {
+		log_line("cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
+		return h->gated ? -1 : 1;
 	}
-	zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
-	zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof(timeout_ms));
+	zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &c->timeout_ms, sizeof(c->timeout_ms));
 	int64_t maxmsg = MAX_FRAME;
-	zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
-
-	seal_t seal;
-	if (setup_curve(sock, cfg.endpoint, &seal))
-		goto out_abort;
-	uint8_t buf[MAX_FRAME];
-	size_t len = pack_frame(&req, &seal, buf, sizeof(buf));
+	zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+	if (setup_curve(c->sock, h->cfg.endpoint, &c->seal))
+		return -1;
+	static uint8_t buf[MAX_FRAME];
+	size_t len = pack_frame(&h->req, &c->seal, buf, sizeof(buf));
 	if (!len) {
-		die_line("event too large for one frame");
-		goto out_abort;
+		log_line("event too large for one frame");
+		return -1;
 	}
-	if (check_endpoint(cfg.endpoint))
-		goto out_abort;
-	if (zmq_connect(sock, cfg.endpoint) != 0) {
-		die_line("cannot connect to '%s': %s", cfg.endpoint, zmq_strerror(zmq_errno()));
-		goto out_abort;
+	if (check_endpoint(h->cfg.endpoint))
+		return -1;
+	if (zmq_connect(c->sock, h->cfg.endpoint) != 0) {
+		log_line("cannot connect to '%s': %s", h->cfg.endpoint, zmq_strerror(zmq_errno()));
+		return -1;
 	}
-	if (zmq_send(sock, buf, len, 0) < 0) {
-		die_line("cannot send to %s: %s", cfg.endpoint, zmq_strerror(zmq_errno()));
-		goto out_abort;
+	if (zmq_send(c->sock, buf, len, 0) < 0) {
+		log_line("cannot send to %s: %s", h->cfg.endpoint, zmq_strerror(zmq_errno()));
+		return -1;
 	}
-	if (!gated) {
-		rc = 0;
-		goto out;
-	}
+	return 0;
+}
 
-	/* Safety net at pre-resume: a pending SIGSTOP keeps the tree from running
-	 * user code if this hook dies while waiting (criu would only log the failed
-	 * script and resume the tree). PROCEED sends SIGCONT, which discards it. */
-	int held = pinned >= 0; /* a stand-in: its predecessor's SIGSTOP holds the tree */
-	if (guards && action == STAGEGATE__V1__ACTION__PRE_RESUME)
-		held = signal_tree((pid_t)init_pid, SIGSTOP) > 0;
-
-	zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
-	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
+/* Waits for this event's verdict, re-sending it every RESEND_MS. NULL when
+ * there is none (timeout, bad reply: the reason logged). */
+static Stagegate__V1__Verdict *await_verdict(hook_t *h, conn_t *c) {
+	zmq_pollitem_t item = {.socket = c->sock, .events = ZMQ_POLLIN};
+	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)c->timeout_ms * 1000000ull;
 	uint64_t resend = clock_ns(CLOCK_MONOTONIC) + RESEND_MS * 1000000ull;
-	uint8_t again[MAX_FRAME];
-	ev.resent = 1;
+	static uint8_t again[MAX_FRAME], in[MAX_FRAME];
+	h->ev.resent = 1;
 	for (;;) {
 		uint64_t now = clock_ns(CLOCK_MONOTONIC);
 		if (now >= deadline) {
-			die_line("no verdict from the coordinator at %s within %.3gs (session %s, tree %s): aborting",
-				 cfg.endpoint, cfg.timeout_s, cfg.session, cfg.tree);
-			goto out_abort;
+			log_line("no verdict from the coordinator at %s within %.3gs (session %s, tree %s): aborting",
+				 h->cfg.endpoint, h->cfg.timeout_s, h->cfg.session, h->cfg.tree);
+			return NULL;
 		}
 		if (now >= resend) {
 			/* packed anew: on CURVE every frame carries a fresh, single-use seal */
-			size_t again_len = pack_frame(&req, &seal, again, sizeof(again));
+			size_t again_len = pack_frame(&h->req, &c->seal, again, sizeof(again));
 			if (again_len)
-				zmq_send(sock, again, again_len, ZMQ_DONTWAIT);
+				zmq_send(c->sock, again, again_len, ZMQ_DONTWAIT);
 			resend = now + RESEND_MS * 1000000ull;
 		}
 		uint64_t until = deadline < resend ? deadline : resend;
@@ -818,64 +817,109 @@ int main(void) {
 		if (r < 0 && zmq_errno() == EINTR)
 			continue;
 		if (r < 0) {
-			die_line("poll failed: %s", zmq_strerror(zmq_errno()));
-			goto out_abort;
+			log_line("poll failed: %s", zmq_strerror(zmq_errno()));
+			return NULL;
 		}
 		if (r == 0)
 			continue;
-		uint8_t in[MAX_FRAME];
-		int got = zmq_recv(sock, in, sizeof(in), ZMQ_DONTWAIT);
+		int got = zmq_recv(c->sock, in, sizeof(in), ZMQ_DONTWAIT);
 		if (got < 0)
 			continue;
 		if (got > (int)sizeof(in)) {
-			die_line("oversized reply (%d bytes) from the coordinator: aborting", got);
-			goto out_abort;
+			log_line("oversized reply (%d bytes) from the coordinator: aborting", got);
+			return NULL;
 		}
-		v = stagegate__v1__verdict__unpack(NULL, (size_t)got, in);
+		Stagegate__V1__Verdict *v = stagegate__v1__verdict__unpack(NULL, (size_t)got, in);
 		if (!v) {
-			die_line("undecodable reply from the coordinator: aborting");
-			goto out_abort;
+			log_line("undecodable reply from the coordinator: aborting");
+			return NULL;
 		}
 		if (v->protocol_version != PROTOCOL_VERSION) {
-			die_line("coordinator speaks protocol %u, this hook %u: aborting", v->protocol_version,
-				 PROTOCOL_VERSION);
-			goto out_abort;
+			log_line("coordinator speaks protocol %u, this hook %u: aborting", v->protocol_version, PROTOCOL_VERSION);
+			stagegate__v1__verdict__free_unpacked(v, NULL);
+			return NULL;
 		}
-		if (strcmp(v->session, cfg.session) || strcmp(v->tree, cfg.tree) || v->action != action) {
+		if (strcmp(v->session, h->cfg.session) || strcmp(v->tree, h->cfg.tree) || v->action != h->action) {
 			/* not ours (stale reply): keep waiting for the right one */
 			stagegate__v1__verdict__free_unpacked(v, NULL);
-			v = NULL;
 			continue;
 		}
-		break;
+		return v;
 	}
-	if (v->decision == STAGEGATE__V1__DECISION__PROCEED) {
-		if (held)
-			signal_tree((pid_t)init_pid, SIGCONT);
-		if (action == STAGEGATE__V1__ACTION__PRE_RESUME)
-			mark_released();
-		rc = 0;
-		goto out;
-	}
-	die_line("coordinator aborted session %s attempt %u at tree %s: [%s] %s", cfg.session, v->attempt, cfg.tree,
-		 v->code && *v->code ? v->code : "E_ABORT", v->reason && *v->reason ? v->reason : "no reason given");
+}
 
-out_abort:
-	rc = 1;
+/* The abort: at pre-resume the hook kills the restored tree itself (criu only
+ * logs a failed pre-resume script and would resume it); at post-restore and
+ * pre-restore the exit code 1 makes criu kill or not restore it. */
+static int abort_tree(hook_t *h) {
 	note_abort();
-	if (action == STAGEGATE__V1__ACTION__PRE_RESUME) {
-		if (!owns_tree((pid_t)init_pid, pinned)) {
-			die_line("restored root %lu is not a child of criu %d: not killing it", init_pid, getppid());
-			goto out;
-		}
-		int k = signal_tree((pid_t)init_pid, SIGKILL);
-		if (k >= 0) {
-			die_line("killed %d task(s) of the restored tree rooted at %lu before they ran", k, init_pid);
-			if (pinned < 0) /* a stand-in's parent is not criu */
-				watch_criu(getppid());
-		}
+	if (h->action != STAGEGATE__V1__ACTION__PRE_RESUME)
+		return 1;
+	if (!owns_tree((pid_t)h->init_pid, h->pinned)) {
+		log_line("restored root %lu is not a child of criu %d: not killing it", h->init_pid, getppid());
+		return 1;
 	}
-out:
+	int k = signal_tree((pid_t)h->init_pid, SIGKILL);
+	if (k >= 0) {
+		log_line("killed %d task(s) of the restored tree rooted at %lu before they ran", k, h->init_pid);
+		if (h->pinned < 0) /* a stand-in's parent is not criu */
+			watch_criu(getppid());
+	}
+	return 1;
+}
+
+/* Sends the event and, at a gate, waits for the verdict: 0 proceed, 1 aborted. */
+static int pass_gate(hook_t *h, conn_t *c, int guards) {
+	int sent = send_event(h, c);
+	if (sent > 0)
+		return 0;
+	if (sent < 0)
+		return abort_tree(h);
+	if (!h->gated)
+		return 0;
+	/* Safety net at pre-resume: a pending SIGSTOP keeps the tree from running
+	 * user code if this hook dies while waiting (criu would only log the failed
+	 * script and resume the tree). PROCEED sends SIGCONT, which discards it. */
+	int held = h->pinned >= 0; /* a stand-in: its predecessor's SIGSTOP holds the tree */
+	if (guards && h->action == STAGEGATE__V1__ACTION__PRE_RESUME)
+		held = signal_tree((pid_t)h->init_pid, SIGSTOP) > 0;
+	Stagegate__V1__Verdict *v = await_verdict(h, c);
+	if (!v)
+		return abort_tree(h);
+	int proceed = v->decision == STAGEGATE__V1__DECISION__PROCEED;
+	if (proceed) {
+		if (held)
+			signal_tree((pid_t)h->init_pid, SIGCONT);
+		if (h->action == STAGEGATE__V1__ACTION__PRE_RESUME)
+			mark_released();
+	} else {
+		log_line("coordinator aborted session %s attempt %u at tree %s: [%s] %s", h->cfg.session, v->attempt,
+			 h->cfg.tree, v->code && *v->code ? v->code : "E_ABORT",
+			 v->reason && *v->reason ? v->reason : "no reason given");
+	}
+	stagegate__v1__verdict__free_unpacked(v, NULL);
+	return proceed ? 0 : abort_tree(h);
+}
+
+int main(void) {
+	static hook_t h;
+	int rc = build_event(&h);
+	if (rc)
+		return rc;
+	/* A hook waiting with a restored tree guards it (guardian; at pre-resume
+	 * also the SIGSTOP hold) when the root is its criu's child; a stand-in's
+	 * tree is already held. Forked before any ZeroMQ state exists: forking
+	 * with a context is unsafe. */
+	int guards = (h.action == STAGEGATE__V1__ACTION__PRE_RESUME || h.action == STAGEGATE__V1__ACTION__POST_RESTORE) &&
+		     h.init_pid && h.pinned < 0 && is_child_of((pid_t)h.init_pid, getppid());
+	pid_t guardian = -1;
+	int guard = -1;
+	g_cfg = &h.cfg;
+	g_req = &h.req;
+	if (guards)
+		guard = fork_guardian(h.action, (pid_t)h.init_pid, &guardian);
+	conn_t c = {0};
+	rc = pass_gate(&h, &c, guards);
 	if (guard >= 0) {
 		/* done: the guardian exits, and is reaped here rather than left to criu */
 		ssize_t w = write(guard, "d", 1);
@@ -883,11 +927,9 @@ out:
 		close(guard);
 		waitpid(guardian, NULL, 0);
 	}
-	if (v)
-		stagegate__v1__verdict__free_unpacked(v, NULL);
-	if (sock)
-		zmq_close(sock);
-	if (ctx)
-		zmq_ctx_term(ctx);
+	if (c.sock)
+		zmq_close(c.sock);
+	if (c.ctx)
+		zmq_ctx_term(c.ctx);
 	return rc;
 }

@@ -55,6 +55,21 @@ describe('hook against a real coordinator', () => {
     assert.ok(await until(() => events('future').length === 1));
     assert.equal(events('future')[0]!.action, 'unknown');
     assert.equal(events('future')[0]!.actionName, 'some-future-action');
+    // the names come from the proto's enum (PRE_RESTORE): only criu's own spelling is that action, and
+    // restore-failed (the wrapper's, not criu's) is not taken from the environment
+    for (const name of ['PRE-RESTORE', 'post_restore', 'restore-failed']) {
+      const odd = await runHook(hookEnv(c.endpoint, name, { STAGEGATE_SESSION: 'odd' }));
+      assert.equal(odd.code, 0, odd.stderr);
+    }
+    assert.ok(await until(() => events('odd').length === 3));
+    assert.deepEqual(
+      events('odd').map((e) => [e.actionName, e.action]),
+      [
+        ['PRE-RESTORE', 'unknown'],
+        ['post_restore', 'unknown'],
+        ['restore-failed', 'unknown'],
+      ],
+    );
   });
 
   it('names its run after its criu when STAGEGATE_RUN is unset: one criu is one run, another criu is refused', async () => {
