@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { Dealer, Router } from 'zeromq';
@@ -47,6 +47,25 @@ describe('hook against a real coordinator', () => {
     assert.equal(e.imageDir, '/tmp');
     assert.ok(e.hookPid > 0 && e.criuPid > 0);
     assert.ok(e.wallNs > 1_700_000_000_000_000_000n && e.monoNs > 0n);
+  });
+
+  it('sends an ungated event over IPC without libzmq, which it loads only to wait for a verdict', async () => {
+    // a libzmq that cannot be loaded, found first by the dynamic loader
+    const dir = mkdtempSync('/tmp/sg-nozmq-');
+    try {
+      writeFileSync(join(dir, 'libzmq.so.5'), 'not a library');
+      const env = { LD_LIBRARY_PATH: dir, STAGEGATE_SESSION: 'nozmq' };
+      const ungated = await runHook(hookEnv(c.endpoint, 'post-setup-namespaces', env));
+      assert.equal(ungated.code, 0, ungated.stderr);
+      assert.equal(ungated.stderr, '');
+      assert.ok(await until(() => events('nozmq').length === 1));
+      assert.equal(events('nozmq')[0]!.action, 'post-setup-namespaces');
+      const gated = await runHook(hookEnv(c.endpoint, 'pre-restore', { ...env, STAGEGATE_TIMEOUT: '1' }));
+      assert.equal(gated.code, 1);
+      assert.match(gated.stderr, /stagegate-hook\[pre-restore\]: cannot load libzmq: .*libzmq.so.5/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('publishes an action name it does not know verbatim and does not block', async () => {
