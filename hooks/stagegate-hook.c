@@ -658,8 +658,10 @@ static Stagegate__V1__Request *g_req;
 
 /* A guardian's one message: its tree failed to restore (restore-failed, the
  * hook's own run), sent with a bounded linger; nothing waits for a reply. */
+static int zmtp_deliver(const char *path, const uint8_t *msg, size_t len, int timeout_ms);
+
 static void report_failure(const char *reason) {
-	if (!g_cfg || !g_req || zmq_load())
+	if (!g_cfg || !g_req)
 		return;
 	Stagegate__V1__StageEvent *ev = g_req->event;
 	ev->action = STAGEGATE__V1__ACTION__RESTORE_FAILED;
@@ -670,6 +672,17 @@ static void report_failure(const char *reason) {
 	ev->hook_pid = getpid();
 	ev->mono_ns = clock_ns(CLOCK_MONOTONIC);
 	ev->wall_ns = clock_ns(CLOCK_REALTIME);
+	if (strncmp(g_cfg->endpoint, "ipc://", 6) == 0) {
+		static uint8_t frame[MAX_FRAME];
+		size_t n = stagegate__v1__request__get_packed_size(g_req);
+		if (n <= sizeof(frame) && !check_endpoint(g_cfg->endpoint)) {
+			stagegate__v1__request__pack(g_req, frame);
+			zmtp_deliver(g_cfg->endpoint + 6, frame, n, 1000);
+		}
+		return;
+	}
+	if (zmq_load())
+		return;
 	void *ctx = zmq_ctx_new();
 	void *sock = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
 	seal_t seal;
@@ -746,12 +759,6 @@ typedef struct {
 	Stagegate__V1__Request req;
 } hook_t;
 
-/* The hook's one connection to the coordinator. */
-typedef struct {
-	void *ctx, *sock;
-	seal_t seal;
-	int timeout_ms;
-} conn_t;
 
 /* Reads the environment and builds the event. 0, or the exit code: 2 when
  * misconfigured, 1 when the tree cannot be guarded. */
@@ -816,33 +823,101 @@ static int build_event(hook_t *h) {
 }
 
 /*
- * An event nobody answers, over IPC, without libzmq: the ZMTP 3.0 exchange a
- * DEALER would have (greeting, NULL mechanism READY, one message), written on
- * a Unix socket in one go. A libzmq context costs two threads and a handshake
+ * ZeroMQ over IPC without libzmq: the ZMTP 3.0 exchange a DEALER has with the
+ * daemon's ROUTER (greeting, NULL mechanism READY, then one-frame messages),
+ * on a plain Unix socket. A libzmq context costs two threads and a handshake
  * across them, several times the whole cost of an action script, and CRIU
- * waits for every action script. The daemon's ROUTER cannot tell the
- * difference. One round trip (the handshake), then the message, then close:
- * bounded by `timeout_ms`. 0 sent, -1 failed (reason logged).
+ * waits for every action script; the ROUTER cannot tell the difference.
+ * libzmq is still used for TCP (CURVE).
  */
-static int zmtp_send_ipc(const char *path, const uint8_t *msg, size_t len, int timeout_ms) {
+typedef struct {
+	int fd;
+	size_t have; /* bytes buffered in in[] */
+	uint8_t in[MAX_FRAME + 16];
+} zmtp_t;
+
+static void zmtp_close(zmtp_t *z) {
+	if (z->fd >= 0)
+		close(z->fd);
+	z->fd = -1;
+	z->have = 0;
+}
+
+/* Reads more into z->in until `deadline`. 1 read, 0 timed out, -1 closed or failed. */
+static int zmtp_fill(zmtp_t *z, uint64_t deadline) {
+	for (;;) {
+		uint64_t now = clock_ns(CLOCK_MONOTONIC);
+		if (now >= deadline)
+			return 0;
+		struct pollfd p = {.fd = z->fd, .events = POLLIN};
+		int r = poll(&p, 1, (int)((deadline - now) / 1000000ull) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r;
+		if (z->have == sizeof(z->in))
+			return -1;
+		ssize_t n = read(z->fd, z->in + z->have, sizeof(z->in) - z->have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		z->have += (size_t)n;
+		return 1;
+	}
+}
+
+/* Connects and completes the handshake by `deadline`. 0 ready, -1 failed (`why` says why). */
+static int zmtp_open(zmtp_t *z, const char *path, uint64_t deadline, const char **why) {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	z->fd = -1;
+	z->have = 0;
 	if (strlen(path) >= sizeof(addr.sun_path)) {
-		log_line("IPC path %s is too long", path);
+		*why = "the IPC path is too long";
 		return -1;
 	}
 	strcpy(addr.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-		log_line("cannot connect to ipc://%s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	z->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (z->fd < 0 || connect(z->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+		*why = strerror(errno);
+		zmtp_close(z);
 		return -1;
 	}
 	/* greeting: signature, version 3.0, mechanism NULL, as-server 0, filler */
 	uint8_t greeting[64] = {0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0, 'N', 'U', 'L', 'L'};
 	/* READY with Socket-Type DEALER: a short command (flags, size, body) */
-	static const uint8_t ready[] = {0x04, 28, 5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c', 'k', 'e', 't', '-', 'T', 'y', 'p', 'e', 0, 0, 0, 6, 'D', 'E', 'A', 'L', 'E', 'R'};
+	static const uint8_t ready[] = {0x04, 28,  5,   'R', 'E', 'A', 'D', 'Y', 11,  'S', 'o', 'c', 'k', 'e', 't',
+					'-',  'T', 'y', 'p', 'e', 0,   0,   0,   6,   'D', 'E', 'A', 'L', 'E', 'R'};
 	_Static_assert(sizeof(ready) == 2 + 28, "READY's size byte");
+	struct iovec hello[2] = {{greeting, sizeof(greeting)}, {(void *)ready, sizeof(ready)}};
+	if (writev(z->fd, hello, 2) != (ssize_t)(sizeof(greeting) + sizeof(ready))) {
+		*why = strerror(errno);
+		zmtp_close(z);
+		return -1;
+	}
+	/* the daemon's greeting (64 bytes), then its READY (2 + size bytes). A
+	 * message must not go before it: libzmq takes one that arrives before it
+	 * has sent its own READY for a bad command and drops the connection. */
+	while (z->have < 66 || z->have < 66 + (size_t)z->in[65]) {
+		if (zmtp_fill(z, deadline) <= 0) {
+			*why = "no ZeroMQ handshake";
+			zmtp_close(z);
+			return -1;
+		}
+	}
+	if (z->in[0] != 0xff || z->in[9] != 0x7f || z->in[64] != 0x04) {
+		*why = "not a ZeroMQ peer";
+		zmtp_close(z);
+		return -1;
+	}
+	size_t used = 66 + z->in[65];
+	memmove(z->in, z->in + used, z->have - used);
+	z->have -= used;
+	return 0;
+}
+
+/* Sends one single-frame message. 0 sent, -1 failed. */
+static int zmtp_send(zmtp_t *z, const uint8_t *msg, size_t len) {
 	uint8_t head[9];
 	size_t head_len;
 	if (len <= 255) {
@@ -855,46 +930,66 @@ static int zmtp_send_ipc(const char *path, const uint8_t *msg, size_t len, int t
 			head[1 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
 		head_len = 9;
 	}
-	/* The handshake first: libzmq takes a message that arrives before it has
-	 * sent its own READY for a bad command and drops the connection. */
-	struct iovec hello[2] = {{greeting, sizeof(greeting)}, {(void *)ready, sizeof(ready)}};
-	ssize_t w = writev(fd, hello, 2);
-	if (w != (ssize_t)(sizeof(greeting) + sizeof(ready))) {
-		log_line("cannot send to ipc://%s: %s", path, w < 0 ? strerror(errno) : "short write");
-		close(fd);
-		return -1;
-	}
-	/* the daemon's greeting (64 bytes), then its READY (2 + in[65] bytes) */
-	uint8_t in[256];
-	size_t got = 0;
-	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
-	while ((got < 66 || got < 66 + (size_t)in[65]) && got < sizeof(in)) {
-		uint64_t now = clock_ns(CLOCK_MONOTONIC);
-		if (now >= deadline)
-			break;
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		if (poll(&p, 1, (int)((deadline - now) / 1000000ull) + 1) <= 0)
-			continue;
-		ssize_t r = read(fd, in + got, sizeof(in) - got);
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	if (got < 66 || got < 66 + (size_t)in[65] || in[0] != 0xff || in[9] != 0x7f || in[64] != 0x04) {
-		log_line("no ZeroMQ handshake from ipc://%s", path);
-		close(fd);
-		return -1;
-	}
-	/* the message; what is written before close is read by the daemon */
 	struct iovec iov[2] = {{head, head_len}, {(void *)msg, len}};
-	w = writev(fd, iov, 2);
-	close(fd);
-	if (w != (ssize_t)(head_len + len)) {
-		log_line("cannot send to ipc://%s: %s", path, w < 0 ? strerror(errno) : "short write");
-		return -1;
-	}
-	return 0;
+	return writev(z->fd, iov, 2) == (ssize_t)(head_len + len) ? 0 : -1;
 }
+
+/* Connects, sends one message and closes, all by `timeout_ms`. 0 sent, -1 not. */
+static int zmtp_deliver(const char *path, const uint8_t *msg, size_t len, int timeout_ms) {
+	zmtp_t z;
+	const char *why;
+	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
+	int ok = zmtp_open(&z, path, deadline, &why) == 0 && zmtp_send(&z, msg, len) == 0;
+	zmtp_close(&z);
+	return ok ? 0 : -1;
+}
+
+/* The next message by `deadline` (commands skipped; a message of several
+ * frames is not one the daemon sends a hook). Its length, 0 timed out, -1
+ * closed or failed; the body is copied to `out`. */
+static long zmtp_recv(zmtp_t *z, uint8_t *out, size_t cap, uint64_t deadline) {
+	for (;;) {
+		if (z->have >= 2) {
+			int lng = z->in[0] & 0x02;
+			size_t head = lng ? 9 : 2;
+			if (z->have >= head) {
+				uint64_t size = 0;
+				if (lng)
+					for (int i = 0; i < 8; i++)
+						size = size << 8 | z->in[1 + i];
+				else
+					size = z->in[1];
+				if (size > cap || size > sizeof(z->in) - head)
+					return -1;
+				if (z->have >= head + size) {
+					int command = z->in[0] & 0x04, more = z->in[0] & 0x01;
+					if (!command && !more)
+						memcpy(out, z->in + head, size);
+					memmove(z->in, z->in + head + size, z->have - head - size);
+					z->have -= head + size;
+					if (!command && !more)
+						return (long)size;
+					continue;
+				}
+			}
+		}
+		int r = zmtp_fill(z, deadline);
+		if (r <= 0)
+			return r;
+	}
+}
+
+/* The hook's one connection to the coordinator: raw ZMTP over IPC, libzmq over TCP. */
+typedef struct {
+	zmtp_t *ipc; /* NULL on TCP */
+	void *ctx, *sock;
+	seal_t seal;
+	int timeout_ms;
+} conn_t;
+
+/* IPC: the event's frame (a plain Request: seals are for CURVE) and the endpoint's path. */
+static uint8_t g_frame[MAX_FRAME];
+static size_t g_frame_len;
 
 /* Connects and sends the event. 0 sent; 1 no socket (the action need not
  * wait: nothing lost); -1 failed (the reason logged). */
@@ -905,18 +1000,30 @@ static int send_event(hook_t *h, conn_t *c) {
 	/* Fire-and-forget actions must never hold CRIU up: give delivery a short,
 	 * bounded linger and drop the event if the coordinator is not there. */
 	int linger = h->gated ? 0 : (c->timeout_ms < 250 ? c->timeout_ms : 250);
-	if (!h->gated && strncmp(h->cfg.endpoint, "ipc://", 6) == 0) {
-		static uint8_t frame[MAX_FRAME];
-		size_t n = stagegate__v1__request__get_packed_size(&h->req);
-		if (n > sizeof(frame)) {
+	if (strncmp(h->cfg.endpoint, "ipc://", 6) == 0) {
+		g_frame_len = stagegate__v1__request__get_packed_size(&h->req);
+		if (g_frame_len > sizeof(g_frame)) {
 			log_line("event too large for one frame");
 			return -1;
 		}
-		stagegate__v1__request__pack(&h->req, frame);
+		stagegate__v1__request__pack(&h->req, g_frame);
 		if (check_endpoint(h->cfg.endpoint))
 			return -1;
+		static zmtp_t z;
+		c->ipc = &z;
+		const char *why = "";
+		uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)(h->gated ? c->timeout_ms : linger) * 1000000ull;
+		if (zmtp_open(&z, h->cfg.endpoint + 6, deadline, &why) == 0 && zmtp_send(&z, g_frame, g_frame_len) == 0) {
+			if (!h->gated)
+				zmtp_close(&z);
+			return 0;
+		}
+		zmtp_close(&z);
+		if (h->gated)
+			return 0; /* not there yet: await_verdict connects again until the timeout, as ZeroMQ would */
 		/* no coordinator there: the event is dropped (said in criu's log), the action goes on */
-		return zmtp_send_ipc(h->cfg.endpoint + 6, frame, n, linger) ? 1 : 0;
+		log_line("event not delivered to %s: %s", h->cfg.endpoint, why);
+		return 1;
 	}
 	if (zmq_load()) {
 		log_line("cannot load libzmq: %s", dlerror());
@@ -955,7 +1062,12 @@ static int send_event(hook_t *h, conn_t *c) {
 
 /* Waits for this event's verdict, re-sending it every RESEND_MS. NULL when
  * there is none (timeout, bad reply: the reason logged). */
+static Stagegate__V1__Verdict *await_verdict_ipc(hook_t *h, conn_t *c);
+static Stagegate__V1__Verdict *verdict_of(hook_t *h, const uint8_t *in, size_t len, int *fatal);
+
 static Stagegate__V1__Verdict *await_verdict(hook_t *h, conn_t *c) {
+	if (c->ipc)
+		return await_verdict_ipc(h, c);
 	zmq_pollitem_t item = {.socket = c->sock, .events = ZMQ_POLLIN};
 	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)c->timeout_ms * 1000000ull;
 	uint64_t resend = clock_ns(CLOCK_MONOTONIC) + RESEND_MS * 1000000ull;
@@ -992,22 +1104,85 @@ static Stagegate__V1__Verdict *await_verdict(hook_t *h, conn_t *c) {
 			log_line("oversized reply (%d bytes) from the coordinator: aborting", got);
 			return NULL;
 		}
-		Stagegate__V1__Verdict *v = stagegate__v1__verdict__unpack(NULL, (size_t)got, in);
-		if (!v) {
-			log_line("undecodable reply from the coordinator: aborting");
+		int fatal;
+		Stagegate__V1__Verdict *v = verdict_of(h, in, (size_t)got, &fatal);
+		if (v || fatal)
+			return v;
+	}
+}
+
+/* A reply that answers this hook, or NULL (logged, *fatal set) or stale (NULL, *fatal 0). */
+static Stagegate__V1__Verdict *verdict_of(hook_t *h, const uint8_t *in, size_t len, int *fatal) {
+	*fatal = 1;
+	Stagegate__V1__Verdict *v = stagegate__v1__verdict__unpack(NULL, len, in);
+	if (!v) {
+		log_line("undecodable reply from the coordinator: aborting");
+		return NULL;
+	}
+	if (v->protocol_version != PROTOCOL_VERSION) {
+		log_line("coordinator speaks protocol %u, this hook %u: aborting", v->protocol_version, PROTOCOL_VERSION);
+		stagegate__v1__verdict__free_unpacked(v, NULL);
+		return NULL;
+	}
+	if (strcmp(v->session, h->cfg.session) || strcmp(v->tree, h->cfg.tree) || v->action != h->action) {
+		*fatal = 0; /* not ours (stale reply): keep waiting for the right one */
+		stagegate__v1__verdict__free_unpacked(v, NULL);
+		return NULL;
+	}
+	return v;
+}
+
+/* await_verdict over IPC: re-sends every RESEND_MS on the same connection;
+ * a connection the daemon closed (restarted) is opened again, as ZeroMQ would. */
+static Stagegate__V1__Verdict *await_verdict_ipc(hook_t *h, conn_t *c) {
+	zmtp_t *z = c->ipc;
+	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)c->timeout_ms * 1000000ull;
+	uint64_t resend = clock_ns(CLOCK_MONOTONIC) + RESEND_MS * 1000000ull;
+	/* the frames sent from now on say they are re-sends */
+	h->ev.resent = 1;
+	size_t again_len = stagegate__v1__request__get_packed_size(&h->req);
+	static uint8_t again[MAX_FRAME], in[MAX_FRAME];
+	if (again_len > sizeof(again))
+		return NULL;
+	stagegate__v1__request__pack(&h->req, again);
+	for (;;) {
+		uint64_t now = clock_ns(CLOCK_MONOTONIC);
+		if (now >= deadline) {
+			log_line("no verdict from the coordinator at %s within %.3gs (session %s, tree %s): aborting",
+				 h->cfg.endpoint, h->cfg.timeout_s, h->cfg.session, h->cfg.tree);
 			return NULL;
 		}
-		if (v->protocol_version != PROTOCOL_VERSION) {
-			log_line("coordinator speaks protocol %u, this hook %u: aborting", v->protocol_version, PROTOCOL_VERSION);
-			stagegate__v1__verdict__free_unpacked(v, NULL);
-			return NULL;
-		}
-		if (strcmp(v->session, h->cfg.session) || strcmp(v->tree, h->cfg.tree) || v->action != h->action) {
-			/* not ours (stale reply): keep waiting for the right one */
-			stagegate__v1__verdict__free_unpacked(v, NULL);
+		if (z->fd < 0) {
+			/* not connected: try again every 100 ms (ZeroMQ's reconnect interval) */
+			const char *why;
+			uint64_t until = now + 100 * 1000000ull < deadline ? now + 100 * 1000000ull : deadline;
+			if (zmtp_open(z, h->cfg.endpoint + 6, until, &why) == 0 && zmtp_send(z, again, again_len) == 0) {
+				resend = clock_ns(CLOCK_MONOTONIC) + RESEND_MS * 1000000ull;
+			} else {
+				zmtp_close(z);
+				struct timespec pause = {0, 20 * 1000000L};
+				if (clock_ns(CLOCK_MONOTONIC) < until)
+					nanosleep(&pause, NULL);
+			}
 			continue;
 		}
-		return v;
+		if (now >= resend) {
+			if (zmtp_send(z, again, again_len) != 0)
+				zmtp_close(z);
+			resend = now + RESEND_MS * 1000000ull;
+			continue;
+		}
+		long got = zmtp_recv(z, in, sizeof(in), deadline < resend ? deadline : resend);
+		if (got < 0) {
+			zmtp_close(z); /* closed (a restarting daemon): connect again */
+			continue;
+		}
+		if (got == 0)
+			continue;
+		int fatal;
+		Stagegate__V1__Verdict *v = verdict_of(h, in, (size_t)got, &fatal);
+		if (v || fatal)
+			return v;
 	}
 }
 
@@ -1079,8 +1254,8 @@ int main(void) {
 	int guard = -1;
 	g_cfg = &h.cfg;
 	g_req = &h.req;
-	/* the guardian may have to speak for the hook: libzmq loaded before the fork */
-	if (guards && !zmq_load())
+	/* the guardian may have to speak for the hook: over TCP, libzmq is loaded before the fork */
+	if (guards && (strncmp(h.cfg.endpoint, "ipc://", 6) == 0 || !zmq_load()))
 		guard = fork_guardian(h.action, (pid_t)h.init_pid, &guardian);
 	conn_t c = {0};
 	rc = pass_gate(&h, &c, guards);
@@ -1091,6 +1266,8 @@ int main(void) {
 		close(guard);
 		waitpid(guardian, NULL, 0);
 	}
+	if (c.ipc)
+		zmtp_close(c.ipc);
 	if (c.sock)
 		zmq_close(c.sock);
 	if (c.ctx)

@@ -49,7 +49,7 @@ describe('hook against a real coordinator', () => {
     assert.ok(e.wallNs > 1_700_000_000_000_000_000n && e.monoNs > 0n);
   });
 
-  it('sends an ungated event over IPC without libzmq, which it loads only to wait for a verdict', async () => {
+  it('speaks ZeroMQ over IPC without libzmq, which it loads only for TCP (CURVE)', async () => {
     // a libzmq that cannot be loaded, found first by the dynamic loader
     const dir = mkdtempSync('/tmp/sg-nozmq-');
     try {
@@ -60,9 +60,13 @@ describe('hook against a real coordinator', () => {
       assert.equal(ungated.stderr, '');
       assert.ok(await until(() => events('nozmq').length === 1));
       assert.equal(events('nozmq')[0]!.action, 'post-setup-namespaces');
-      const gated = await runHook(hookEnv(c.endpoint, 'pre-restore', { ...env, STAGEGATE_TIMEOUT: '1' }));
-      assert.equal(gated.code, 1);
-      assert.match(gated.stderr, /stagegate-hook\[pre-restore\]: cannot load libzmq: .*libzmq.so.5/);
+      // a gated action waits for its verdict over the same plain socket
+      const gated = await runHook(hookEnv(c.endpoint, 'pre-restore', { ...env, STAGEGATE_TIMEOUT: '5' }));
+      assert.equal(gated.code, 0, gated.stderr);
+      assert.ok(await until(() => events('nozmq').length === 2));
+      const tcp = await runHook(hookEnv('tcp://127.0.0.1:9', 'pre-restore', { ...env, STAGEGATE_TIMEOUT: '1' }));
+      assert.equal(tcp.code, 1);
+      assert.match(tcp.stderr, /stagegate-hook\[pre-restore\]: cannot load libzmq: .*libzmq.so.5/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
