@@ -459,7 +459,9 @@ async function main() {
     const restore = want('restore') ? await restoreOverhead(dir, verifying, peer) : [];
     console.error('bench: memory with BOs…');
     if (want('memory') && !existsSync(join(dir, 'images-0'))) await checkpointTrees(dir, 1, 3, `/dev/shm/sg-bench-mem-${process.pid}`);
-    const memory = want('memory') ? await memoryWithBos(verifying, join(dir, 'images-0')) : null;
+    // a daemon of its own: the others remember the sessions of the sections before (10 minutes)
+    const memDaemon = want('memory') ? await Daemon.start(dir, 600, 'verify', '-memory') : null;
+    const memory = memDaemon ? await memoryWithBos(memDaemon, join(dir, 'images-0')).finally(() => memDaemon.stop()) : null;
     console.error('bench: verification cost…');
     const verify = want('verify') ? await verificationCost() : [];
     const result = {
