@@ -832,7 +832,8 @@ static int build_event(hook_t *h) {
  */
 typedef struct {
 	int fd;
-	size_t have; /* bytes buffered in in[] */
+	int in_multipart; /* inside a message of several frames (skipped) */
+	size_t have;      /* bytes buffered in in[] */
 	uint8_t in[MAX_FRAME + 16];
 } zmtp_t;
 
@@ -872,6 +873,7 @@ static int zmtp_open(zmtp_t *z, const char *path, uint64_t deadline, const char 
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	z->fd = -1;
 	z->have = 0;
+	z->in_multipart = 0;
 	if (strlen(path) >= sizeof(addr.sun_path)) {
 		*why = "the IPC path is too long";
 		return -1;
@@ -963,11 +965,15 @@ static long zmtp_recv(zmtp_t *z, uint8_t *out, size_t cap, uint64_t deadline) {
 					return -1;
 				if (z->have >= head + size) {
 					int command = z->in[0] & 0x04, more = z->in[0] & 0x01;
-					if (!command && !more)
+					/* a lone frame is a message; the frames of a longer one are skipped */
+					int whole = !command && !more && !z->in_multipart;
+					if (!command)
+						z->in_multipart = more;
+					if (whole)
 						memcpy(out, z->in + head, size);
 					memmove(z->in, z->in + head + size, z->have - head - size);
 					z->have -= head + size;
-					if (!command && !more)
+					if (whole)
 						return (long)size;
 					continue;
 				}
@@ -1160,9 +1166,11 @@ static Stagegate__V1__Verdict *await_verdict_ipc(hook_t *h, conn_t *c) {
 				resend = clock_ns(CLOCK_MONOTONIC) + RESEND_MS * 1000000ull;
 			} else {
 				zmtp_close(z);
-				struct timespec pause = {0, 20 * 1000000L};
-				if (clock_ns(CLOCK_MONOTONIC) < until)
+				uint64_t after = clock_ns(CLOCK_MONOTONIC);
+				if (after < until) {
+					struct timespec pause = {0, (long)(until - after)};
 					nanosleep(&pause, NULL);
+				}
 			}
 			continue;
 		}

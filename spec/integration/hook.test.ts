@@ -255,6 +255,42 @@ describe('hook without a coordinator', () => {
   });
 });
 
+describe('hook against a peer that sends what the daemon never does', () => {
+  it('takes a verdict only from a one-frame message: a message of several frames is skipped whole', async () => {
+    const dir = mkdtempSync('/tmp/sg-multipart-');
+    const endpoint = `ipc://${dir}/hooks.sock`;
+    const fake = new Router();
+    await fake.bind(endpoint);
+    void (async () => {
+      for await (const [id, frame] of fake) {
+        const req = decodeRequest(frame!);
+        if (req.type !== 'event') continue;
+        const v = (proceed: boolean) =>
+          encodeVerdict({
+            session: req.event.session,
+            tree: req.event.tree,
+            action: req.event.action,
+            attempt: 1,
+            proceed,
+            code: proceed ? '' : 'E_DEADLINE',
+            reason: 'the real answer',
+          });
+        // PROCEED in the first frame of a two-frame message, then the one-frame ABORT
+        await fake.send([id!, v(true), Buffer.from('trailer')]);
+        await fake.send([id!, v(false)]);
+      }
+    })().catch(() => {});
+    try {
+      const r = await runHook(hookEnv(endpoint, 'pre-restore', { STAGEGATE_TIMEOUT: '5' }));
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /\[E_DEADLINE\] the real answer/);
+    } finally {
+      fake.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('hook with malformed or missing environment', () => {
   const base = hookEnv('ipc:///tmp/unused.sock', 'post-restore', { CRTOOLS_INIT_PID: '999' });
   const cases: [string, Record<string, string | undefined>, RegExp][] = [
