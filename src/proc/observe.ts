@@ -43,6 +43,10 @@ export async function observeMappings(initPid: number, mappings: MappingRef[]): 
   const hosts = hostPids(initPid);
   const maps = new Map<number, LiveVma[]>();
   const out: Observation[] = [];
+  // every sampled page of the tree is read at once: one read after another would cost a
+  // round trip through the thread pool each, on the critical path of the post-restore gate
+  const reads: Promise<void>[] = [];
+  const compares: (() => void)[] = [];
   for (const m of mappings) {
     const host = hosts.get(m.pid);
     const o: Observation = { bo: m.bo, tree: m.tree, pid: m.pid, start: m.start, hostPid: host ?? 0, problem: '', object: '', samples: {} };
@@ -81,15 +85,22 @@ export async function observeMappings(initPid: number, mappings: MappingRef[]): 
     }
     if (!(m.prot & 1)) continue; // unreadable: identity only
     for (const off of sampleOffsets(m.pgoff, m.size)) {
-      const page = await processVmRead(host, m.start + (off - m.pgoff), Number(PAGE));
-      o.samples[off.toString()] = sampleDigest(page);
+      reads.push(
+        processVmRead(host, m.start + (off - m.pgoff), Number(PAGE)).then((page) => {
+          o.samples[off.toString()] = sampleDigest(page);
+        }),
+      );
     }
     // serve --verify-pages: the restored bytes must be the checkpoint's
-    const differs = Object.entries(m.imageSamples ?? {}).filter(([off, d]) => o.samples[off] !== undefined && o.samples[off] !== d);
-    if (differs.length) {
-      const first = BigInt(differs[0]![0]);
-      o.problem = `content at object offset ${hex(first)} (${hex(m.start + first - m.pgoff)}) differs from the checkpoint's page image${differs.length > 1 ? ` (${differs.length} of ${Object.keys(m.imageSamples!).length} sampled pages)` : ''}`;
-    }
+    compares.push(() => {
+      const differs = Object.entries(m.imageSamples ?? {}).filter(([off, d]) => o.samples[off] !== undefined && o.samples[off] !== d);
+      if (differs.length) {
+        const first = BigInt(differs[0]![0]);
+        o.problem = `content at object offset ${hex(first)} (${hex(m.start + first - m.pgoff)}) differs from the checkpoint's page image${differs.length > 1 ? ` (${differs.length} of ${Object.keys(m.imageSamples!).length} sampled pages)` : ''}`;
+      }
+    });
   }
+  await Promise.all(reads);
+  for (const c of compares) c();
   return out;
 }
