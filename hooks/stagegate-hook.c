@@ -988,6 +988,7 @@ static long zmtp_recv(zmtp_t *z, uint8_t *out, size_t cap, uint64_t deadline) {
 /* The hook's one connection to the coordinator: raw ZMTP over IPC, libzmq over TCP. */
 typedef struct {
 	zmtp_t *ipc; /* NULL on TCP */
+	uint64_t deadline; /* IPC: when the hook gives up, from its first connect (CLOCK_MONOTONIC) */
 	void *ctx, *sock;
 	seal_t seal;
 	int timeout_ms;
@@ -1018,8 +1019,10 @@ static int send_event(hook_t *h, conn_t *c) {
 		static zmtp_t z;
 		c->ipc = &z;
 		const char *why = "";
-		uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)(h->gated ? c->timeout_ms : linger) * 1000000ull;
-		if (zmtp_open(&z, h->cfg.endpoint + 6, deadline, &why) == 0 && zmtp_send(&z, g_frame, g_frame_len) == 0) {
+		/* one deadline for the whole wait: a daemon that accepts but never answers
+		 * the handshake must not make the hook wait its timeout twice */
+		c->deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)(h->gated ? c->timeout_ms : linger) * 1000000ull;
+		if (zmtp_open(&z, h->cfg.endpoint + 6, c->deadline, &why) == 0 && zmtp_send(&z, g_frame, g_frame_len) == 0) {
 			if (!h->gated)
 				zmtp_close(&z);
 			return 0;
@@ -1142,7 +1145,7 @@ static Stagegate__V1__Verdict *verdict_of(hook_t *h, const uint8_t *in, size_t l
  * a connection the daemon closed (restarted) is opened again, as ZeroMQ would. */
 static Stagegate__V1__Verdict *await_verdict_ipc(hook_t *h, conn_t *c) {
 	zmtp_t *z = c->ipc;
-	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)c->timeout_ms * 1000000ull;
+	uint64_t deadline = c->deadline;
 	uint64_t resend = clock_ns(CLOCK_MONOTONIC) + RESEND_MS * 1000000ull;
 	/* the frames sent from now on say they are re-sends */
 	h->ev.resent = 1;

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { spawn } from 'node:child_process';
 import { Dealer, Router } from 'zeromq';
 import { hookPath } from '../../src/paths';
@@ -286,6 +287,23 @@ describe('hook against a peer that sends what the daemon never does', () => {
       assert.match(r.stderr, /\[E_DEADLINE\] the real answer/);
     } finally {
       fake.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('hook against a peer that accepts and never speaks', () => {
+  it('gives up within its own timeout, not twice it', async () => {
+    const dir = mkdtempSync('/tmp/sg-mute-');
+    const mute = createServer((s) => s.resume()); // accepts and reads, never answers the handshake
+    await new Promise<void>((r) => mute.listen(join(dir, 'hooks.sock'), r));
+    try {
+      const r = await runHook(hookEnv(`ipc://${dir}/hooks.sock`, 'pre-restore', { STAGEGATE_TIMEOUT: '1' }));
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /no verdict from the coordinator .* within 1s/);
+      assert.ok(r.ms >= 950 && r.ms < 1800, `took ${r.ms} ms for a 1 s timeout`);
+    } finally {
+      await new Promise((r) => mute.close(r));
       rmSync(dir, { recursive: true, force: true });
     }
   });
