@@ -62,11 +62,11 @@
 #include "stagegate.pb-c.h"
 
 /*
- * libzmq is loaded only when the hook needs it: to wait for a verdict, or to
- * speak CURVE over TCP. Loading it and the ~20 libraries it links costs more
- * than an action script should (about 1.3 ms of the 2.2 ms this hook took
- * before doing anything); an event nobody answers goes out over IPC without
- * it (zmtp_send_ipc). The names below stand for libzmq's own functions.
+ * libzmq is loaded only for TCP (CURVE): loading it and the ~20 libraries it
+ * links costs more than an action script should (about 1.3 ms of the 2.2 ms
+ * this hook took before doing anything); over IPC the hook speaks ZMTP itself
+ * (zmtp_open and the functions after it). The names below stand for
+ * libzmq's own functions.
  */
 static struct {
 	void *(*ctx_new)(void);
@@ -658,7 +658,7 @@ static Stagegate__V1__Request *g_req;
 
 /* A guardian's one message: its tree failed to restore (restore-failed, the
  * hook's own run), sent with a bounded linger; nothing waits for a reply. */
-static int zmtp_deliver(const char *path, const uint8_t *msg, size_t len, int timeout_ms);
+static int zmtp_deliver(const char *path, const uint8_t *msg, size_t len, int timeout_ms, const char **why);
 
 static void report_failure(const char *reason) {
 	if (!g_cfg || !g_req)
@@ -674,11 +674,11 @@ static void report_failure(const char *reason) {
 	ev->wall_ns = clock_ns(CLOCK_REALTIME);
 	if (strncmp(g_cfg->endpoint, "ipc://", 6) == 0) {
 		static uint8_t frame[MAX_FRAME];
-		size_t n = stagegate__v1__request__get_packed_size(g_req);
-		if (n <= sizeof(frame) && !check_endpoint(g_cfg->endpoint)) {
-			stagegate__v1__request__pack(g_req, frame);
-			zmtp_deliver(g_cfg->endpoint + 6, frame, n, 1000);
-		}
+		const seal_t plain = {0}; /* seals are for CURVE */
+		const char *why;
+		size_t n = pack_frame(g_req, &plain, frame, sizeof(frame));
+		if (n && !check_endpoint(g_cfg->endpoint))
+			zmtp_deliver(g_cfg->endpoint + 6, frame, n, 1000, &why);
 		return;
 	}
 	if (zmq_load())
@@ -936,12 +936,15 @@ static int zmtp_send(zmtp_t *z, const uint8_t *msg, size_t len) {
 	return writev(z->fd, iov, 2) == (ssize_t)(head_len + len) ? 0 : -1;
 }
 
-/* Connects, sends one message and closes, all by `timeout_ms`. 0 sent, -1 not. */
-static int zmtp_deliver(const char *path, const uint8_t *msg, size_t len, int timeout_ms) {
-	zmtp_t z;
-	const char *why;
+/* Connects, sends one message and closes, all by `timeout_ms`. 0 sent, -1 not (`why` says why). */
+static int zmtp_deliver(const char *path, const uint8_t *msg, size_t len, int timeout_ms, const char **why) {
+	static zmtp_t z;
 	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
-	int ok = zmtp_open(&z, path, deadline, &why) == 0 && zmtp_send(&z, msg, len) == 0;
+	int ok = zmtp_open(&z, path, deadline, why) == 0;
+	if (ok && zmtp_send(&z, msg, len) != 0) {
+		*why = strerror(errno);
+		ok = 0;
+	}
 	zmtp_close(&z);
 	return ok ? 0 : -1;
 }
@@ -994,10 +997,6 @@ typedef struct {
 	int timeout_ms;
 } conn_t;
 
-/* IPC: the event's frame (a plain Request: seals are for CURVE) and the endpoint's path. */
-static uint8_t g_frame[MAX_FRAME];
-static size_t g_frame_len;
-
 /* Connects and sends the event. 0 sent; 1 no socket (the action need not
  * wait: nothing lost); -1 failed (the reason logged). */
 static int send_event(hook_t *h, conn_t *c) {
@@ -1008,31 +1007,31 @@ static int send_event(hook_t *h, conn_t *c) {
 	 * bounded linger and drop the event if the coordinator is not there. */
 	int linger = h->gated ? 0 : (c->timeout_ms < 250 ? c->timeout_ms : 250);
 	if (strncmp(h->cfg.endpoint, "ipc://", 6) == 0) {
-		g_frame_len = stagegate__v1__request__get_packed_size(&h->req);
-		if (g_frame_len > sizeof(g_frame)) {
+		/* a plain Request: seals are for CURVE (c->seal is off) */
+		static uint8_t frame[MAX_FRAME];
+		size_t len = pack_frame(&h->req, &c->seal, frame, sizeof(frame));
+		if (!len) {
 			log_line("event too large for one frame");
 			return -1;
 		}
-		stagegate__v1__request__pack(&h->req, g_frame);
 		if (check_endpoint(h->cfg.endpoint))
 			return -1;
+		const char *why = "";
+		if (!h->gated) {
+			if (zmtp_deliver(h->cfg.endpoint + 6, frame, len, linger, &why) == 0)
+				return 0;
+			/* no coordinator there: the event is dropped (said in criu's log), the action goes on */
+			log_line("event not delivered to %s: %s", h->cfg.endpoint, why);
+			return 1;
+		}
 		static zmtp_t z;
 		c->ipc = &z;
-		const char *why = "";
 		/* one deadline for the whole wait: a daemon that accepts but never answers
 		 * the handshake must not make the hook wait its timeout twice */
-		c->deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)(h->gated ? c->timeout_ms : linger) * 1000000ull;
-		if (zmtp_open(&z, h->cfg.endpoint + 6, c->deadline, &why) == 0 && zmtp_send(&z, g_frame, g_frame_len) == 0) {
-			if (!h->gated)
-				zmtp_close(&z);
-			return 0;
-		}
-		zmtp_close(&z);
-		if (h->gated)
-			return 0; /* not there yet: await_verdict connects again until the timeout, as ZeroMQ would */
-		/* no coordinator there: the event is dropped (said in criu's log), the action goes on */
-		log_line("event not delivered to %s: %s", h->cfg.endpoint, why);
-		return 1;
+		c->deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)c->timeout_ms * 1000000ull;
+		if (zmtp_open(&z, h->cfg.endpoint + 6, c->deadline, &why) != 0 || zmtp_send(&z, frame, len) != 0)
+			zmtp_close(&z); /* not there yet: await_verdict connects again until the deadline, as ZeroMQ would */
+		return 0;
 	}
 	if (zmq_load()) {
 		log_line("cannot load libzmq: %s", dlerror());
@@ -1149,11 +1148,10 @@ static Stagegate__V1__Verdict *await_verdict_ipc(hook_t *h, conn_t *c) {
 	uint64_t resend = clock_ns(CLOCK_MONOTONIC) + RESEND_MS * 1000000ull;
 	/* the frames sent from now on say they are re-sends */
 	h->ev.resent = 1;
-	size_t again_len = stagegate__v1__request__get_packed_size(&h->req);
 	static uint8_t again[MAX_FRAME], in[MAX_FRAME];
-	if (again_len > sizeof(again))
+	size_t again_len = pack_frame(&h->req, &c->seal, again, sizeof(again));
+	if (!again_len)
 		return NULL;
-	stagegate__v1__request__pack(&h->req, again);
 	for (;;) {
 		uint64_t now = clock_ns(CLOCK_MONOTONIC);
 		if (now >= deadline) {
