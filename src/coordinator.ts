@@ -143,6 +143,16 @@ export class Coordinator {
     const nofile = raiseNofileLimit();
     const max = opts.maxConnections ?? defaultConnectionBound(nofile.after);
     const few = max < 1024;
+    if (max > nofile.after - 256) {
+      // a bound the descriptors cannot back would let libzmq abort the daemon again
+      opts.logger.warn(
+        `serve --max-connections ${max} is more than the open-file limit ${nofile.after} can hold (less 256 for the daemon's own files)`,
+        {
+          maxConnections: max,
+          after: nofile.after,
+        },
+      );
+    }
     opts.logger.log(
       few ? 'warn' : 'info',
       `open-file limit ${nofile.after}: at most ${max} connections (hooks, clients, subscribers) at once; beyond that new ones wait${few ? ' (raise the limit: ulimit -n, LimitNOFILE=)' : ''}`,

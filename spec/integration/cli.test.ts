@@ -247,6 +247,17 @@ describe('stagegate CLI', () => {
         /^open-file limit 1024: at most 384 connections \(hooks, clients, subscribers\) at once; beyond that new ones wait \(raise the limit/,
       );
       assert.equal(line.maxConnections, 384);
+      assert.ok(!low.logs().some((l) => l.includes('is more than the open-file limit')));
+      // a bound the limit cannot back is said so
+      const over = await Daemon.start(dir, 30, 'none', '-over', ['--max-connections', '5000'], process.env, [
+        'prlimit',
+        '--nofile=1024:1024',
+      ]);
+      await over.stop();
+      assert.ok(
+        over.logs().some((l) => /serve --max-connections 5000 is more than the open-file limit 1024 can hold/.test(l)),
+        over.logs().join('\n'),
+      );
       const normal = await Daemon.start(dir, 30, 'none', '-normal');
       await normal.stop();
       const soft = Number((await run('sh', ['-c', 'ulimit -Hn'])).output.trim());
