@@ -7,7 +7,7 @@ import { existsSync, lstatSync, accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import type Long from 'long';
 import { criu } from './generated/criu';
-import { MAGIC, readEntries } from './image-file';
+import { MAGIC, big, readEntries } from './image-file';
 import { ImageError } from '../errors';
 import type { Checkpoint, FileObject, MemfdInode, Task, Vma } from './checkpoint-model';
 
@@ -15,8 +15,6 @@ export type { Checkpoint };
 
 /** More tasks than any tree restored through one criu (PID_MAX_LIMIT is 4,194,304; 65,536 tasks is already huge). */
 const MAX_TASKS = 65536;
-
-const big = (v: Long | number | null | undefined): bigint => (v === null || v === undefined ? 0n : BigInt(v.toString()));
 
 /** Refuses anything but a readable real directory (no symlink is followed). */
 export function checkImageDir(dir: string): void {

@@ -3,7 +3,8 @@
  * prefixed by a u32 length (little-endian, as CRIU writes them on x86-64).
  * Every problem is an ImageError naming the file and the byte offset.
  */
-import { FileRefused, readBoundedFile } from '../files';
+import type Long from 'long';
+import { FileRefused, readBoundedFile, readFileRange } from '../files';
 import { ImageError } from '../errors';
 
 export const COMMON_MAGIC = 0x54564319;
@@ -30,10 +31,13 @@ export const DEFAULT_LIMITS: ReadLimits = { maxBytes: 64 * 1024 * 1024, maxEntri
 
 const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
 
-/** A checkpoint file, bounded (see files.ts); every refusal is an ImageError. */
-function readBounded(path: string, maxBytes: number): Buffer {
+/** A 64-bit field of a CRIU image (protobufjs gives Long) as a bigint; absent is 0. */
+export const big = (v: Long | number | null | undefined): bigint => (v === null || v === undefined ? 0n : BigInt(v.toString()));
+
+/** Runs a read of a checkpoint file (see files.ts); every refusal and failure becomes an ImageError naming it. */
+function asImageRead<T>(path: string, read: () => T, maxBytes = Infinity): T {
   try {
-    return readBoundedFile(path, maxBytes);
+    return read();
   } catch (err) {
     if (err instanceof FileRefused) {
       throw new ImageError(
@@ -49,6 +53,11 @@ function readBounded(path: string, maxBytes: number): Buffer {
   }
 }
 
+/** `length` bytes at `position` of a raw image (pages-N.img); fewer at its end. */
+export function readImageRange(path: string, position: number, length: number): Buffer {
+  return asImageRead(path, () => readFileRange(path, position, length));
+}
+
 /** Decodes every entry of `path`; `decode` turns one entry's bytes into a message. */
 export function readEntries<T>(
   path: string,
@@ -58,7 +67,14 @@ export function readEntries<T>(
   limits: Partial<ReadLimits> = {},
 ): T[] {
   const l = { ...DEFAULT_LIMITS, ...limits };
-  return decodeEntries(path, readBounded(path, l.maxBytes), magic, decode, first, l.maxEntries);
+  return decodeEntries(
+    path,
+    asImageRead(path, () => readBoundedFile(path, l.maxBytes), l.maxBytes),
+    magic,
+    decode,
+    first,
+    l.maxEntries,
+  );
 }
 
 export function decodeEntries<T>(

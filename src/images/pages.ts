@@ -11,8 +11,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type Long from 'long';
 import { criu } from './generated/criu';
-import { MAGIC, readEntries } from './image-file';
-import { FileRefused, readFileRange } from '../files';
+import { MAGIC, big, readEntries, readImageRange } from './image-file';
 import { ImageError } from '../errors';
 import type { Checkpoint, Vma } from './checkpoint-model';
 import { shmemOf } from './vma';
@@ -21,8 +20,6 @@ import { sampleDigest } from '../core/verify';
 const PAGE = 4096n;
 const PE_PARENT = 1;
 const PE_PRESENT = 4;
-
-const big = (v: Long | number | null | undefined): bigint => (v === null || v === undefined ? 0n : BigInt(v.toString()));
 
 interface Run {
   offset: bigint;
@@ -67,13 +64,7 @@ class ShmemPages {
     if (!run) return sampleDigest(Buffer.alloc(Number(PAGE)));
     if (run.at < 0n) return null;
     const position = (run.at + (off - run.offset) / PAGE) * PAGE;
-    let page: Buffer;
-    try {
-      page = readFileRange(this.pagesPath, Number(position), Number(PAGE));
-    } catch (err) {
-      if (err instanceof FileRefused) throw new ImageError(this.pagesPath, 0, 'not a regular file');
-      throw new ImageError(this.pagesPath, 0, `cannot read: ${(err as Error).message}`, { cause: err });
-    }
+    const page = readImageRange(this.pagesPath, Number(position), Number(PAGE));
     if (page.length !== Number(PAGE))
       throw new ImageError(this.pagesPath, Number(position), `truncated: the page at object offset 0x${off.toString(16)} is not there`);
     return sampleDigest(page);
