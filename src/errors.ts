@@ -34,6 +34,10 @@ export const ErrorCodes = {
   SESSION_CLOSED: 'E_SESSION_CLOSED',
   /** Another restore run (another criu) already owns this tree in this session and attempt. */
   RUN_CONFLICT: 'E_RUN_CONFLICT',
+  /** An event of the other half of the cycle: a restore run for a session still dumping, or a dump run for a restore. */
+  PHASE: 'E_PHASE',
+  /** `restore --set`: a directory holds no commit record, or the set's records or files do not agree. */
+  NOT_COMMITTED: 'E_NOT_COMMITTED',
   /** Configuration or command-line usage error. */
   USAGE: 'E_USAGE',
   /** criu could not be found or is not usable. */

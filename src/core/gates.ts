@@ -17,7 +17,7 @@ export function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null,
   if (g.released.has(ev.tree)) {
     return reply(peer, verdict(ev, true)); // duplicate after release: same answer
   }
-  const before = gate === 'pre-resume' ? 'post-restore' : gate === 'post-restore' && holds(s, 'pre-restore') ? 'pre-restore' : null;
+  const before = gateBefore(s, gate);
   if (before && !s.gates[before].released.has(ev.tree)) {
     const reason = `tree ${ev.tree} reached ${gate} before its ${before} was answered`;
     return [...abortSession(s, ErrorCodes.CONTRADICTION, reason, at), ...reply(peer, verdict(ev, false, ErrorCodes.CONTRADICTION, reason))];
@@ -33,6 +33,21 @@ export function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null,
   return effects;
 }
 
+/** The gate a tree must have passed before it may arrive at `gate` (CRIU's order), if any. */
+function gateBefore(s: SessionState, gate: GateName): GateName | null {
+  switch (gate) {
+    case 'pre-resume':
+      return 'post-restore';
+    case 'post-restore':
+      return holds(s, 'pre-restore') ? 'pre-restore' : null;
+    case 'network-lock':
+    case 'post-dump':
+      return 'pre-dump';
+    default:
+      return null;
+  }
+}
+
 /** Re-send periods a waiting hook may miss before it counts as lost. */
 export const LEASE_PERIODS = 3;
 
@@ -40,6 +55,11 @@ export const LEASE_PERIODS = 3;
 export function releasableTrees(s: SessionState, gate: GateName): string[] {
   const g = s.gates[gate];
   const pending = [...g.arrived.keys()].filter((t) => !g.released.has(t));
+  if (gate === 'network-lock') {
+    // every tree is known once pre-dump opened; those with a netns of their own must all be frozen
+    const all = s.gates['pre-dump'].openedAt !== null && [...s.trees.values()].every((t) => !t.netLock || g.arrived.has(t.name));
+    return all ? pending : [];
+  }
   if (gate !== 'post-restore' || s.activator === 'none') {
     return g.arrived.size >= s.expectedTrees ? pending : [];
   }
@@ -70,15 +90,16 @@ export function release(s: SessionState, gate: GateName, at: number): Effect[] {
     g.leases.delete(tree);
     effects.push(...reply(p, verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, true)));
   }
-  if (g.released.size >= s.expectedTrees) {
+  if (g.released.size >= (gate === 'network-lock' ? [...s.trees.values()].filter((t) => t.netLock).length : s.expectedTrees)) {
     g.openedAt = at;
     let first = at;
     for (const t of g.arrived.values()) first = Math.min(first, t);
     effects.push(publish(decision('gate-opened', s, at, { action: gate, waitedMs: at - first, trees: [...g.arrived.keys()].sort() })));
   }
   for (const tree of ready) effects.push(publish(decision('tree-released', s, at, { tree, action: gate })));
-  if (gate === 'pre-resume' && g.openedAt !== null) {
-    s.status = 'released';
+  if ((gate === 'pre-resume' || gate === 'post-dump') && g.openedAt !== null) {
+    // the resume barrier released every tree, or the group commit committed every dump
+    s.status = gate === 'post-dump' ? 'committed' : 'released';
     s.closedAt = at;
     effects.push({ type: 'cancel-deadline', session: s.session, attempt: s.attempt });
   }

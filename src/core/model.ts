@@ -3,7 +3,7 @@
  * what the state is (CoordinatorState) and what should happen (Effect).
  * No I/O and no protobuf types here: adapters translate at the edge.
  */
-import type { ActionName, GateName, HoldAt } from './actions';
+import type { ActionName, GateName, HoldAt, Phase } from './actions';
 import type { ErrorCode } from '../errors';
 
 /** What kind of object a BO is (from the images: src/images/vma.ts; or declared in a manifest). */
@@ -33,6 +33,10 @@ export interface StageEvent {
   resendMs?: number;
   /** the criu run that sent it (one `criu restore` of one tree); empty from older clients (see runOf) */
   run?: string;
+  /** pre-dump: the tree has a netns of its own, so criu will run network-lock for it */
+  netLock?: boolean;
+  /** a restore of a committed set: the set's commit id (every tree must name the same) */
+  commit?: string;
 }
 
 export type Input =
@@ -236,7 +240,8 @@ export interface Observation {
   samples: Record<string, string>;
 }
 
-export type SessionStatus = 'open' | 'released' | 'completed' | 'aborted';
+/** A restore ends released (then completed) or aborted; a dump committed or aborted. */
+export type SessionStatus = 'open' | 'released' | 'completed' | 'committed' | 'aborted';
 
 export interface TreeState {
   name: string;
@@ -253,11 +258,17 @@ export interface TreeState {
   verifying: boolean;
   /** live observations at post-restore; null until observed */
   observations: Observation[] | null;
+  /** a dump: the tree has its own netns (criu runs network-lock for it) */
+  netLock?: boolean;
 }
 
 export interface SessionState {
   session: string;
   attempt: number;
+  /** what the session coordinates: a dump (group commit) or a restore */
+  phase: Phase;
+  /** a restore of a committed set: the commit id its first tree named ('' when none) */
+  commit?: string;
   expectedTrees: number;
   openedAt: number;
   deadlineMs: number;

@@ -34,7 +34,7 @@
  * The rooms: sessions.ts (lifecycle), gates.ts, bo-flow.ts (verify),
  * messages.ts (what is published and answered), recovery.ts.
  */
-import { GATES, isGate, type GateName } from './actions';
+import { gatesOf, isGate, phaseOf, type GateName } from './actions';
 import type { CoordinatorState, Effect, Input, Peer, SessionState, StageEvent } from './model';
 import { ErrorCodes } from '../errors';
 import { validateEvent, validateOpen } from './validate';
@@ -137,7 +137,8 @@ function onShutdown(state: CoordinatorState, at: number): Result {
 function onDeadline(state: CoordinatorState, session: string, attempt: number, at: number): Result {
   const s = state.sessions.get(session);
   if (!s || s.attempt !== attempt || s.status !== 'open') return [state, []];
-  const gate = GATES.find((g) => holds(s, g) && s.gates[g].released.size < s.expectedTrees) ?? 'pre-resume';
+  const gates = gatesOf(s.phase);
+  const gate = gates.find((g) => holds(s, g) && s.gates[g].openedAt === null) ?? gates[gates.length - 1]!;
   const missing = missingAt(s, gate);
   const pendingBos = [...bosOf(s).keys()].filter((id) => !s.activeBos.has(id));
   const reason =
@@ -167,6 +168,7 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
   }
 
   const effects: Effect[] = ev.resent ? [] : [{ type: 'publish-event', event: ev }];
+  const phase = phaseOf(ev.action);
   let current = state.sessions.get(ev.session);
   const next = state;
 
@@ -180,16 +182,20 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     if (current && current.status === 'open') {
       effects.push(...abortSession(current, ErrorCodes.SUPERSEDED, `superseded by attempt ${ev.attempt}`, at));
     }
-    current = newSession(
-      ev.session,
-      ev.attempt,
-      ev.expectedTrees,
-      state.config.defaultDeadlineMs,
-      at,
-      state.config.defaultActivator,
-      defaultHoldAt(state.config),
-    );
+    current = sessionFor(state, ev, at);
     effects.push(...opened(current, at));
+  } else if (phase && phase !== current.phase) {
+    if (current.phase === 'dump' && phase === 'restore' && current.status !== 'open') {
+      // the restore of a checkpoint this session dumped: the dump is history
+      current = sessionFor(state, ev, at);
+      effects.push(...opened(current, at));
+    } else {
+      const reason =
+        current.phase === 'dump'
+          ? `session ${current.session} attempt ${current.attempt} is still dumping; its trees can be restored once the dump has ended`
+          : `session ${current.session} attempt ${current.attempt} is a restore; to dump the job, dump every tree with --attempt ${current.attempt + 1}, or use a new session name`;
+      return [next, [...effects, ...reject(ev, peer, gated, ErrorCodes.PHASE, reason, at)]];
+    }
   }
 
   const run = runOf(ev);
@@ -198,7 +204,7 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
   if (
     current.status === 'completed' ||
     current.status === 'aborted' ||
-    (current.status === 'released' && (!known || ev.expectedTrees !== current.expectedTrees))
+    ((current.status === 'released' || current.status === 'committed') && (!known || ev.expectedTrees !== current.expectedTrees))
   ) {
     // history: answered, never applied
     return [next, [...effects, ...answerEnded(current, ev, peer, gated, known, at)]];
@@ -223,6 +229,13 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     const reason = `tree ${ev.tree} was restored as root pid ${prev.initPid}; its run now names pid ${ev.initPid}`;
     return [next, [...effects, ...reject(ev, peer, gated, ErrorCodes.CONTRADICTION, reason, at)]];
   }
+  if (!prev && s.phase === 'restore' && (s.trees.size > 0 || s.commit) && (ev.commit ?? '') !== (s.commit ?? '')) {
+    const reason = `tree ${ev.tree} restores ${ev.commit ? `committed set ${ev.commit}` : 'no committed set'} but session ${s.session} restores ${s.commit ? `committed set ${s.commit}` : 'no committed set'}: every tree of a session must come from one committed checkpoint`;
+    effects.push(...abortSession(s, ErrorCodes.CONTRADICTION, reason, at));
+    effects.push(...(gated ? reply(peer, verdict(ev, false, ErrorCodes.CONTRADICTION, reason)) : []));
+    return [next, effects];
+  }
+  if (!prev && s.trees.size === 0 && ev.commit) s.commit = ev.commit;
   const claimed = borrowed(state, s, ev, prev);
   if (claimed) {
     const reason = `tree ${ev.tree} of session ${s.session} is refused: ${claimed}`;
@@ -245,6 +258,8 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     inspecting: prev?.inspecting ?? false,
     verifying: prev?.verifying ?? false,
     observations: prev?.observations ?? null,
+    // network-lock itself shows a netns of its own, declared or not
+    netLock: (prev?.netLock ?? false) || ev.netLock === true || ev.action === 'network-lock',
   });
 
   if (ev.action === 'restore-failed') {
@@ -255,9 +270,16 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     return [next, effects];
   }
 
+  if (ev.action === 'dump-failed') {
+    const reason = `tree ${ev.tree} failed to dump: ${ev.reason || 'no reason given'}`;
+    if (s.gates['post-dump'].openedAt !== null) return [next, effects]; // committed: its images miss only its record
+    effects.push(...abortSession(s, ErrorCodes.TREE_FAILED, reason, at));
+    return [next, effects];
+  }
+
   effects.push(...inspect(s, ev.tree));
-  if (ev.action === 'pre-restore' && !holds(s, 'pre-restore')) {
-    effects.push(...reply(peer, verdict(ev, true))); // no arrival barrier: go on at once
+  if (gated && !holds(s, ev.action as GateName)) {
+    effects.push(...reply(peer, verdict(ev, true))); // a gate this session does not hold (no arrival barrier, no netns): go on at once
     return [next, effects];
   }
   if (gated) {
@@ -273,6 +295,23 @@ function onEvent(state: CoordinatorState, ev: StageEvent, peer: Peer | null, at:
     }
   }
   return [next, effects];
+}
+
+/** A new session for the first event of an attempt (or of a restore after its dump): its phase from the action. */
+function sessionFor(state: CoordinatorState, ev: StageEvent, at: number): SessionState {
+  const dump = phaseOf(ev.action) === 'dump';
+  return newSession(
+    ev.session,
+    ev.attempt,
+    ev.expectedTrees,
+    state.config.defaultDeadlineMs,
+    at,
+    // a dump reads no images and acts on no task: nothing to verify or activate
+    dump ? 'none' : state.config.defaultActivator,
+    dump ? 'none' : defaultHoldAt(state.config),
+    [],
+    dump ? 'dump' : 'restore',
+  );
 }
 
 function onHookLost(state: CoordinatorState, input: Extract<Input, { type: 'hook-lost' }>): Result {

@@ -3,7 +3,7 @@
  * may be asked, and how ended sessions are forgotten. Sessions are updated in
  * place (session-reducer.ts says who owns the state).
  */
-import { GATES, type GateName, type HoldAt } from './actions';
+import { GATES, type GateName, type HoldAt, type Phase } from './actions';
 import type {
   Activator,
   CoordinatorConfig,
@@ -41,10 +41,12 @@ export function newSession(
   activator: Activator,
   holdAt: HoldAt,
   manifest: MappingRef[] = [],
+  phase: Phase = 'restore',
 ): SessionState {
   return {
     session,
     attempt,
+    phase,
     expectedTrees,
     openedAt: at,
     deadlineMs,
@@ -52,7 +54,14 @@ export function newSession(
     closedAt: null,
     abort: null,
     trees: new Map(),
-    gates: { 'pre-restore': emptyGate(), 'post-restore': emptyGate(), 'pre-resume': emptyGate() },
+    gates: {
+      'pre-restore': emptyGate(),
+      'post-restore': emptyGate(),
+      'pre-resume': emptyGate(),
+      'pre-dump': emptyGate(),
+      'network-lock': emptyGate(),
+      'post-dump': emptyGate(),
+    },
     activator,
     holdAt,
     manifest,
@@ -99,7 +108,7 @@ export function opened(s: SessionState, at: number): Effect[] {
   return [
     publish(
       decision('session-opened', s, at, {
-        reason: `expecting ${s.expectedTrees} tree(s), deadline ${s.deadlineMs} ms, activator ${s.activator}${s.holdAt === 'pre-restore' ? ', arrival barrier at pre-restore' : ''}${s.manifest.length ? `, ${new Set(s.manifest.map((m) => m.bo)).size} BO(s) from a manifest` : ''}`,
+        reason: `${s.phase === 'dump' ? 'dump: ' : ''}expecting ${s.expectedTrees} tree(s), deadline ${s.deadlineMs} ms, activator ${s.activator}${s.holdAt === 'pre-restore' ? ', arrival barrier at pre-restore' : ''}${s.manifest.length ? `, ${new Set(s.manifest.map((m) => m.bo)).size} BO(s) from a manifest` : ''}`,
       }),
     ),
     { type: 'schedule-deadline', session: s.session, attempt: s.attempt, inMs: s.deadlineMs },
@@ -132,7 +141,7 @@ export function abortSession(s: SessionState, code: ErrorCode, reason: string, a
 
 /** Trees that have not reached `gate` yet (known or not yet seen). */
 export function missingAt(s: SessionState, gate: GateName): string[] {
-  const known = [...s.trees.keys()].filter((t) => !s.gates[gate].arrived.has(t));
+  const known = [...s.trees.values()].filter((t) => needs(s, gate, t.name) && !s.gates[gate].arrived.has(t.name)).map((t) => t.name);
   const unseen = s.expectedTrees - s.trees.size;
   return unseen > 0 ? [...known.sort(), `${unseen} tree(s) not seen yet`] : known.sort();
 }
@@ -182,5 +191,16 @@ export function borrowed(state: CoordinatorState, s: SessionState, ev: StageEven
   return null;
 }
 
-/** Whether `gate` holds trees in `s` (pre-restore only with an arrival barrier). */
-export const holds = (s: SessionState, gate: GateName) => gate !== 'pre-restore' || s.holdAt === 'pre-restore';
+/**
+ * Whether `gate` holds trees in `s`: only the gates of its phase; pre-restore
+ * only with an arrival barrier; network-lock only in a dump with a tree of its
+ * own netns.
+ */
+export const holds = (s: SessionState, gate: GateName): boolean =>
+  s.phase === 'dump'
+    ? gate === 'pre-dump' || gate === 'post-dump' || (gate === 'network-lock' && [...s.trees.values()].some((t) => t.netLock))
+    : gate === 'post-restore' || gate === 'pre-resume' || (gate === 'pre-restore' && s.holdAt === 'pre-restore');
+
+/** Whether `tree` must pass `gate` before the gate opens (network-lock: only the trees with their own netns). */
+export const needs = (s: SessionState, gate: GateName, tree: string): boolean =>
+  gate !== 'network-lock' || s.trees.get(tree)?.netLock === true;

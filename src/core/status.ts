@@ -2,7 +2,8 @@
  * The operator's view of the coordinator state (pure): for each session, each
  * tree's stage, what each gate still waits for and since when.
  */
-import { GATES } from './actions';
+import { gatesOf } from './actions';
+import { missingAt } from './sessions';
 import { groupBos } from './bo-graph';
 import type { CoordinatorState, MappingRef, SessionState } from './model';
 
@@ -18,6 +19,8 @@ export interface TreeView {
   inspected: boolean;
   observed: boolean;
   run: string;
+  /** a dump: the group commit answered its post-dump */
+  committed: boolean;
 }
 
 export interface BoView {
@@ -43,6 +46,8 @@ export interface SessionView {
   waitingFor: string[];
   /** 'pre-restore' when the session has an arrival barrier */
   holdAt: string;
+  /** 'dump' or 'restore' */
+  phase: string;
 }
 
 const mapper = (m: MappingRef) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+${m.size}`;
@@ -50,7 +55,7 @@ const mapper = (m: MappingRef) => `${m.tree}/${m.pid}@0x${m.start.toString(16)}+
 export function sessionView(s: SessionState): SessionView {
   const trees: TreeView[] = [...s.trees.values()]
     .map((t) => {
-      const gate = GATES.find(
+      const gate = gatesOf(s.phase).find(
         (g) => s.gates[g].waiting.has(t.name) || (s.gates[g].arrived.has(t.name) && !s.gates[g].released.has(t.name)),
       );
       return {
@@ -65,6 +70,7 @@ export function sessionView(s: SessionState): SessionView {
         inspected: t.mappings !== null,
         observed: t.observations !== null,
         run: t.run,
+        committed: s.gates['post-dump'].openedAt !== null && s.gates['post-dump'].released.has(t.name),
       };
     })
     .sort((a, b) => (a.tree < b.tree ? -1 : 1));
@@ -80,10 +86,10 @@ export function sessionView(s: SessionState): SessionView {
   if (s.status === 'open') {
     const unseen = s.expectedTrees - s.trees.size;
     if (unseen > 0) waitingFor.push(`${unseen} tree(s) not seen yet`);
-    for (const gate of GATES) {
+    for (const gate of gatesOf(s.phase)) {
       const g = s.gates[gate];
       if (g.arrived.size === 0 || g.openedAt !== null) continue;
-      const missing = [...s.trees.keys()].filter((t) => !g.arrived.has(t)).sort();
+      const missing = missingAt(s, gate).filter((t) => s.trees.has(t));
       if (missing.length) waitingFor.push(`${gate}: trees ${missing.join(', ')} not arrived`);
     }
     const pending = bos.filter((b) => !b.active).map((b) => b.id);
@@ -103,6 +109,7 @@ export function sessionView(s: SessionState): SessionView {
     bos,
     waitingFor,
     holdAt: s.holdAt === 'none' ? '' : s.holdAt,
+    phase: s.phase,
   };
 }
 

@@ -64,6 +64,8 @@ function decodeEvent(e: pb.IStageEvent): StageEvent {
     ...(e.resent ? { resent: true } : {}),
     ...(e.resendMs ? { resendMs: e.resendMs } : {}),
     ...(e.run ? { run: e.run } : {}),
+    ...(e.netLock ? { netLock: true } : {}),
+    ...(e.commit ? { commit: e.commit } : {}),
   };
 }
 
@@ -195,6 +197,8 @@ export function encodeEvent(ev: StageEvent): pb.IStageEvent {
     resent: ev.resent ?? false,
     resendMs: ev.resendMs ?? 0,
     run: ev.run ?? '',
+    netLock: ev.netLock ?? false,
+    commit: ev.commit ?? '',
   };
 }
 
@@ -404,6 +408,7 @@ export function encodeStatusReply(views: SessionView[], nowMs: number): Uint8Arr
       bos: v.bos,
       waitingFor: v.waitingFor,
       holdAt: v.holdAt,
+      phase: v.phase,
     })),
   }).finish();
 }
@@ -435,10 +440,13 @@ export function decodeStatusReply(frame: Uint8Array): { now: number; sessions: S
         inspected: t.inspected,
         observed: t.observed,
         run: t.run,
+        committed: t.committed,
       })),
       bos: (v.bos as pb.BoStatus[]).map((b) => ({ id: b.id, label: b.label, kind: b.kind, active: b.active, mappers: b.mappers })),
       waitingFor: v.waitingFor,
       holdAt: v.holdAt,
+      // daemons before the dump side: every session was a restore
+      phase: v.phase || 'restore',
     })),
   };
 }
