@@ -13,6 +13,12 @@
  *   pre-resume    wait; ABORT or silence -> SIGKILL the restored tree (its
  *                 tasks are ptrace-stopped and have run no user code) and
  *                 exit 1
+ *   pre-dump      wait (no tree freezes before every tree has started its
+ *                 dump); ABORT or silence -> exit 1 (criu dumps nothing)
+ *   network-lock  wait (only trees with their own netns reach it); ABORT or
+ *                 silence -> exit 1 (criu resumes the tree)
+ *   post-dump     wait for the group commit; ABORT or silence -> exit 1:
+ *                 criu unlocks the network and resumes the tree (rollback)
  *   anything else publish and return 0 at once
  *
  * Every event names its run (STAGEGATE_RUN, else derived from this hook's
@@ -744,12 +750,48 @@ static int read_config(config_t *c) {
 	return 0;
 }
 
+/* Whether the tree criu dumps has a network namespace of its own, so that
+ * criu will run network-lock for it: STAGEGATE_NET_LOCK (set by `stagegate
+ * dump`) when given, else the netns of the pid criu was given (-t/--tree in
+ * its command line) against criu's own. 0 when it cannot tell. */
+static int dumps_own_netns(void) {
+	const char *e = getenv("STAGEGATE_NET_LOCK");
+	if (e && *e)
+		return strcmp(e, "1") == 0;
+	char path[64], args[8192];
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", getppid());
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, args, sizeof(args) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	args[n] = '\0';
+	unsigned long pid = 0;
+	for (char *a = args; a < args + n; a += strlen(a) + 1) {
+		char *next = a + strlen(a) + 1;
+		if ((!strcmp(a, "-t") || !strcmp(a, "--tree")) && next < args + n)
+			parse_uint(next, 1, INT_MAX, &pid);
+		else if (!strncmp(a, "--tree=", 7))
+			parse_uint(a + 7, 1, INT_MAX, &pid);
+	}
+	if (!pid)
+		return 0;
+	struct stat mine, theirs;
+	char ns[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", getppid());
+	snprintf(ns, sizeof(ns), "/proc/%lu/ns/net", pid);
+	return stat(path, &mine) == 0 && stat(ns, &theirs) == 0 && mine.st_ino != theirs.st_ino;
+}
+
 /* One run of the hook: what criu and the environment told it, and the event it sends. */
 typedef struct {
 	config_t cfg;
 	const char *name; /* CRTOOLS_SCRIPT_ACTION */
 	Stagegate__V1__Action action;
 	int gated;
+	int net_lock; /* pre-dump: the dumped tree has a netns of its own */
 	unsigned long init_pid;
 	int pinned; /* a stand-in's pidfd of the held root, else -1 */
 	char run[129];
@@ -773,7 +815,15 @@ static int build_event(hook_t *h) {
 		return 2;
 	h->action = parse_action(h->name);
 	h->gated = h->action == STAGEGATE__V1__ACTION__PRE_RESTORE || h->action == STAGEGATE__V1__ACTION__POST_RESTORE ||
-		   h->action == STAGEGATE__V1__ACTION__PRE_RESUME;
+		   h->action == STAGEGATE__V1__ACTION__PRE_RESUME || h->action == STAGEGATE__V1__ACTION__PRE_DUMP ||
+		   h->action == STAGEGATE__V1__ACTION__NETWORK_LOCK || h->action == STAGEGATE__V1__ACTION__POST_DUMP;
+	const char *commit = getenv("STAGEGATE_COMMIT");
+	if (commit && *commit && !valid_name(commit)) {
+		log_line("STAGEGATE_COMMIT is invalid: need 1-128 characters of [A-Za-z0-9._:-]");
+		return 2;
+	}
+	if (h->action == STAGEGATE__V1__ACTION__PRE_DUMP)
+		h->net_lock = dumps_own_netns();
 	const char *ip = getenv("CRTOOLS_INIT_PID");
 	if (ip && *ip && parse_uint(ip, 1, INT_MAX, &h->init_pid)) {
 		log_line("CRTOOLS_INIT_PID is not a pid: '%s'", ip);
@@ -816,6 +866,8 @@ static int build_event(hook_t *h) {
 		ev->resend_ms = RESEND_MS;
 	ev->resent = h->pinned >= 0;
 	ev->run = h->run;
+	ev->net_lock = h->net_lock;
+	ev->commit = commit && *commit ? (char *)commit : "";
 	stagegate__v1__request__init(&h->req);
 	h->req.body_case = STAGEGATE__V1__REQUEST__BODY_EVENT;
 	h->req.event = ev;

@@ -59,3 +59,9 @@ if newer build/workload demo/workload.c; then
   mkdir -p build
   cc -O2 -Wall -Wextra -o build/workload demo/workload.c
 fi
+
+if newer build/stream-peer demo/stream-peer.c; then
+  say "building the TCP stream workload"
+  mkdir -p build
+  cc -O2 -Wall -Wextra -o build/stream-peer demo/stream-peer.c
+fi

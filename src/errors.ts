@@ -126,6 +126,14 @@ export class ImageError extends StagegateError {
   }
 }
 
+/** A checkpoint set is not committed: a missing, torn or disagreeing commit record, or image files that changed since. */
+export class NotCommittedError extends StagegateError {
+  override readonly name = 'NotCommittedError';
+  constructor(message: string, options?: Options) {
+    super(ErrorCodes.NOT_COMMITTED, message, options);
+  }
+}
+
 /** A restored tree could not be observed (its mappings are then unverified). */
 export class VerifyError extends StagegateError {
   override readonly name = 'VerifyError';

@@ -2,6 +2,7 @@
 import type { Command } from '../command';
 import { serve } from './serve';
 import { restore } from './restore';
+import { dump } from './dump';
 import { open } from './open';
 import { images } from './images';
 import { verify } from './verify';
@@ -10,4 +11,4 @@ import { trace } from './trace';
 import { keygen } from './keygen';
 import { criuPathCmd, hookPathCmd } from './paths';
 
-export const COMMANDS: readonly Command[] = [serve, restore, open, images, verify, status, watch, trace, hookPathCmd, criuPathCmd, keygen];
+export const COMMANDS: readonly Command[] = [serve, dump, restore, open, images, verify, status, watch, trace, hookPathCmd, criuPathCmd, keygen];

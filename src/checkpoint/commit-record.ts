@@ -1,0 +1,199 @@
+/**
+ * The commit record: what makes a committed checkpoint set recognisable from
+ * its images alone. `stagegate dump` writes one into each tree's images
+ * directory, and only after the coordinator committed the whole set; it names
+ * the session, attempt and commit id, every member tree (and its host), and
+ * each image file with its size and a digest, so that a missing or changed
+ * file is found without asking anybody.
+ *
+ * Durability: every recorded image is fsync'd first, then the record is
+ * written to a temporary name, fsync'd, renamed into place and the directory
+ * fsync'd. A crash at any point leaves either no record (the set is not
+ * committed) or a whole one; a record is never written for a set that was not
+ * committed, since it is written only once the coordinator says so.
+ *
+ * Digests: metadata images are hashed whole; page images (pages-N.img, tens
+ * of GB in a real checkpoint) only sampled (size, first and last MiB) unless
+ * the full checksum is asked for.
+ */
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readBoundedFile } from '../files';
+import { ImageError, NotCommittedError } from '../errors';
+
+export const RECORD_NAME = 'stagegate-commit.json';
+export const RECORD_FORMAT = 'stagegate-commit/1';
+const MAX_RECORD_BYTES = 16 * 1024 * 1024;
+/** Page images are sampled this much at each end unless the full checksum is asked for. */
+export const SAMPLE_BYTES = 1 << 20;
+
+export type ChecksumMode = 'sampled' | 'full';
+
+export interface Member {
+  tree: string;
+  host: string;
+  run: string;
+}
+
+export interface FileDigest {
+  name: string;
+  size: number;
+  /** sha256 of the whole file, or of size + sampled ends ("sampled:" prefix) */
+  sha256: string;
+}
+
+export interface CommitRecord {
+  format: typeof RECORD_FORMAT;
+  session: string;
+  attempt: number;
+  /** the same in every member's record: derived from session, attempt and the members */
+  commit: string;
+  tree: string;
+  host: string;
+  members: Member[];
+  committedAt: string;
+  checksum: ChecksumMode;
+  files: FileDigest[];
+  /** sha256 of the record without this field: a torn or edited record does not verify */
+  digest: string;
+}
+
+/** A set's commit id: the same for every member, different for any other dump (runs are nonces). */
+export function commitId(session: string, attempt: number, members: Member[]): string {
+  const h = createHash('sha256');
+  h.update(`stagegate commit v1\0${session}\0${attempt}\0`);
+  for (const m of [...members].sort((a, b) => (a.tree < b.tree ? -1 : 1))) h.update(`${m.tree}\0${m.host}\0${m.run}\0`);
+  return `c-${h.digest('hex').slice(0, 32)}`;
+}
+
+/** The files a record covers: CRIU's images and its dump statistics, not logs or what a restore adds. */
+const covered = (name: string) => (name.endsWith('.img') || name === 'stats-dump') && !name.startsWith('.');
+const isPages = (name: string) => /^pages-\d+\.img$/.test(name);
+
+async function digestFile(dir: string, name: string, mode: ChecksumMode, sync = false): Promise<FileDigest> {
+  const path = join(dir, name);
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new ImageError(path, 0, 'not a regular file');
+    const h = createHash('sha256');
+    const buf = Buffer.alloc(SAMPLE_BYTES);
+    const sampled = isPages(name) && mode === 'sampled' && st.size > 2 * SAMPLE_BYTES;
+    const ranges = sampled
+      ? [
+          [0, SAMPLE_BYTES],
+          [st.size - SAMPLE_BYTES, SAMPLE_BYTES],
+        ]
+      : [[0, st.size]];
+    if (sampled) h.update(`size ${st.size}\0`);
+    for (const [start, len] of ranges) {
+      for (let off = 0; off < len!; ) {
+        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, len! - off), start! + off);
+        if (bytesRead === 0) throw new ImageError(path, start! + off, 'shorter than its size while hashing');
+        h.update(buf.subarray(0, bytesRead));
+        off += bytesRead;
+      }
+    }
+    // the images must be on disk before a record that vouches for them
+    if (sync) await fh.sync();
+    return { name, size: st.size, sha256: `${sampled ? 'sampled:' : ''}${h.digest('hex')}` };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Digests of every covered file of `dir`, by name (symlinks and other non-regular entries are refused). */
+export async function digestDir(dir: string, mode: ChecksumMode): Promise<FileDigest[]> {
+  const names = (await readdir(dir)).filter(covered).sort();
+  if (names.length === 0) throw new ImageError(dir, 0, 'no CRIU images');
+  const out: FileDigest[] = [];
+  // a few at a time: a real checkpoint has hundreds of images
+  for (let i = 0; i < names.length; i += 16) out.push(...(await Promise.all(names.slice(i, i + 16).map((n) => digestFile(dir, n, mode, true)))));
+  return out;
+}
+
+const digestOf = (r: Omit<CommitRecord, 'digest'>) => createHash('sha256').update(JSON.stringify(r)).digest('hex');
+
+/** Writes `dir`'s commit record durably (see the top). */
+export async function writeRecord(dir: string, r: Omit<CommitRecord, 'format' | 'files' | 'digest' | 'committedAt'>, mode: ChecksumMode) {
+  const body: Omit<CommitRecord, 'digest'> = {
+    format: RECORD_FORMAT,
+    ...r,
+    committedAt: new Date().toISOString(),
+    checksum: mode,
+    files: await digestDir(dir, mode),
+  };
+  const record: CommitRecord = { ...body, digest: digestOf(body) };
+  const tmp = join(dir, `.${RECORD_NAME}.${process.pid}.tmp`);
+  try {
+    await writeFile(tmp, JSON.stringify(record, null, 1) + '\n', { flag: 'wx', mode: 0o644 });
+    const fh = await open(tmp, constants.O_RDONLY);
+    await fh.sync().finally(() => fh.close());
+    await rename(tmp, join(dir, RECORD_NAME));
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  const d = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  await d.sync().finally(() => d.close());
+  return record;
+}
+
+const str = (v: unknown, max = 256): v is string => typeof v === 'string' && v.length <= max;
+const NAME = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** `dir`'s commit record, checked for shape and digest; a StagegateError (E_NOT_COMMITTED) when there is none or it does not verify. */
+export function readRecord(dir: string): CommitRecord {
+  const path = join(dir, RECORD_NAME);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readBoundedFile(path, MAX_RECORD_BYTES).toString('utf8'));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no commit record: this checkpoint was never committed' : `unreadable commit record: ${e.message}`;
+    throw new NotCommittedError(`${dir}: ${why}`);
+  }
+  const r = raw as CommitRecord;
+  const bad = (why: string) => new NotCommittedError(`${path}: ${why}`);
+  if (!r || typeof r !== 'object' || r.format !== RECORD_FORMAT) throw bad(`not a ${RECORD_FORMAT} record`);
+  if (!NAME.test(String(r.session)) || !NAME.test(String(r.tree)) || !str(r.commit, 64) || !str(r.host) || !str(r.digest, 64))
+    throw bad('malformed names');
+  if (!Number.isInteger(r.attempt) || r.attempt < 1) throw bad('malformed attempt');
+  if (!Array.isArray(r.members) || r.members.length < 1 || r.members.length > 65536) throw bad('malformed members');
+  if (!r.members.every((m) => NAME.test(String(m?.tree)) && str(m.host) && str(m.run))) throw bad('malformed members');
+  if (!Array.isArray(r.files) || !r.files.every((f) => str(f?.name) && covered(f.name) && !f.name.includes('/') && Number.isSafeInteger(f.size) && str(f.sha256, 80)))
+    throw bad('malformed file list');
+  const { digest, ...body } = r;
+  if (digestOf(body) !== digest) throw bad('its digest does not match: the record is torn or was edited');
+  if (commitId(r.session, r.attempt, r.members) !== r.commit) throw bad('its commit id does not match its members');
+  if (!r.members.some((m) => m.tree === r.tree)) throw bad(`tree ${r.tree} is not among its members`);
+  return r;
+}
+
+/** Problems of `dir` against its record: missing, resized or changed image files. */
+export async function checkFiles(dir: string, r: CommitRecord): Promise<string[]> {
+  const problems: string[] = [];
+  const now = new Map<string, FileDigest>();
+  for (const f of r.files) {
+    try {
+      const st = await lstat(join(dir, f.name));
+      if (!st.isFile()) {
+        problems.push(`${f.name}: no longer a regular file`);
+        continue;
+      }
+      if (st.size !== f.size) {
+        problems.push(`${f.name}: ${st.size} bytes, committed with ${f.size}`);
+        continue;
+      }
+      now.set(f.name, await digestFile(dir, f.name, r.checksum));
+    } catch (err) {
+      problems.push(`${f.name}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (err as Error).message}`);
+    }
+  }
+  for (const f of r.files) {
+    const d = now.get(f.name);
+    if (d && d.sha256 !== f.sha256) problems.push(`${f.name}: content differs from the committed image`);
+  }
+  return problems;
+}

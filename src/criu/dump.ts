@@ -1,0 +1,170 @@
+/**
+ * `stagegate dump`: runs `criu dump` with the stagegate hook as action script
+ * (the twin of `stagegate restore`), and writes the commit record once the
+ * coordinator has committed the whole set.
+ * - The hook holds the tree at pre-dump (until every tree has started), at
+ *   network-lock (trees with their own netns) and at post-dump (the group
+ *   commit). An ABORT at post-dump makes criu unlock the network and resume
+ *   the tree: the job goes on as if nothing happened.
+ * - When criu fails, or is killed, the coordinator is told at once
+ *   (dump-failed), so every other tree is rolled back now, not at the deadline.
+ * - When criu succeeds its post-dump was answered COMMIT; the wrapper then
+ *   asks the coordinator for the set's members and writes the commit record
+ *   (checkpoint/commit-record.ts). Without that answer it writes none: the
+ *   set is then not committed, which is the safe side.
+ */
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { constants, hostname, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { StageEvent } from '../core/model';
+import { criuPath, hookPath } from '../paths';
+import { readBoundedFile } from '../files';
+import { type ChecksumMode, commitId, writeRecord } from '../checkpoint/commit-record';
+
+export interface DumpOptions {
+  endpoint: string;
+  session: string;
+  tree: string;
+  trees: number;
+  attempt: number;
+  timeoutS: number;
+  criuArgs: string[];
+  checksum: ChecksumMode;
+  criu?: string;
+}
+
+/** The value of a criu option (`-t N`, `--tree N`, `--tree=N`), the last one given. */
+export function criuOption(args: string[], short: string, long: string): string | undefined {
+  let v: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if ((a === short || a === long) && i + 1 < args.length) v = args[++i];
+    else if (a.startsWith(`${long}=`)) v = a.slice(long.length + 1);
+  }
+  return v;
+}
+
+/** Whether the tree rooted at `pid` has a network namespace other than ours (criu then runs network-lock). */
+function ownNetns(pid: string | undefined): boolean | undefined {
+  if (!pid || !/^\d{1,9}$/.test(pid)) return undefined;
+  try {
+    return statSync(`/proc/${pid}/ns/net`).ino !== statSync('/proc/self/ns/net').ino;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function dump(o: DumpOptions): Promise<number> {
+  const criu = o.criu ?? criuPath();
+  const noteDir = mkdtempSync(join(tmpdir(), 'stagegate-dump-'));
+  const run = `sg-${randomUUID()}`;
+  const note = join(noteDir, 'abort');
+  const imagesDir = resolve(criuOption(o.criuArgs, '-D', '--images-dir') ?? '.');
+  const netLock = ownNetns(criuOption(o.criuArgs, '-t', '--tree'));
+  // registered first, so it runs last at each stage (see restore.ts)
+  const args = ['dump', '--action-script', hookPath(), ...o.criuArgs];
+  const env = {
+    ...process.env,
+    STAGEGATE_ENDPOINT: o.endpoint,
+    STAGEGATE_SESSION: o.session,
+    STAGEGATE_TREE: o.tree,
+    STAGEGATE_TREES: String(o.trees),
+    STAGEGATE_ATTEMPT: String(o.attempt),
+    STAGEGATE_TIMEOUT: String(o.timeoutS),
+    STAGEGATE_RUN: run,
+    STAGEGATE_ABORT_NOTE: note,
+    ...(netLock === undefined ? {} : { STAGEGATE_NET_LOCK: netLock ? '1' : '0' }),
+  };
+  try {
+    const child = spawn(criu, args, { env, stdio: 'inherit' });
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res, rej) => {
+      child.once('error', rej);
+      child.once('exit', (c, s) => res([c, s]));
+    });
+    const rc = code ?? 128 + (signal ? constants.signals[signal] : 0);
+    const ctx = { o, run, criuPid: child.pid ?? 0 };
+    if (rc !== 0) {
+      const why = readNote(note);
+      if (why) say(`aborted at ${why}`);
+      const { sendEvent } = await import('../transport/client');
+      const reason = signal ? `criu killed by ${signal}` : `criu exited with ${code}`;
+      await sendEvent(o.endpoint, event(ctx, reason)).catch(() => {});
+      return rc;
+    }
+    return await commit(ctx, imagesDir);
+  } finally {
+    rmSync(noteDir, { recursive: true, force: true });
+  }
+}
+
+interface Ctx {
+  o: DumpOptions;
+  run: string;
+  criuPid: number;
+}
+
+function event(ctx: Ctx, reason: string): StageEvent {
+  const { o } = ctx;
+  return {
+    session: o.session,
+    tree: o.tree,
+    action: 'dump-failed',
+    actionName: 'dump-failed',
+    initPid: 0,
+    imageDir: '',
+    host: hostname(),
+    hookPid: process.pid,
+    criuPid: ctx.criuPid,
+    monoNs: process.hrtime.bigint(),
+    wallNs: BigInt(Date.now()) * 1_000_000n,
+    attempt: o.attempt,
+    expectedTrees: o.trees,
+    reason,
+    run: ctx.run,
+  };
+}
+
+/** criu succeeded: its post-dump was answered COMMIT. Records the set in this tree's images. */
+async function commit(ctx: Ctx, imagesDir: string): Promise<number> {
+  const { o } = ctx;
+  const { requestStatus } = await import('../transport/client');
+  const status = await requestStatus(o.endpoint, o.session, 5000).catch((err: Error) => err);
+  const s =
+    status instanceof Error ? undefined : status.sessions.find((x) => x.session === o.session && x.attempt === o.attempt && x.phase === 'dump');
+  const mine = s?.trees.find((t) => t.tree === o.tree && t.run === ctx.run);
+  if (!s || s.status !== 'committed' || !mine?.committed) {
+    const why = status instanceof Error ? status.message : s ? `session status ${s.status}` : 'it no longer knows the session';
+    say(`criu dumped tree ${o.tree}, but the coordinator does not confirm the commit (${why}): no commit record written, so this set does not count as committed`);
+    return 1;
+  }
+  const members = s.trees.map((t) => ({ tree: t.tree, host: t.host, run: t.run }));
+  const record = await writeRecord(
+    imagesDir,
+    {
+      session: o.session,
+      attempt: o.attempt,
+      commit: commitId(o.session, o.attempt, members),
+      tree: o.tree,
+      host: mine.host,
+      members,
+      checksum: o.checksum,
+    },
+    o.checksum,
+  );
+  say(`committed tree ${o.tree} of session ${o.session} attempt ${o.attempt} as ${record.commit} (${record.files.length} image files)`);
+  return 0;
+}
+
+function readNote(path: string): string {
+  try {
+    return readBoundedFile(path, 4096).toString('utf8').trim().slice(0, 1000);
+  } catch {
+    return '';
+  }
+}
+
+function say(line: string): void {
+  process.stderr.write(`stagegate dump: ${line}\n`);
+}
