@@ -89,7 +89,7 @@ async function digestFile(dir: string, name: string, mode: ChecksumMode, sync = 
       : [[0, st.size]];
     if (sampled) h.update(`size ${st.size}\0`);
     for (const [start, len] of ranges) {
-      for (let off = 0; off < len!; ) {
+      for (let off = 0; off < len!;) {
         const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, len! - off), start! + off);
         if (bytesRead === 0) throw new ImageError(path, start! + off, 'shorter than its size while hashing');
         h.update(buf.subarray(0, bytesRead));
@@ -110,7 +110,8 @@ export async function digestDir(dir: string, mode: ChecksumMode): Promise<FileDi
   if (names.length === 0) throw new ImageError(dir, 0, 'no CRIU images');
   const out: FileDigest[] = [];
   // a few at a time: a real checkpoint has hundreds of images
-  for (let i = 0; i < names.length; i += 16) out.push(...(await Promise.all(names.slice(i, i + 16).map((n) => digestFile(dir, n, mode, true)))));
+  for (let i = 0; i < names.length; i += 16)
+    out.push(...(await Promise.all(names.slice(i, i + 16).map((n) => digestFile(dir, n, mode, true)))));
   return out;
 }
 
@@ -162,7 +163,10 @@ export function readRecord(dir: string): CommitRecord {
   if (!Number.isInteger(r.attempt) || r.attempt < 1) throw bad('malformed attempt');
   if (!Array.isArray(r.members) || r.members.length < 1 || r.members.length > 65536) throw bad('malformed members');
   if (!r.members.every((m) => NAME.test(String(m?.tree)) && str(m.host) && str(m.run))) throw bad('malformed members');
-  if (!Array.isArray(r.files) || !r.files.every((f) => str(f?.name) && covered(f.name) && !f.name.includes('/') && Number.isSafeInteger(f.size) && str(f.sha256, 80)))
+  if (
+    !Array.isArray(r.files) ||
+    !r.files.every((f) => str(f?.name) && covered(f.name) && !f.name.includes('/') && Number.isSafeInteger(f.size) && str(f.sha256, 80))
+  )
     throw bad('malformed file list');
   const { digest, ...body } = r;
   if (digestOf(body) !== digest) throw bad('its digest does not match: the record is torn or was edited');

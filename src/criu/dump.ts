@@ -132,11 +132,15 @@ async function commit(ctx: Ctx, imagesDir: string): Promise<number> {
   const { requestStatus } = await import('../transport/client');
   const status = await requestStatus(o.endpoint, o.session, 5000).catch((err: Error) => err);
   const s =
-    status instanceof Error ? undefined : status.sessions.find((x) => x.session === o.session && x.attempt === o.attempt && x.phase === 'dump');
+    status instanceof Error
+      ? undefined
+      : status.sessions.find((x) => x.session === o.session && x.attempt === o.attempt && x.phase === 'dump');
   const mine = s?.trees.find((t) => t.tree === o.tree && t.run === ctx.run);
   if (!s || s.status !== 'committed' || !mine?.committed) {
     const why = status instanceof Error ? status.message : s ? `session status ${s.status}` : 'it no longer knows the session';
-    say(`criu dumped tree ${o.tree}, but the coordinator does not confirm the commit (${why}): no commit record written, so this set does not count as committed`);
+    say(
+      `criu dumped tree ${o.tree}, but the coordinator does not confirm the commit (${why}): no commit record written, so this set does not count as committed`,
+    );
     return 1;
   }
   const members = s.trees.map((t) => ({ tree: t.tree, host: t.host, run: t.run }));

@@ -17,6 +17,7 @@ export const MAGIC = {
   files: 0x56303138,
   memfd: 0x48453499,
   pagemap: 0x56084025,
+  tcpStream: 0x51465506,
 } as const;
 
 /**

@@ -5,10 +5,25 @@ import { restore } from './restore';
 import { dump } from './dump';
 import { open } from './open';
 import { images } from './images';
+import { check } from './check';
 import { verify } from './verify';
 import { status, watch } from './status';
 import { trace } from './trace';
 import { keygen } from './keygen';
 import { criuPathCmd, hookPathCmd } from './paths';
 
-export const COMMANDS: readonly Command[] = [serve, dump, restore, open, images, verify, status, watch, trace, hookPathCmd, criuPathCmd, keygen];
+export const COMMANDS: readonly Command[] = [
+  serve,
+  dump,
+  restore,
+  open,
+  images,
+  check,
+  verify,
+  status,
+  watch,
+  trace,
+  hookPathCmd,
+  criuPathCmd,
+  keygen,
+];
