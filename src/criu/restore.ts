@@ -30,6 +30,8 @@ export interface RestoreOptions {
   timeoutS: number;
   criuArgs: string[];
   criu?: string;
+  /** restoring a committed set (restore --set): its commit id, which every tree of the session must name */
+  commit?: string;
 }
 
 const { SIGCONT, SIGKILL } = constants.signals;
@@ -56,6 +58,7 @@ export async function restore(o: RestoreOptions): Promise<number> {
     STAGEGATE_RELEASE_MARK: mark,
     STAGEGATE_RUN: run,
     STAGEGATE_ABORT_NOTE: note,
+    ...(o.commit ? { STAGEGATE_COMMIT: o.commit } : {}),
   };
   try {
     // a killed criu's tasks (at any stage) become our children, not init's
@@ -108,6 +111,7 @@ function event(ctx: Ctx, action: 'restore-failed' | 'pre-resume', initPid = 0, r
     expectedTrees: o.trees,
     reason,
     run: ctx.run,
+    ...(o.commit ? { commit: o.commit } : {}),
   };
 }
 

@@ -1,14 +1,17 @@
 /** `stagegate restore`: one tree's `criu restore` through the gate. */
 import { UsageError } from '../../errors';
 import { defaultHookEndpoint } from '../../transport/endpoints';
-import { type Command, HOOK_MAX_TIMEOUT_S, flag, int, name, seconds } from '../command';
+import { type Args, type Command, HOOK_MAX_TIMEOUT_S, bool, flag, int, name, seconds } from '../command';
 
 export const restore: Command = {
   name: 'restore',
   summary: "run 'criu restore' through the gate for one tree",
   passthrough: true,
+  positionals: true,
   help: `usage: stagegate restore --session S --tree T --trees N [--endpoint EP] [--attempt A]
                          [--timeout SECONDS] -- <criu restore arguments>
+       stagegate restore --set [--force] [--endpoint EP] [--attempt A] [--timeout SECONDS]
+                         DIR... -- <criu restore arguments>
 
 Runs 'criu restore <arguments> --action-script <hook>' with STAGEGATE_* set,
 and exits with criu's exit code. If criu fails, the session is aborted at once.
@@ -29,7 +32,18 @@ Each option falls back to the hook's environment variable, then to a default.
   --attempt A    restore attempt, from 1; bump it to retry after an abort
                  (STAGEGATE_ATTEMPT; default 1)
   --timeout S    how long a gated hook waits for a verdict before aborting
-                 (STAGEGATE_TIMEOUT; default 60)`,
+                 (STAGEGATE_TIMEOUT; default 60)
+
+Restoring a set that 'stagegate dump' committed:
+
+  --set          restore the trees whose images directories are given (those
+                 of this host; the other hosts restore theirs): session, tree
+                 names, tree count and attempt come from their commit records,
+                 '-D DIR' is added to the criu arguments for each. Refused
+                 unless each directory's record verifies, all name one commit
+                 and no recorded image file is missing or changed; every tree
+                 of the session must restore that same commit.
+  --force        restore even so (loudly): names still come from the records`,
   options: {
     session: { type: 'string' },
     tree: { type: 'string' },
@@ -37,8 +51,12 @@ Each option falls back to the hook's environment variable, then to a default.
     endpoint: { type: 'string' },
     attempt: { type: 'string' },
     timeout: { type: 'string' },
+    set: { type: 'boolean' },
+    force: { type: 'boolean' },
   },
   async run(a) {
+    if (bool(a, 'set')) return restoreSet(a);
+    if (a.positionals.length) throw new UsageError(`restore: unexpected argument ${a.positionals[0]} (images directories are given with --set)`);
     // under a launcher, one restore per rank: tree and tree count from its environment
     const env = process.env;
     const rank = env.PMI_RANK ?? env.SLURM_PROCID;
@@ -57,3 +75,53 @@ Each option falls back to the hook's environment variable, then to a default.
     });
   },
 };
+
+/** restore --set: every given directory's tree, from one committed set. */
+async function restoreSet(a: Args): Promise<number> {
+  if (a.positionals.length === 0) throw new UsageError('restore: --set needs the images directories to restore');
+  for (const f of ['session', 'tree', 'trees'])
+    if (a.values[f] !== undefined) throw new UsageError(`restore: --${f} comes from the commit records with --set`);
+  const { checkSet } = await import('../../checkpoint/set');
+  const set = await checkSet(a.positionals, { cut: false });
+  const say = (line: string) => process.stderr.write(`stagegate restore: ${line}\n`);
+  const problems = [...set.problems, ...set.dirs.flatMap((d) => d.problems)];
+  if (!set.committed) {
+    if (!bool(a, 'force')) {
+      for (const p of problems) say(p);
+      say('refused: this is not a committed set (stagegate check tells more); --force restores it anyway');
+      return 1;
+    }
+    say(`WARNING: --force: restoring a set that is NOT committed: ${problems.join('; ')}`);
+    const bare = set.dirs.find((d) => !d.record);
+    if (bare) throw new UsageError(`restore: ${bare.dir} has no readable commit record to take the session and tree from; restore it without --set`);
+  }
+  const { restore: run } = await import('../../criu/restore');
+  const base = {
+    attempt: int('restore', 'attempt', flag(a, 'attempt', 'STAGEGATE_ATTEMPT'), set.dirs[0]!.record!.attempt, 1, 1_000_000),
+    timeoutS: seconds('restore', 'timeout', flag(a, 'timeout', 'STAGEGATE_TIMEOUT'), 60, HOOK_MAX_TIMEOUT_S),
+    endpoint: flag(a, 'endpoint', 'STAGEGATE_ENDPOINT') ?? defaultHookEndpoint(),
+  };
+  const { readTcpEnds } = await import('../../checkpoint/tcp-cut');
+  const { lockConnections } = await import('../../criu/tcp-lock');
+  const { readdirSync } = await import('node:fs');
+  // trees without a netns of their own: hold their connections until every tree is back (criu/tcp-lock.ts)
+  const ends = set.dirs.flatMap(({ dir, tree }) => (readdirSync(dir).some((f) => /^netns-/.test(f)) ? [] : readTcpEnds(dir, tree)));
+  const unlock = lockConnections(ends);
+  try {
+    const rcs = await Promise.all(
+      set.dirs.map(({ dir, record }) =>
+        run({
+          ...base,
+          session: record!.session,
+          tree: record!.tree,
+          trees: record!.members.length,
+          commit: record!.commit,
+          criuArgs: [...a.rest, '-D', dir],
+        }),
+      ),
+    );
+    return Math.max(...rcs);
+  } finally {
+    unlock();
+  }
+}
