@@ -74,7 +74,9 @@ const isPages = (name: string) => /^pages-\d+\.img$/.test(name);
 
 async function digestFile(dir: string, name: string, mode: ChecksumMode, sync = false): Promise<FileDigest> {
   const path = join(dir, name);
-  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
+    throw err.code === 'ELOOP' ? new ImageError(path, 0, 'a symlink (not followed)', { cause: err }) : err;
+  });
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw new ImageError(path, 0, 'not a regular file');

@@ -56,7 +56,8 @@ Restoring a set that 'stagegate dump' committed:
   },
   async run(a) {
     if (bool(a, 'set')) return restoreSet(a);
-    if (a.positionals.length) throw new UsageError(`restore: unexpected argument ${a.positionals[0]} (images directories are given with --set)`);
+    if (a.positionals.length)
+      throw new UsageError(`restore: unexpected argument ${a.positionals[0]} (images directories are given with --set)`);
     // under a launcher, one restore per rank: tree and tree count from its environment
     const env = process.env;
     const rank = env.PMI_RANK ?? env.SLURM_PROCID;
@@ -93,7 +94,10 @@ async function restoreSet(a: Args): Promise<number> {
     }
     say(`WARNING: --force: restoring a set that is NOT committed: ${problems.join('; ')}`);
     const bare = set.dirs.find((d) => !d.record);
-    if (bare) throw new UsageError(`restore: ${bare.dir} has no readable commit record to take the session and tree from; restore it without --set`);
+    if (bare)
+      throw new UsageError(
+        `restore: ${bare.dir} has no readable commit record to take the session and tree from; restore it without --set`,
+      );
   }
   const { restore: run } = await import('../../criu/restore');
   const base = {
