@@ -259,6 +259,56 @@ describe('coordinated checkpoint (stagegate dump) on real CRIU', () => {
     }
   });
 
+  it('trees with network namespaces of their own pass the network-lock barrier together, then commit', async () => {
+    job++;
+    const own: Peer[] = [];
+    for (const i of [0, 1]) {
+      const cwd = join(dir, `job${job}-w${i}`);
+      mkdirSync(cwd);
+      const unshare = spawn('unshare', ['--net', '--pid', '--fork', 'setsid', 'sleep', '1000'], { cwd, stdio: 'ignore', detached: true });
+      own.push({ root: await childOf(unshare.pid!), unshare, progress: '' });
+    }
+    peers.push(...own);
+    const imgs = [imagesDir('n1'), imagesDir('n2')];
+    const outs = await Promise.all(
+      own.map((p, i) =>
+        run(STAGEGATE, [
+          'dump',
+          '--session',
+          `job${job}`,
+          '--tree',
+          `t${i + 1}`,
+          '--trees',
+          '2',
+          '--endpoint',
+          daemon.endpoint,
+          '--',
+          '-t',
+          String(p.root),
+          '-D',
+          imgs[i]!,
+          '-o',
+          'dump.log',
+          '--leave-running',
+        ]),
+      ),
+    );
+    for (const o of outs) assert.equal(o.code, 0, o.output);
+    const mine = decisions().filter((d) => d.session === `job${job}`);
+    const netLock = mine.find((d) => d.kind === 'gate-opened' && d.action === 'network-lock');
+    assert.ok(netLock, 'the network-lock barrier opened');
+    assert.deepEqual(netLock.trees, ['t1', 't2']);
+    const order = mine.filter((d) => d.kind === 'gate-opened').map((d) => d.action);
+    assert.deepEqual(order, ['pre-dump', 'network-lock', 'post-dump']);
+    const events = daemon.messages.flatMap((m) => ('event' in m && m.event.session === `job${job}` && m.event.action === 'pre-dump' ? [m.event] : []));
+    assert.deepEqual(
+      events.map((e) => e.netLock),
+      [true, true],
+    );
+    for (const p of own) assert.notEqual(stateOf(p.root), 't');
+    assert.equal((await run(STAGEGATE, ['check', ...imgs])).code, 0);
+  });
+
   it('negative control: the same trees dumped without coordination, one after the other, fail the cut check', async () => {
     const ps = await startPeers();
     const imgs = [imagesDir('u1'), imagesDir('u2')];
