@@ -86,11 +86,11 @@ export interface RunningTree {
 }
 
 /** Starts tree `index` of `procs` processes in new pid and IPC namespaces and a new session. */
-export async function startTree(index: number, procs: number, shm: string): Promise<RunningTree> {
+export async function startTree(index: number, procs: number, shm: string, cwd?: string): Promise<RunningTree> {
   const unshare = spawn(
     'unshare',
     ['--pid', '--ipc', '--fork', 'setsid', WORKLOAD, '--tree', String(index), '--procs', String(procs), '--shm', shm],
-    { stdio: 'ignore', detached: true },
+    { stdio: 'ignore', detached: true, cwd },
   );
   const deadline = Date.now() + 5000;
   while (Date.now() < deadline) {
@@ -144,6 +144,22 @@ export async function dumpTree(t: RunningTree, dir: string, log: string): Promis
   if (r.code !== 0) throw new Error(`criu dump of tree ${t.index} failed (${r.code}):${tail(log)}`);
   await exited(t.unshare);
   // The dumped tasks' pids must be free again before a restore (see README).
+  const deadline = Date.now() + 5000;
+  while (existsSync(`/proc/${t.rootPid}`) && Date.now() < deadline) await sleep(20);
+}
+
+/** One tree's `stagegate dump` as part of a set of `trees` (criu kills it once the set is committed). */
+async function dumpTogether(
+  t: RunningTree,
+  dir: string,
+  log: string,
+  trees: number,
+  o: { endpoint: string; session: string },
+): Promise<void> {
+  const args = ['dump', '--session', o.session, '--tree', `tree${t.index}`, '--trees', String(trees), '--endpoint', o.endpoint];
+  const r = await run(STAGEGATE, [...args, '--', '-t', String(t.rootPid), '-D', dir, '-o', log, '-v4']);
+  if (r.code !== 0) throw new Error(`stagegate dump of tree ${t.index} failed (${r.code}): ${r.output}${tail(log)}`);
+  await exited(t.unshare);
   const deadline = Date.now() + 5000;
   while (existsSync(`/proc/${t.rootPid}`) && Date.now() < deadline) await sleep(20);
 }
@@ -331,18 +347,31 @@ export interface Checkpoint {
  * checkpoints each into dir/images-K. With `separate`, each tree gets its own
  * status file (shm-K), so the trees share nothing.
  */
-export async function checkpointTrees(dir: string, trees: number, procs: number, shm: string, separate = false): Promise<Checkpoint> {
+export async function checkpointTrees(
+  dir: string,
+  trees: number,
+  procs: number,
+  shm: string,
+  separate = false,
+  /** dump every tree at once through `stagegate dump` (one committed set) instead of one plain criu dump after another */
+  coordinated?: { endpoint: string; session: string },
+): Promise<Checkpoint> {
   const shmOf = (k: number) => (separate ? `${shm}-${k}` : shm);
   for (let k = 0; k < (separate ? trees : 1); k++) createShm(shmOf(k));
   const running: RunningTree[] = [];
-  for (let k = 0; k < trees; k++) running.push(await startTree(k, procs, shmOf(k)));
+  for (let k = 0; k < trees; k++) {
+    // a cwd of its own: trees dumped at once must not share one (criu's parasite mounts proc at ./proc.crtools)
+    const cwd = join(dir, `cwd-${k}`);
+    mkdirSync(cwd, { recursive: true });
+    running.push(await startTree(k, procs, shmOf(k), cwd));
+  }
   for (let k = 0; k < (separate ? trees : 1); k++) await waitRunning(shmOf(k), separate ? [k] : [...Array(trees).keys()], procs);
-  const images: string[] = [];
-  for (const t of running) {
-    const d = join(dir, `images-${t.index}`);
-    mkdirSync(d);
-    await dumpTree(t, d, join(dir, `dump-${t.index}.log`));
-    images.push(d);
+  const images = running.map((t) => join(dir, `images-${t.index}`));
+  for (const d of images) mkdirSync(d);
+  if (coordinated) {
+    await Promise.all(running.map((t) => dumpTogether(t, images[t.index]!, join(dir, `dump-${t.index}.log`), trees, coordinated)));
+  } else {
+    for (const t of running) await dumpTree(t, images[t.index]!, join(dir, `dump-${t.index}.log`));
   }
   const shmFiles = [...new Set([...Array(trees).keys()].map(shmOf))];
   return { shm, shmFiles, images, slots: shmFiles.flatMap(readSlots), hashes: images.map(hashDir) };

@@ -1,9 +1,10 @@
 /**
- * The main job: a real coordinated restore.
+ * The main job: a real coordinated checkpoint and restore.
  *
  * Two process trees (3 processes each, each tree in its own pid namespace)
  * share memory mapped at a different address in every process. Both are
- * checkpointed with criu, then restored concurrently through stagegate, tree
+ * checkpointed together with `stagegate dump` (one committed set), then
+ * restored concurrently through stagegate, tree
  * "late" starting LATE_MS after tree "early". The timeline shows that the
  * early tree stayed frozen until the late one was ready, and the checks show
  * that the shared data is consistent after resume.
@@ -19,6 +20,8 @@ import { bosOfCheckpoints } from '../src/images/vma';
 import {
   Daemon,
   PATTERN_SIZE,
+  STAGEGATE,
+  run,
   checkpointTrees,
   expectedPattern,
   hashDir,
@@ -53,12 +56,19 @@ async function main(): Promise<number> {
     daemon = await Daemon.start(dir);
     console.log(`1. coordinator listening on ${daemon.endpoint}`);
 
-    const cp = await checkpointTrees(dir, TREES.length, PROCS, shm);
+    const cp = await checkpointTrees(dir, TREES.length, PROCS, shm, false, { endpoint: daemon.endpoint, session: SESSION });
     const before = cp.slots;
     console.log(`2. started ${TREES.length} trees × ${PROCS} processes, each tree in its own pid and IPC namespaces`);
     printLayout(before);
     const images = Object.fromEntries(TREES.map((t) => [t.name, cp.images[t.index]!]));
-    console.log(`3. checkpointed both trees with criu (${cp.hashes.map((h) => Object.keys(h).length).join(' + ')} image files)`);
+    const committed = daemon.messages.some(
+      (m) => 'decision' in m && m.decision.kind === 'gate-opened' && m.decision.action === 'post-dump',
+    );
+    const setCheck = await run(STAGEGATE, ['check', ...cp.images]);
+    console.log(
+      `3. checkpointed both trees together with 'stagegate dump' (${cp.hashes.map((h) => Object.keys(h).length).join(' + ')} image files): ${setCheck.output.split('\n')[0]}`,
+    );
+    check('both trees dumped as one committed set (pre-dump barrier, post-dump group commit)', committed && setCheck.code === 0);
     const bos = bosOfCheckpoints(TREES.map((t) => ({ tree: t.name, checkpoint: readCheckpoint(images[t.name]!) })));
     console.log(`   shared buffer objects found in the images (${bos.length}):`);
     for (const b of bos) {

@@ -300,7 +300,9 @@ describe('coordinated checkpoint (stagegate dump) on real CRIU', () => {
     assert.deepEqual(netLock.trees, ['t1', 't2']);
     const order = mine.filter((d) => d.kind === 'gate-opened').map((d) => d.action);
     assert.deepEqual(order, ['pre-dump', 'network-lock', 'post-dump']);
-    const events = daemon.messages.flatMap((m) => ('event' in m && m.event.session === `job${job}` && m.event.action === 'pre-dump' ? [m.event] : []));
+    const events = daemon.messages.flatMap((m) =>
+      'event' in m && m.event.session === `job${job}` && m.event.action === 'pre-dump' ? [m.event] : [],
+    );
     assert.deepEqual(
       events.map((e) => e.netLock),
       [true, true],
