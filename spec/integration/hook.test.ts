@@ -32,14 +32,31 @@ const events = (session: string) => c.messages.flatMap((m) => ('event' in m && m
 
 describe('hook against a real coordinator', () => {
   it('publishes every CRIU action and returns at once for the ungated ones', async () => {
-    for (const action of CRIU_ACTIONS) {
-      if (action === 'post-restore' || action === 'pre-resume') continue;
-      const r = await runHook(hookEnv(c.endpoint, action, { STAGEGATE_SESSION: 'all-actions', CRTOOLS_INIT_PID: '4242' }));
-      assert.equal(r.code, 0, `${action}: ${r.stderr}`);
+    // the dump actions belong to a dump session (pre-dump, network-lock and post-dump are its gates: one tree, answered at once)
+    const dumpActions = ['pre-dump', 'network-lock', 'post-dump'] as const;
+    const others = CRIU_ACTIONS.filter(
+      (a) => a !== 'post-restore' && a !== 'pre-resume' && !(dumpActions as readonly string[]).includes(a),
+    );
+    for (const [session, actions] of [
+      ['all-actions', others],
+      ['all-dump-actions', dumpActions],
+    ] as const) {
+      for (const action of actions) {
+        const r = await runHook(hookEnv(c.endpoint, action, { STAGEGATE_SESSION: session, CRTOOLS_INIT_PID: '4242' }));
+        assert.equal(r.code, 0, `${action}: ${r.stderr}`);
+      }
     }
-    assert.ok(await until(() => events('all-actions').length === CRIU_ACTIONS.length - 2));
-    const seen = events('all-actions');
+    assert.ok(await until(() => events('all-actions').length + events('all-dump-actions').length === CRIU_ACTIONS.length - 2));
+    const seen = [...events('all-actions'), ...events('all-dump-actions')];
     assert.deepEqual(seen.map((e) => e.action).sort(), CRIU_ACTIONS.filter((a) => a !== 'post-restore' && a !== 'pre-resume').sort());
+    const committed = c.messages.some(
+      (m) =>
+        'decision' in m &&
+        m.decision.session === 'all-dump-actions' &&
+        m.decision.kind === 'gate-opened' &&
+        m.decision.action === 'post-dump',
+    );
+    assert.ok(committed, 'the one-tree dump session committed');
     const e = seen[0]!;
     assert.equal(e.tree, 't1');
     assert.equal(e.expectedTrees, 1);
