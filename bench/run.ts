@@ -7,6 +7,7 @@
  *   3. gate latency: last tree's arrival to every waiting hook released, 1..1024 simulated trees
  *   4. throughput (events/s) and daemon memory with 1024 waiting trees
  *   5. verification cost of the verify activator, per GiB and per mapping
+ *   6. coordinated dump of N trees (--leave-running): plain criu dump / shell / criu-coordinator / stagegate
  *
  * BENCH_QUICK=1 runs fewer repetitions.
  */
@@ -15,7 +16,19 @@ import { cpus, hostname, release, totalmem } from 'node:os';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Context, Dealer, Subscriber } from 'zeromq';
-import { Daemon, checkpointTrees, exited, killTree, readPidfile, run, sleep } from '../demo/harness';
+import {
+  Daemon,
+  STAGEGATE,
+  checkpointTrees,
+  createShm,
+  exited,
+  killTree,
+  readPidfile,
+  run,
+  sleep,
+  startTree,
+  waitRunning,
+} from '../demo/harness';
 import { criuPath, hookPath, projectRoot } from '../src/paths';
 import { isLive } from '../src/proc/tree';
 import { decodeVerdict, encodeRequestEvent, type ManifestBo } from '../src/protocol/codec';
@@ -33,6 +46,8 @@ const RESTORE_REPS = QUICK ? 2 : 5;
 const GATE_REPS = QUICK ? 3 : 9;
 const GATE_SIZES = [1, 4, 16, 64, 256, 1024];
 const RESTORE_SIZES = [1, 4, 16];
+const DUMP_SIZES = [1, 4];
+const DUMP_REPS = QUICK ? 3 : 9;
 const BENCH = resolve(projectRoot, 'bench');
 
 interface Stats {
@@ -236,6 +251,95 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
     for (const r of rows.filter((x) => x.trees === n)) r.ratio = r.median / base['no action script']!;
   }
   rmSync(shm, { force: true });
+  return rows;
+}
+
+// ------------------------------------------------------------------ 6. coordinated dump
+/**
+ * N running trees (3 processes each) dumped at once with --leave-running, so
+ * that the same trees are dumped again on every repetition; each repetition
+ * writes fresh images directories. Modes interleaved per repetition.
+ */
+async function dumpOverhead(dir: string, d: Daemon, peer: Peer | null) {
+  const modes = [
+    'no action script',
+    'empty shell script',
+    ...(peer ? (['criu-coordinator'] as const) : []),
+    'stagegate hook',
+    'stagegate dump (CLI)',
+  ] as const;
+  const rows: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[] = [];
+  let session = 0;
+  for (const n of DUMP_SIZES) {
+    const shm = `/dev/shm/sg-bench-dump-${process.pid}-${n}`;
+    createShm(shm);
+    const trees = [];
+    for (let k = 0; k < n; k++) {
+      const cwd = join(dir, `dump-cwd-${n}-${k}`);
+      mkdirSync(cwd, { recursive: true });
+      trees.push(await startTree(k, 3, shm, cwd));
+    }
+    try {
+      await waitRunning(shm, [...Array(n).keys()], 3);
+      const times: Record<string, number[]> = Object.fromEntries(modes.map((m) => [m, []]));
+      for (let rep = 0; rep < DUMP_REPS; rep++) {
+        for (const mode of modes) {
+          const s = `dump-${n}-${session++}`;
+          const ids = [...Array(n).keys()].map((k) => `${s}-t${k}`);
+          const imgs = ids.map((id) => join(dir, `img-${id}`));
+          for (const i of imgs) mkdirSync(i);
+          if (mode === 'criu-coordinator')
+            for (let k = 0; k < n; k++)
+              peer!.configure(
+                imgs[k]!,
+                ids[k]!,
+                ids.filter((_, j) => j !== k),
+              );
+          const started = performance.now();
+          const procs = trees.map((t, k) => {
+            const criuArgs = ['-t', String(t.rootPid), '-D', imgs[k]!, '-o', 'dump.log', '--leave-running'];
+            const env = {
+              ...process.env,
+              STAGEGATE_ENDPOINT: d.endpoint,
+              STAGEGATE_SESSION: s,
+              STAGEGATE_TREE: `t${k}`,
+              STAGEGATE_TREES: String(n),
+              STAGEGATE_TIMEOUT: '60',
+            };
+            return mode === 'no action script'
+              ? spawn(criuPath(), ['dump', ...criuArgs], { stdio: 'ignore' })
+              : mode === 'empty shell script'
+                ? spawn(criuPath(), ['dump', '--action-script', join(BENCH, 'empty-hook.sh'), ...criuArgs], { stdio: 'ignore' })
+                : mode === 'criu-coordinator'
+                  ? spawn(criuPath(), ['dump', '--action-script', peer!.bin, ...criuArgs], { stdio: 'ignore', env: peerEnv() })
+                  : mode === 'stagegate hook'
+                    ? spawn(criuPath(), ['dump', '--action-script', hookPath(), ...criuArgs], { stdio: 'ignore', env })
+                    : spawn(
+                        STAGEGATE,
+                        ['dump', '--session', s, '--tree', `t${k}`, '--trees', String(n), '--endpoint', d.endpoint, '--', ...criuArgs],
+                        {
+                          stdio: 'ignore',
+                        },
+                      );
+          });
+          const codes = await Promise.all(procs.map((p) => exited(p)));
+          times[mode]!.push(performance.now() - started);
+          if (codes.some((c) => c.code !== 0))
+            throw new Error(`dump ${mode} x${n}: a dump failed (${JSON.stringify(codes)}); images in ${imgs[0]}`);
+          for (const i of imgs) rmSync(i, { recursive: true, force: true });
+        }
+      }
+      const base = stats(times['no action script']!).median;
+      for (const mode of modes) {
+        const st = stats(times[mode]!);
+        rows.push({ mode, trees: n, median: st.median, p10: st.p10, p90: st.p90, ratio: st.median / base });
+      }
+    } finally {
+      for (const t of trees) killTree(t.rootPid);
+      for (const t of trees) await exited(t.unshare);
+      rmSync(shm, { force: true });
+    }
+  }
   return rows;
 }
 
@@ -446,7 +550,7 @@ async function main() {
   try {
     const only = process.env.BENCH_ONLY?.split(',');
     const want = (k: string) => !only || only.includes(k);
-    peerOrWhy = want('hook') || want('restore') ? await startPeer() : 'not measured in this run';
+    peerOrWhy = want('hook') || want('restore') || want('dump') ? await startPeer() : 'not measured in this run';
     const peer = typeof peerOrWhy === 'string' ? null : peerOrWhy;
     if (!peer) console.error(`bench: criu-coordinator ${peerOrWhy}`);
     console.error('bench: hook cost…');
@@ -464,6 +568,8 @@ async function main() {
     const memory = memDaemon ? await memoryWithBos(memDaemon, join(dir, 'images-0')).finally(() => memDaemon.stop()) : null;
     console.error('bench: verification cost…');
     const verify = want('verify') ? await verificationCost() : [];
+    console.error('bench: coordinated dump…');
+    const dump = want('dump') ? await dumpOverhead(dir, daemon, peer) : [];
     const result = {
       date: new Date().toISOString(),
       machine,
@@ -476,6 +582,7 @@ async function main() {
       restore,
       verify,
       memory,
+      dump,
     };
     const md = report(result);
     mkdirSync(join(BENCH, 'results'), { recursive: true });
@@ -507,6 +614,7 @@ function report(r: {
   restore: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[];
   verify: { sizeMiB: number; mappings: number; median: number; fullReadMsPerMapping: number }[];
   memory: { trees: number; bosPerTree: number; inspected: number; seconds: number; rssMiB: number; rssBeforeMiB: number } | null;
+  dump: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[];
 }): string {
   const L: string[] = [];
   L.push(`# stagegate benchmark — ${r.date}`, '');
@@ -582,6 +690,29 @@ function report(r: {
     );
   }
   L.push('', `Samples: one page every ${Number(SAMPLE_STRIDE) / 1024} KiB of the object, at most ${MAX_SAMPLES} per mapping.`, '');
+  if (r.dump.length) {
+    L.push(
+      '## 6. Coordinated dump (ms, wall, N trees × 3 processes dumped at once with --leave-running; stagegate: pre-dump barrier and post-dump group commit; `stagegate dump` also writes the commit record)',
+      '',
+      '| trees | mode | median | p10 | p90 | vs no script |',
+      '|---:|---|---:|---:|---:|---:|',
+    );
+    for (const x of r.dump) L.push(`| ${x.trees} | ${x.mode} | ${ms(x.median)} | ${ms(x.p10)} | ${ms(x.p90)} | ${x.ratio?.toFixed(2)}× |`);
+    const dmed = (mode: string, trees: number) => r.dump.find((x) => x.mode === mode && x.trees === trees)?.median ?? NaN;
+    L.push('', 'Target (#10): a coordinated dump ≤ 10 % or 20 ms over uncoordinated dumps (whichever is larger):', '');
+    for (const n of DUMP_SIZES) {
+      const plain = dmed('no action script', n);
+      const allowed = Math.max(plain * 0.1, 20);
+      const hook = dmed('stagegate hook', n) - plain;
+      const cli = dmed('stagegate dump (CLI)', n) - plain;
+      const peer = dmed('criu-coordinator', n) - plain;
+      L.push(
+        `- ${n} tree(s): through the hook +${ms(hook)} ms (${hook <= allowed ? 'met' : 'not met'}); \`stagegate dump\` +${ms(cli)} ms (${cli <= allowed ? 'met' : 'not met'})` +
+          (Number.isFinite(peer) ? `; criu-coordinator +${ms(peer)} ms` : ''),
+      );
+    }
+    L.push('');
+  }
   return L.join('\n');
 }
 

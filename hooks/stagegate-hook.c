@@ -303,6 +303,24 @@ static void mark_released(void) {
 		close(fd);
 }
 
+/* At post-dump, COMMIT: the verdict (with the committed set's members) for
+ * `stagegate dump`, which writes the commit record once criu has exited. */
+static void mark_committed(const Stagegate__V1__Verdict *v) {
+	const char *mark = getenv("STAGEGATE_COMMIT_MARK");
+	if (!mark || !*mark)
+		return;
+	size_t len = stagegate__v1__verdict__get_packed_size(v);
+	uint8_t *buf = malloc(len ? len : 1);
+	int fd = buf ? open(mark, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
+	if (fd >= 0) {
+		stagegate__v1__verdict__pack(v, buf);
+		if (write(fd, buf, len) != (ssize_t)len)
+			log_line("could not write the commit mark %s", mark);
+		close(fd);
+	}
+	free(buf);
+}
+
 /* The restored root is a child of the criu that runs this hook; anything
  * else (a stale or wrong CRTOOLS_INIT_PID) must never be killed. */
 static int is_child_of(pid_t pid, pid_t parent) {
@@ -1291,6 +1309,8 @@ static int pass_gate(hook_t *h, conn_t *c, int guards) {
 			signal_tree((pid_t)h->init_pid, SIGCONT);
 		if (h->action == STAGEGATE__V1__ACTION__PRE_RESUME)
 			mark_released();
+		if (h->action == STAGEGATE__V1__ACTION__POST_DUMP)
+			mark_committed(v);
 	} else {
 		log_line("coordinator aborted session %s attempt %u at tree %s: [%s] %s", h->cfg.session, v->attempt,
 			 h->cfg.tree, v->code && *v->code ? v->code : "E_ABORT",

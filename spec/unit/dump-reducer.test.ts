@@ -49,6 +49,18 @@ describe('dump sessions', () => {
         ['b:post-dump', true],
       ],
     );
+    // the commit names the set: what each tree's commit record will list
+    const commitVerdicts = effects[3]!.flatMap((e) => (e.type === 'reply' ? [e.verdict.members] : []));
+    assert.deepEqual(commitVerdicts, [
+      [
+        { tree: 'a', host: 'h', run: 'legacy:h:6' },
+        { tree: 'b', host: 'h', run: 'legacy:h:6' },
+      ],
+      [
+        { tree: 'a', host: 'h', run: 'legacy:h:6' },
+        { tree: 'b', host: 'h', run: 'legacy:h:6' },
+      ],
+    ]);
     const s = state.sessions.get('s1')!;
     assert.equal(s.status, 'committed');
     assert.ok(effects[3]!.some((e) => e.type === 'cancel-deadline'));

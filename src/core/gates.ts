@@ -15,7 +15,8 @@ export function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null,
   const gate = ev.action as GateName;
   const g = s.gates[gate];
   if (g.released.has(ev.tree)) {
-    return reply(peer, verdict(ev, true)); // duplicate after release: same answer
+    const v = verdict(ev, true);
+    return reply(peer, gate === 'post-dump' ? { ...v, members: membersOf(s) } : v); // duplicate after release: same answer
   }
   const before = gateBefore(s, gate);
   if (before && !s.gates[before].released.has(ev.tree)) {
@@ -76,6 +77,10 @@ export function releasableTrees(s: SessionState, gate: GateName): string[] {
   });
 }
 
+/** The trees of a committed set, as each tree's commit record names them. */
+export const membersOf = (s: SessionState) =>
+  [...s.trees.values()].map((t) => ({ tree: t.name, host: t.host, run: t.run })).sort((a, b) => (a.tree < b.tree ? -1 : 1));
+
 /** Answers every tree that may pass `gate` now; opens the gate when the last one passes. */
 export function release(s: SessionState, gate: GateName, at: number): Effect[] {
   if (s.status !== 'open') return [];
@@ -83,12 +88,14 @@ export function release(s: SessionState, gate: GateName, at: number): Effect[] {
   const ready = releasableTrees(s, gate).sort();
   if (ready.length === 0) return [];
   const effects: Effect[] = [];
+  const members = gate === 'post-dump' ? membersOf(s) : undefined;
   for (const tree of ready) {
     g.released.add(tree);
     const p = g.waiting.get(tree) ?? null;
     g.waiting.delete(tree);
     g.leases.delete(tree);
-    effects.push(...reply(p, verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, true)));
+    const v = verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, true);
+    effects.push(...reply(p, members ? { ...v, members } : v));
   }
   if (g.released.size >= (gate === 'network-lock' ? [...s.trees.values()].filter((t) => t.netLock).length : s.expectedTrees)) {
     g.openedAt = at;

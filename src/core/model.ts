@@ -155,6 +155,15 @@ export interface Verdict {
   proceed: boolean;
   code: ErrorCode | '';
   reason: string;
+  /** post-dump PROCEED (the commit): every tree of the committed set */
+  members?: SetMember[];
+}
+
+/** One tree of a committed checkpoint set. */
+export interface SetMember {
+  tree: string;
+  host: string;
+  run: string;
 }
 
 export type Effect =

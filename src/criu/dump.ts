@@ -21,7 +21,8 @@ import { join, resolve } from 'node:path';
 import type { StageEvent } from '../core/model';
 import { criuPath, hookPath } from '../paths';
 import { readBoundedFile } from '../files';
-import { type ChecksumMode, commitId, writeRecord } from '../checkpoint/commit-record';
+import { type ChecksumMode, type Member, commitId, writeRecord } from '../checkpoint/commit-record';
+import { decodeVerdict } from '../protocol/codec';
 
 export interface DumpOptions {
   endpoint: string;
@@ -61,6 +62,7 @@ export async function dump(o: DumpOptions): Promise<number> {
   const noteDir = mkdtempSync(join(tmpdir(), 'stagegate-dump-'));
   const run = `sg-${randomUUID()}`;
   const note = join(noteDir, 'abort');
+  const mark = join(noteDir, 'committed');
   const imagesDir = resolve(criuOption(o.criuArgs, '-D', '--images-dir') ?? '.');
   const netLock = ownNetns(criuOption(o.criuArgs, '-t', '--tree'));
   // registered first, so it runs last at each stage (see restore.ts)
@@ -75,6 +77,7 @@ export async function dump(o: DumpOptions): Promise<number> {
     STAGEGATE_TIMEOUT: String(o.timeoutS),
     STAGEGATE_RUN: run,
     STAGEGATE_ABORT_NOTE: note,
+    STAGEGATE_COMMIT_MARK: mark,
     ...(netLock === undefined ? {} : { STAGEGATE_NET_LOCK: netLock ? '1' : '0' }),
   };
   try {
@@ -93,7 +96,7 @@ export async function dump(o: DumpOptions): Promise<number> {
       await sendEvent(o.endpoint, event(ctx, reason)).catch(() => {});
       return rc;
     }
-    return await commit(ctx, imagesDir);
+    return await commit(ctx, imagesDir, mark);
   } finally {
     rmSync(noteDir, { recursive: true, force: true });
   }
@@ -127,23 +130,16 @@ function event(ctx: Ctx, reason: string): StageEvent {
 }
 
 /** criu succeeded: its post-dump was answered COMMIT. Records the set in this tree's images. */
-async function commit(ctx: Ctx, imagesDir: string): Promise<number> {
+async function commit(ctx: Ctx, imagesDir: string, mark: string): Promise<number> {
   const { o } = ctx;
-  const { requestStatus } = await import('../transport/client');
-  const status = await requestStatus(o.endpoint, o.session, 5000).catch((err: Error) => err);
-  const s =
-    status instanceof Error
-      ? undefined
-      : status.sessions.find((x) => x.session === o.session && x.attempt === o.attempt && x.phase === 'dump');
-  const mine = s?.trees.find((t) => t.tree === o.tree && t.run === ctx.run);
-  if (!s || s.status !== 'committed' || !mine?.committed) {
-    const why = status instanceof Error ? status.message : s ? `session status ${s.status}` : 'it no longer knows the session';
+  const members = committedSet(ctx, mark) ?? (await askCoordinator(ctx));
+  if (typeof members === 'string') {
     say(
-      `criu dumped tree ${o.tree}, but the coordinator does not confirm the commit (${why}): no commit record written, so this set does not count as committed`,
+      `criu dumped tree ${o.tree}, but the commit is not confirmed (${members}): no commit record written, so this set does not count as committed`,
     );
     return 1;
   }
-  const members = s.trees.map((t) => ({ tree: t.tree, host: t.host, run: t.run }));
+  const mine = members.find((m) => m.tree === o.tree && m.run === ctx.run)!;
   const record = await writeRecord(
     imagesDir,
     {
@@ -159,6 +155,32 @@ async function commit(ctx: Ctx, imagesDir: string): Promise<number> {
   );
   say(`committed tree ${o.tree} of session ${o.session} attempt ${o.attempt} as ${record.commit} (${record.files.length} image files)`);
   return 0;
+}
+
+const isOurs = (ctx: Ctx, members: Member[]) => members.some((m) => m.tree === ctx.o.tree && m.run === ctx.run);
+
+/** The set's members from the hook's COMMIT verdict (written at post-dump), if it is this tree's. */
+function committedSet(ctx: Ctx, mark: string): Member[] | null {
+  try {
+    const v = decodeVerdict(readBoundedFile(mark, 1 << 20));
+    const ok = v.proceed && v.action === 'post-dump' && v.session === ctx.o.session && v.attempt === ctx.o.attempt && v.tree === ctx.o.tree;
+    return ok && v.members && isOurs(ctx, v.members) ? v.members : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Without the hook's mark (a hook of an older version): the coordinator's view of the session; why not, as a string. */
+async function askCoordinator(ctx: Ctx): Promise<Member[] | string> {
+  const { o } = ctx;
+  const { requestStatus } = await import('../transport/client');
+  const status = await requestStatus(o.endpoint, o.session, 5000).catch((err: Error) => err);
+  if (status instanceof Error) return status.message;
+  const s = status.sessions.find((x) => x.session === o.session && x.attempt === o.attempt && x.phase === 'dump');
+  const members = s?.trees.map((t) => ({ tree: t.tree, host: t.host, run: t.run })) ?? [];
+  if (!s || s.status !== 'committed' || !isOurs(ctx, members))
+    return s ? `session status ${s.status}` : 'the coordinator no longer knows the session';
+  return members;
 }
 
 function readNote(path: string): string {

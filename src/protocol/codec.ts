@@ -248,6 +248,7 @@ export function encodeVerdict(v: Verdict): Uint8Array {
     decision: v.proceed ? pb.Decision.PROCEED : pb.Decision.ABORT,
     code: v.code,
     reason: v.reason,
+    members: v.members ?? [],
   }).finish();
 }
 
@@ -270,6 +271,7 @@ export function decodeVerdict(frame: Uint8Array): Verdict {
     proceed: v.decision === pb.Decision.PROCEED,
     code: errorCodeOf(v.code),
     reason: v.reason,
+    ...(v.members.length ? { members: v.members.map((m) => ({ tree: m.tree ?? '', host: m.host ?? '', run: m.run ?? '' })) } : {}),
   };
 }
 
