@@ -92,17 +92,22 @@ export async function startTree(index: number, procs: number, shm: string, cwd?:
     ['--pid', '--ipc', '--fork', 'setsid', WORKLOAD, '--tree', String(index), '--procs', String(procs), '--shm', shm],
     { stdio: 'ignore', detached: true, cwd },
   );
-  const deadline = Date.now() + 5000;
+  return { index, rootPid: await firstChild(unshare.pid!), unshare };
+}
+
+/** The first child of `pid` (the root of what `unshare --fork` started), once there is one. */
+export async function firstChild(pid: number, timeoutMs = 10_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     try {
-      const kids = readFileSync(`/proc/${unshare.pid}/task/${unshare.pid}/children`, 'utf8').trim();
-      if (kids) return { index, rootPid: Number(kids.split(/\s+/)[0]), unshare };
+      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+      if (kids) return Number(kids.split(/\s+/)[0]);
     } catch {
       // not there yet
     }
     await sleep(10);
   }
-  throw new Error(`tree ${index}: workload did not start`);
+  throw new Error(`process ${pid} started no child in ${timeoutMs} ms`);
 }
 
 /** Waits until every process of the given trees has ticked a few times. */

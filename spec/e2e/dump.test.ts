@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Daemon, STAGEGATE, exited, killTree, readPidfile, run, sleep } from '../../demo/harness';
+import { Daemon, STAGEGATE, exited, firstChild, killTree, readPidfile, run, sleep } from '../../demo/harness';
 import { criuPath, projectRoot } from '../../src/paths';
 import { fieldsOf } from '../../src/core/model';
 
@@ -65,20 +65,6 @@ async function advancing(ps: Peer[]): Promise<Progress[]> {
   }
 }
 
-async function childOf(pid: number): Promise<number> {
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    try {
-      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
-      if (kids) return Number(kids.split(/\s+/)[0]);
-    } catch {
-      // not there yet
-    }
-    await sleep(10);
-  }
-  throw new Error(`no child of ${pid}`);
-}
-
 /** Starts the two stream peers (one tree per host), each in its own pid namespace and working directory. */
 async function startPeers(): Promise<Peer[]> {
   job++;
@@ -98,7 +84,7 @@ async function startPeers(): Promise<Peer[]> {
         detached: true,
       },
     );
-    out.push({ root: await childOf(unshare.pid!), unshare, progress: progressFile });
+    out.push({ root: await firstChild(unshare.pid!), unshare, progress: progressFile });
   }
   const deadline = Date.now() + 5000;
   while (!out.every((p) => existsSync(p.progress) && progress(p).recv > 100)) {
@@ -266,7 +252,7 @@ describe('coordinated checkpoint (stagegate dump) on real CRIU', () => {
       const cwd = join(dir, `job${job}-w${i}`);
       mkdirSync(cwd);
       const unshare = spawn('unshare', ['--net', '--pid', '--fork', 'setsid', 'sleep', '1000'], { cwd, stdio: 'ignore', detached: true });
-      own.push({ root: await childOf(unshare.pid!), unshare, progress: '' });
+      own.push({ root: await firstChild(unshare.pid!), unshare, progress: '' });
     }
     peers.push(...own);
     const imgs = [imagesDir('n1'), imagesDir('n2')];

@@ -6,6 +6,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../errors';
+import { defaultHookEndpoint } from '../transport/endpoints';
 import { parseActivator, parseHoldAt, validateName } from '../core/validate';
 import type { Activator } from '../core/model';
 import type { HoldAt } from '../core/actions';
@@ -101,6 +102,44 @@ export function holdAtOf(cmd: string, v: string | undefined): HoldAt | '' {
 
 /** The most a hook waits for a verdict (STAGEGATE_TIMEOUT, hooks/stagegate-hook.c). */
 export const HOOK_MAX_TIMEOUT_S = 86400;
+
+/** Options every criu wrapper (dump, restore) shares, with their environment variables. */
+export const TREE_OPTIONS: Options = {
+  session: { type: 'string' },
+  tree: { type: 'string' },
+  trees: { type: 'string' },
+  endpoint: { type: 'string' },
+  attempt: { type: 'string' },
+  timeout: { type: 'string' },
+};
+
+/**
+ * One tree of a job, as a criu wrapper is told it: flags, else STAGEGATE_*;
+ * under a launcher (one wrapper per rank) the tree and tree count from its
+ * environment (PMI_RANK / PMI_SIZE, SLURM_PROCID / SLURM_NTASKS).
+ */
+export function treeOf(cmd: string, a: Args) {
+  const env = process.env;
+  const rank = env.PMI_RANK ?? env.SLURM_PROCID;
+  const tree = flag(a, 'tree', 'STAGEGATE_TREE') ?? (rank === undefined ? undefined : `rank${rank}`);
+  const trees = flag(a, 'trees', 'STAGEGATE_TREES') ?? env.PMI_SIZE ?? env.SLURM_NTASKS;
+  if (trees === undefined) throw new UsageError(`${cmd}: --trees is required (or PMI_SIZE / SLURM_NTASKS from a launcher)`);
+  return {
+    session: name(cmd, 'session', flag(a, 'session', 'STAGEGATE_SESSION')),
+    tree: name(cmd, 'tree', tree),
+    trees: int(cmd, 'trees', trees, 1, 1, 65536),
+    ...runOptions(cmd, a, 1),
+  };
+}
+
+/** Attempt, hook timeout and endpoint of a criu wrapper (`attempt`: the default attempt). */
+export function runOptions(cmd: string, a: Args, attempt: number) {
+  return {
+    attempt: int(cmd, 'attempt', flag(a, 'attempt', 'STAGEGATE_ATTEMPT'), attempt, 1, 1_000_000),
+    timeoutS: seconds(cmd, 'timeout', flag(a, 'timeout', 'STAGEGATE_TIMEOUT'), 60, HOOK_MAX_TIMEOUT_S),
+    endpoint: flag(a, 'endpoint', 'STAGEGATE_ENDPOINT') ?? defaultHookEndpoint(),
+  };
+}
 
 /** Calls `run` with an AbortSignal that SIGINT or SIGTERM aborts (watch, trace). */
 export function untilSignalled<T>(run: (signal: AbortSignal) => Promise<T>): Promise<T> {

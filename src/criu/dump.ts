@@ -16,10 +16,11 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { constants, hostname, tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { StageEvent } from '../core/model';
+import { wrapperEvent } from './wrapper-event';
 import { criuPath, hookPath } from '../paths';
+import { readAbortNote } from './abort-note';
 import { readBoundedFile } from '../files';
 import { type ChecksumMode, type Member, commitId, writeRecord } from '../checkpoint/commit-record';
 import { decodeVerdict } from '../protocol/codec';
@@ -89,11 +90,11 @@ export async function dump(o: DumpOptions): Promise<number> {
     const rc = code ?? 128 + (signal ? constants.signals[signal] : 0);
     const ctx = { o, run, criuPid: child.pid ?? 0 };
     if (rc !== 0) {
-      const why = readNote(note);
+      const why = readAbortNote(note);
       if (why) say(`aborted at ${why}`);
       const { sendEvent } = await import('../transport/client');
       const reason = signal ? `criu killed by ${signal}` : `criu exited with ${code}`;
-      await sendEvent(o.endpoint, event(ctx, reason)).catch(() => {});
+      await sendEvent(o.endpoint, wrapperEvent(ctx, 'dump-failed', 0, reason)).catch(() => {});
       return rc;
     }
     return await commit(ctx, imagesDir, mark);
@@ -106,27 +107,6 @@ interface Ctx {
   o: DumpOptions;
   run: string;
   criuPid: number;
-}
-
-function event(ctx: Ctx, reason: string): StageEvent {
-  const { o } = ctx;
-  return {
-    session: o.session,
-    tree: o.tree,
-    action: 'dump-failed',
-    actionName: 'dump-failed',
-    initPid: 0,
-    imageDir: '',
-    host: hostname(),
-    hookPid: process.pid,
-    criuPid: ctx.criuPid,
-    monoNs: process.hrtime.bigint(),
-    wallNs: BigInt(Date.now()) * 1_000_000n,
-    attempt: o.attempt,
-    expectedTrees: o.trees,
-    reason,
-    run: ctx.run,
-  };
 }
 
 /** criu succeeded: its post-dump was answered COMMIT. Records the set in this tree's images. */
@@ -181,14 +161,6 @@ async function askCoordinator(ctx: Ctx): Promise<Member[] | string> {
   if (!s || s.status !== 'committed' || !isOurs(ctx, members))
     return s ? `session status ${s.status}` : 'the coordinator no longer knows the session';
   return members;
-}
-
-function readNote(path: string): string {
-  try {
-    return readBoundedFile(path, 4096).toString('utf8').trim().slice(0, 1000);
-  } catch {
-    return '';
-  }
 }
 
 function say(line: string): void {

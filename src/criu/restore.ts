@@ -12,10 +12,10 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { readBoundedFile } from '../files';
-import { constants, hostname, tmpdir } from 'node:os';
+import { readAbortNote } from './abort-note';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { StageEvent } from '../core/model';
+import { wrapperEvent } from './wrapper-event';
 import { criuPath, hookPath } from '../paths';
 import { childrenOf, signalTreeStartedSince, startTime } from '../proc/tree';
 import { setChildSubreaper } from '../native';
@@ -74,7 +74,7 @@ export async function restore(o: RestoreOptions): Promise<number> {
     const released = existsSync(mark);
     if (rc !== 0) {
       // the hook's reason, which criu may only have written to its log file
-      const why = readNote(note);
+      const why = readAbortNote(note);
       if (why) say(`aborted at ${why}`);
       await reportFailure(ctx, signal ? `criu killed by ${signal}` : `criu exited with ${code}`, signal !== null && !released);
       return rc;
@@ -93,27 +93,7 @@ interface Ctx {
   criuStarted: number | null;
 }
 
-function event(ctx: Ctx, action: 'restore-failed' | 'pre-resume', initPid = 0, reason = ''): StageEvent {
-  const { o } = ctx;
-  return {
-    session: o.session,
-    tree: o.tree,
-    action,
-    actionName: action,
-    initPid,
-    imageDir: '',
-    host: hostname(),
-    hookPid: process.pid,
-    criuPid: ctx.criuPid,
-    monoNs: process.hrtime.bigint(),
-    wallNs: BigInt(Date.now()) * 1_000_000n,
-    attempt: o.attempt,
-    expectedTrees: o.trees,
-    reason,
-    run: ctx.run,
-    ...(o.commit ? { commit: o.commit } : {}),
-  };
-}
+const event = (ctx: Ctx, action: 'restore-failed' | 'pre-resume', initPid = 0, reason = '') => wrapperEvent(ctx, action, initPid, reason);
 
 // zeromq is loaded only on these paths: it costs start-up time on every restore
 const client = () => import('../transport/client');
@@ -128,15 +108,6 @@ async function treeStatus(ctx: Ctx) {
   const session = status?.sessions.find((s) => s.session === ctx.o.session && s.attempt === ctx.o.attempt);
   const tree = session?.trees.find((t) => t.tree === ctx.o.tree && t.run === ctx.run);
   return session && tree ? { session, tree } : null;
-}
-
-/** The hook's abort note (a line; none when the hook never aborted). */
-function readNote(path: string): string {
-  try {
-    return readBoundedFile(path, 4096).toString('utf8').trim().slice(0, 1000);
-  } catch {
-    return '';
-  }
 }
 
 function say(line: string): void {

@@ -1,7 +1,6 @@
 /** `stagegate dump`: one tree's `criu dump` through the group commit. */
-import { UsageError } from '../../errors';
 import { defaultHookEndpoint } from '../../transport/endpoints';
-import { type Command, HOOK_MAX_TIMEOUT_S, bool, flag, int, name, seconds } from '../command';
+import { type Command, TREE_OPTIONS, bool, treeOf } from '../command';
 
 export const dump: Command = {
   name: 'dump',
@@ -35,28 +34,13 @@ restores one.
   --full-checksum  hash the page images whole in the commit record (default:
                    their size and both ends; metadata images are always whole)`,
   options: {
-    session: { type: 'string' },
-    tree: { type: 'string' },
-    trees: { type: 'string' },
-    endpoint: { type: 'string' },
-    attempt: { type: 'string' },
-    timeout: { type: 'string' },
+    ...TREE_OPTIONS,
     'full-checksum': { type: 'boolean' },
   },
   async run(a) {
-    const env = process.env;
-    const rank = env.PMI_RANK ?? env.SLURM_PROCID;
-    const tree = flag(a, 'tree', 'STAGEGATE_TREE') ?? (rank === undefined ? undefined : `rank${rank}`);
-    const trees = flag(a, 'trees', 'STAGEGATE_TREES') ?? env.PMI_SIZE ?? env.SLURM_NTASKS;
-    if (trees === undefined) throw new UsageError('dump: --trees is required (or PMI_SIZE / SLURM_NTASKS from a launcher)');
     const { dump: run } = await import('../../criu/dump');
     return run({
-      session: name('dump', 'session', flag(a, 'session', 'STAGEGATE_SESSION')),
-      tree: name('dump', 'tree', tree),
-      trees: int('dump', 'trees', trees, 1, 1, 65536),
-      attempt: int('dump', 'attempt', flag(a, 'attempt', 'STAGEGATE_ATTEMPT'), 1, 1, 1_000_000),
-      timeoutS: seconds('dump', 'timeout', flag(a, 'timeout', 'STAGEGATE_TIMEOUT'), 60, HOOK_MAX_TIMEOUT_S),
-      endpoint: flag(a, 'endpoint', 'STAGEGATE_ENDPOINT') ?? defaultHookEndpoint(),
+      ...treeOf('dump', a),
       checksum: bool(a, 'full-checksum') ? 'full' : 'sampled',
       criuArgs: a.rest,
     });

@@ -1,7 +1,7 @@
 /** `stagegate restore`: one tree's `criu restore` through the gate. */
 import { UsageError } from '../../errors';
 import { defaultHookEndpoint } from '../../transport/endpoints';
-import { type Args, type Command, HOOK_MAX_TIMEOUT_S, bool, flag, int, name, seconds } from '../command';
+import { type Args, type Command, TREE_OPTIONS, bool, runOptions, treeOf } from '../command';
 
 export const restore: Command = {
   name: 'restore',
@@ -45,12 +45,7 @@ Restoring a set that 'stagegate dump' committed:
                  of the session must restore that same commit.
   --force        restore even so (loudly): names still come from the records`,
   options: {
-    session: { type: 'string' },
-    tree: { type: 'string' },
-    trees: { type: 'string' },
-    endpoint: { type: 'string' },
-    attempt: { type: 'string' },
-    timeout: { type: 'string' },
+    ...TREE_OPTIONS,
     set: { type: 'boolean' },
     force: { type: 'boolean' },
   },
@@ -58,20 +53,9 @@ Restoring a set that 'stagegate dump' committed:
     if (bool(a, 'set')) return restoreSet(a);
     if (a.positionals.length)
       throw new UsageError(`restore: unexpected argument ${a.positionals[0]} (images directories are given with --set)`);
-    // under a launcher, one restore per rank: tree and tree count from its environment
-    const env = process.env;
-    const rank = env.PMI_RANK ?? env.SLURM_PROCID;
-    const tree = flag(a, 'tree', 'STAGEGATE_TREE') ?? (rank === undefined ? undefined : `rank${rank}`);
-    const trees = flag(a, 'trees', 'STAGEGATE_TREES') ?? env.PMI_SIZE ?? env.SLURM_NTASKS;
-    if (trees === undefined) throw new UsageError('restore: --trees is required (or PMI_SIZE / SLURM_NTASKS from a launcher)');
     const { restore: run } = await import('../../criu/restore');
     return run({
-      session: name('restore', 'session', flag(a, 'session', 'STAGEGATE_SESSION')),
-      tree: name('restore', 'tree', tree),
-      trees: int('restore', 'trees', trees, 1, 1, 65536),
-      attempt: int('restore', 'attempt', flag(a, 'attempt', 'STAGEGATE_ATTEMPT'), 1, 1, 1_000_000),
-      timeoutS: seconds('restore', 'timeout', flag(a, 'timeout', 'STAGEGATE_TIMEOUT'), 60, HOOK_MAX_TIMEOUT_S),
-      endpoint: flag(a, 'endpoint', 'STAGEGATE_ENDPOINT') ?? defaultHookEndpoint(),
+      ...treeOf('restore', a),
       criuArgs: a.rest,
     });
   },
@@ -100,11 +84,7 @@ async function restoreSet(a: Args): Promise<number> {
       );
   }
   const { restore: run } = await import('../../criu/restore');
-  const base = {
-    attempt: int('restore', 'attempt', flag(a, 'attempt', 'STAGEGATE_ATTEMPT'), set.dirs[0]!.record!.attempt, 1, 1_000_000),
-    timeoutS: seconds('restore', 'timeout', flag(a, 'timeout', 'STAGEGATE_TIMEOUT'), 60, HOOK_MAX_TIMEOUT_S),
-    endpoint: flag(a, 'endpoint', 'STAGEGATE_ENDPOINT') ?? defaultHookEndpoint(),
-  };
+  const base = runOptions('restore', a, set.dirs[0]!.record!.attempt);
   const { readTcpEnds } = await import('../../checkpoint/tcp-cut');
   const { lockConnections } = await import('../../criu/tcp-lock');
   const { readdirSync } = await import('node:fs');
