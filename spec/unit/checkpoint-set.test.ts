@@ -60,6 +60,21 @@ describe('TCP cut check', () => {
     assert.equal(r.connections[0]!.directions[0]!.sndUna, 4294967196);
   });
 
+  it('pairs a loopback connection only within one tree (each tree may have a network namespace of its own)', () => {
+    const L1 = '127.0.0.1:5000';
+    const L2 = '127.0.0.1:6000';
+    const r = checkCut([
+      end('a', L1, L2, { outqSeq: 10 }),
+      end('b', L2, L1, { inqSeq: 999 }),
+      end('b', L1, L2),
+      end('a', L2, L1, { inqSeq: 10 }),
+    ]);
+    assert.deepEqual(
+      r.connections.map((c) => c.name),
+      ['tree a 127.0.0.1:5000 <-> tree a 127.0.0.1:6000', 'tree b 127.0.0.1:5000 <-> tree b 127.0.0.1:6000'],
+    );
+  });
+
   it('leaves an end whose peer is not in the set unchecked, and says so', () => {
     const r = checkCut([end('a', A, '10.9.9.9:80')]);
     assert.equal(r.connections.length, 0);
