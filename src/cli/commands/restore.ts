@@ -1,4 +1,5 @@
-/** `stagegate restore`: one tree's `criu restore` through the gate. */
+/** `stagegate restore`: one tree's `criu restore` through the gate, or this host's trees of a committed set. */
+import { hostname } from 'node:os';
 import { UsageError } from '../../errors';
 import { defaultHookEndpoint } from '../../transport/endpoints';
 import { type Args, type Command, TREE_OPTIONS, bool, runOptions, treeOf } from '../command';
@@ -10,7 +11,7 @@ export const restore: Command = {
   positionals: true,
   help: `usage: stagegate restore --session S --tree T --trees N [--endpoint EP] [--attempt A]
                          [--timeout SECONDS] -- <criu restore arguments>
-       stagegate restore --set [--force] [--endpoint EP] [--attempt A] [--timeout SECONDS]
+       stagegate restore --set [--force] [--any-host] [--endpoint EP] [--attempt A] [--timeout SECONDS]
                          DIR... -- <criu restore arguments>
 
 Runs 'criu restore <arguments> --action-script <hook>' with STAGEGATE_* set,
@@ -36,18 +37,23 @@ Each option falls back to the hook's environment variable, then to a default.
 
 Restoring a set that 'stagegate dump' committed:
 
-  --set          restore the trees whose images directories are given (those
-                 of this host; the other hosts restore theirs): session, tree
-                 names, tree count and attempt come from their commit records,
-                 '-D DIR' is added to the criu arguments for each. Refused
+  --set          restore the trees whose images directories are given and
+                 whose records say they were dumped on this host (give every
+                 directory of the set, e.g. on shared storage: all are checked,
+                 this host's are restored, the other hosts restore theirs):
+                 session, tree names, tree count and attempt come from their
+                 commit records, '-D DIR' is added to the criu arguments for
+                 each. Refused
                  unless each directory's record verifies, all name one commit
                  and no recorded image file is missing or changed; every tree
                  of the session must restore that same commit.
-  --force        restore even so (loudly): names still come from the records`,
+  --force        restore even so (loudly): names still come from the records
+  --any-host     restore every given directory here, whatever host dumped it`,
   options: {
     ...TREE_OPTIONS,
     set: { type: 'boolean' },
     force: { type: 'boolean' },
+    'any-host': { type: 'boolean' },
   },
   async run(a) {
     if (bool(a, 'set')) return restoreSet(a);
@@ -83,17 +89,27 @@ async function restoreSet(a: Args): Promise<number> {
         `restore: ${bare.dir} has no readable commit record to take the session and tree from; restore it without --set`,
       );
   }
+  // the trees dumped on this host (the set's directories may all be on shared storage)
+  const here = hostname();
+  const mine = bool(a, 'any-host') ? set.dirs : set.dirs.filter((d) => d.record!.host === here);
+  if (mine.length === 0) {
+    const hosts = [...new Set(set.dirs.map((d) => d.record!.host))].sort().join(', ');
+    throw new UsageError(
+      `restore: none of these trees was dumped on this host (${here}; they were on ${hosts}); --any-host restores them here anyway`,
+    );
+  }
+  if (mine.length < set.dirs.length) say(`restoring the ${mine.length} tree(s) dumped on ${here}; the other hosts restore theirs`);
   const { restore: run } = await import('../../criu/restore');
   const base = runOptions('restore', a, set.dirs[0]!.record!.attempt);
   const { readTcpEnds } = await import('../../checkpoint/tcp-cut');
   const { lockConnections } = await import('../../criu/tcp-lock');
   const { readdirSync } = await import('node:fs');
   // trees without a netns of their own: hold their connections until every tree is back (criu/tcp-lock.ts)
-  const ends = set.dirs.flatMap(({ dir, tree }) => (readdirSync(dir).some((f) => /^netns-/.test(f)) ? [] : readTcpEnds(dir, tree)));
+  const ends = mine.flatMap(({ dir, tree }) => (readdirSync(dir).some((f) => /^netns-/.test(f)) ? [] : readTcpEnds(dir, tree)));
   const unlock = lockConnections(ends);
   try {
     const rcs = await Promise.all(
-      set.dirs.map(({ dir, record }) =>
+      mine.map(({ dir, record }) =>
         run({
           ...base,
           session: record!.session,
