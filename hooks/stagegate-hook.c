@@ -803,6 +803,116 @@ static int dumps_own_netns(void) {
 	return stat(path, &mine) == 0 && stat(ns, &theirs) == 0 && mine.st_ino != theirs.st_ino;
 }
 
+/*
+ * Containers: runc and crun drive criu over RPC and reach this hook only
+ * through criu's configuration file (/etc/criu/runc.conf), and podman drops
+ * the environment on the way. There the hook has no STAGEGATE_*; it finds its
+ * container by the 64-hex container id in its images directory's path
+ * (podman: .../overlay-containers/<id>/userdata/checkpoint) and takes the
+ * session, tree, tree count (and attempt, endpoint, timeout) from the line of
+ * the containers file (STAGEGATE_CONTAINERS, else
+ * /etc/stagegate/containers.conf) that names that id:
+ *
+ *   <container id, or a prefix of 12 or more> session=S tree=T trees=N [attempt=A] [endpoint=EP] [timeout=SECONDS]
+ *
+ * The file must be a regular file of root (or of this user), writable by no
+ * one else. A container it does not name is refused (exit 2: criu aborts),
+ * never waved through.
+ */
+#define CONTAINERS_FILE "/etc/stagegate/containers.conf"
+
+static int is_hex_id(const char *s, size_t n) {
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* The container id in `dir` (a 64-hex path component), copied into id[65]; 0 when there is none. */
+static int container_id_of(const char *dir, char *id) {
+	for (const char *p = dir; p && *p;) {
+		while (*p == '/')
+			p++;
+		const char *end = strchr(p, '/');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		if (n == 64 && is_hex_id(p, 64)) {
+			memcpy(id, p, 64);
+			id[64] = '\0';
+			return 1;
+		}
+		p = end;
+	}
+	return 0;
+}
+
+/* Sets STAGEGATE_* from the containers file for this hook's container. 0, or 2 (refused, said why). */
+static int container_config(void) {
+	if (getenv("STAGEGATE_SESSION"))
+		return 0; /* told by its environment (stagegate restore/dump, or the user) */
+	const char *path = getenv("STAGEGATE_CONTAINERS");
+	if (!path || !*path)
+		path = CONTAINERS_FILE;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT && !getenv("STAGEGATE_CONTAINERS"))
+			return 0; /* not a container setup: read_config says what is missing */
+		log_line("cannot open the containers file %s: %s", path, strerror(errno));
+		return 2;
+	}
+	struct stat st;
+	static char buf[65536];
+	ssize_t n = -1;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022) ||
+	    st.st_size >= (off_t)sizeof(buf) || (n = read(fd, buf, sizeof(buf) - 1)) < 0) {
+		close(fd);
+		log_line("refusing the containers file %s: it must be a regular file under 64 KiB of root (or of this user), "
+			 "writable by no one else", path);
+		return 2;
+	}
+	close(fd);
+	buf[n] = '\0';
+	char dir[PATH_MAX], id[65];
+	const char *raw = getenv("CRTOOLS_IMAGE_DIR");
+	if (!(raw && realpath(raw, dir)) && !getcwd(dir, sizeof(dir)))
+		dir[0] = '\0';
+	if (!container_id_of(dir, id)) {
+		log_line("no STAGEGATE_SESSION, and no container id in the images directory %s: refused", dir);
+		return 2;
+	}
+	int lineno = 0;
+	for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		lineno++;
+		char *tok_save = NULL, *key = strtok_r(line, " \t", &tok_save);
+		if (!key || *key == '#')
+			continue;
+		size_t klen = strlen(key);
+		if (klen < 12 || klen > 64 || !is_hex_id(key, klen) || strncmp(key, id, klen) != 0)
+			continue;
+		static const char *const keys[][2] = {{"session", "STAGEGATE_SESSION"}, {"tree", "STAGEGATE_TREE"},
+						      {"trees", "STAGEGATE_TREES"},     {"attempt", "STAGEGATE_ATTEMPT"},
+						      {"endpoint", "STAGEGATE_ENDPOINT"}, {"timeout", "STAGEGATE_TIMEOUT"}};
+		for (char *kv = strtok_r(NULL, " \t", &tok_save); kv; kv = strtok_r(NULL, " \t", &tok_save)) {
+			char *eq = strchr(kv, '=');
+			size_t k = 0;
+			for (; eq && k < sizeof(keys) / sizeof(keys[0]); k++)
+				if ((size_t)(eq - kv) == strlen(keys[k][0]) && !strncmp(kv, keys[k][0], (size_t)(eq - kv)))
+					break;
+			if (!eq || k == sizeof(keys) / sizeof(keys[0])) {
+				log_line("%s line %d: unknown setting '%.64s' (known: session, tree, trees, attempt, endpoint, timeout)",
+					 path, lineno, kv);
+				return 2;
+			}
+			setenv(keys[k][1], eq + 1, 1);
+		}
+		if (!getenv("STAGEGATE_ENDPOINT"))
+			setenv("STAGEGATE_ENDPOINT", "ipc:///run/stagegate/hooks.sock", 1);
+		return 0; /* read_config checks every value */
+	}
+	log_line("container %.12s is not named in %s: refused (a container is coordinated only when its line says how)", id,
+		 path);
+	return 2;
+}
+
 /* One run of the hook: what criu and the environment told it, and the event it sends. */
 typedef struct {
 	config_t cfg;
@@ -829,7 +939,7 @@ static int build_event(hook_t *h) {
 		return 2;
 	}
 	g_action = h->name;
-	if (read_config(&h->cfg) || resolve_run(h->run, sizeof(h->run)))
+	if (container_config() || read_config(&h->cfg) || resolve_run(h->run, sizeof(h->run)))
 		return 2;
 	h->action = parse_action(h->name);
 	h->gated = h->action == STAGEGATE__V1__ACTION__PRE_RESTORE || h->action == STAGEGATE__V1__ACTION__POST_RESTORE ||

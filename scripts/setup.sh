@@ -11,7 +11,7 @@ say() { echo "setup: $*" >&2; }
 # chromium: the tests open the trace HTML page in it (headless);
 # mpich: the MPI recipe and its test; faketime: the clock-jump test;
 # slurm-wlm, munge: the Slurm recipe and its test (a single-node cluster the test starts).
-apt_pkgs=(iptables libzmq3-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler pkg-config g++ make python3 util-linux iproute2 procps ca-certificates chromium mpich libmpich-dev faketime slurm-wlm munge)
+apt_pkgs=(iptables podman runc mmdebstrap libzmq3-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler pkg-config g++ make python3 util-linux iproute2 procps ca-certificates chromium mpich libmpich-dev faketime slurm-wlm munge)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
