@@ -321,19 +321,42 @@ static void mark_committed(const Stagegate__V1__Verdict *v) {
 	free(buf);
 }
 
-/* The restored root is a child of the criu that runs this hook; anything
- * else (a stale or wrong CRTOOLS_INIT_PID) must never be killed. */
-static int is_child_of(pid_t pid, pid_t parent) {
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	FILE *f = fopen(path, "r");
-	long ppid = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "PPid: %ld", &ppid) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return ppid == parent;
+/* Parent pid and start time (clock ticks since boot) of `pid`; -1 when unknown. */
+static int proc_stat(pid_t pid, long *ppid, unsigned long long *start) {
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')'); /* the command name may hold anything */
+	if (!p)
+		return -1;
+	/* fields after the name: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+	 * cutime cstime priority nice num_threads itrealvalue starttime */
+	char state;
+	if (sscanf(p + 2, "%c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &state, ppid,
+		   start) != 3)
+		return -1;
+	return 0;
+}
+
+/* The restored root was made by the criu that runs this hook: its child, or,
+ * when criu restores as a sibling (runc asks for it over RPC), a child of
+ * criu's parent started after criu. Anything else (a stale or wrong
+ * CRTOOLS_INIT_PID) must never be killed. */
+static int is_child_of(pid_t pid, pid_t criu) {
+	long ppid, criu_ppid;
+	unsigned long long start, criu_start;
+	if (proc_stat(pid, &ppid, &start))
+		return 0;
+	if (ppid == criu)
+		return 1;
+	return !proc_stat(criu, &criu_ppid, &criu_start) && ppid == criu_ppid && start >= criu_start;
 }
 
 /* Forks a watchdog that kills criu if it is still alive after the grace
@@ -771,7 +794,8 @@ static int read_config(config_t *c) {
 /* Whether the tree criu dumps has a network namespace of its own, so that
  * criu will run network-lock for it: STAGEGATE_NET_LOCK (set by `stagegate
  * dump`) when given, else the netns of the pid criu was given (-t/--tree in
- * its command line) against criu's own. 0 when it cannot tell. */
+ * its command line, or CRTOOLS_INIT_PID under RPC) against criu's own. 0 when
+ * it cannot tell. */
 static int dumps_own_netns(void) {
 	const char *e = getenv("STAGEGATE_NET_LOCK");
 	if (e && *e)
@@ -794,7 +818,8 @@ static int dumps_own_netns(void) {
 		else if (!strncmp(a, "--tree=", 7))
 			parse_uint(a + 7, 1, INT_MAX, &pid);
 	}
-	if (!pid)
+	/* criu over RPC (runc, crun) has no -t: the root it dumps is CRTOOLS_INIT_PID */
+	if (!pid && parse_uint(getenv("CRTOOLS_INIT_PID"), 1, INT_MAX, &pid))
 		return 0;
 	struct stat mine, theirs;
 	char ns[64];

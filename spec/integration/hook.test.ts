@@ -226,6 +226,27 @@ describe('hook against a real coordinator', () => {
     assert.match(r.stderr, /is not a child of criu \d+: not killing it/);
   });
 
+  it("never kills a sibling of its criu that criu did not make (started before it): only runc's restore-as-sibling roots count", async () => {
+    // a process of the same parent as the hook's "criu", started before it
+    const victim = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      const r = await runHook(
+        hookEnv(c.endpoint, 'pre-resume', {
+          STAGEGATE_SESSION: 'older-sibling',
+          STAGEGATE_TREES: '1',
+          CRTOOLS_INIT_PID: String(victim.pid),
+        }),
+      );
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /is not a child of criu \d+: not killing it/);
+      assert.ok(isLive(victim.pid!), 'the older sibling still runs');
+    } finally {
+      victim.kill('SIGKILL');
+      await new Promise((r) => victim.once('exit', r));
+    }
+  });
+
   it('answers a frame of an unknown protocol version with a clear ABORT, and keeps serving', async () => {
     const d = new Dealer({ receiveTimeout: 2000, linger: 0 });
     d.connect(c.endpoint);

@@ -28,9 +28,22 @@ export interface MemfdInode {
   shmid: number;
 }
 
+/** A mount of a tree with its own mount namespace (mountpoints-*.img). */
+export interface Mount {
+  mntId: number;
+  /** the filesystem's device */
+  rootDev: number;
+  /** the subtree of the filesystem it mounts */
+  root: string;
+  /** where, in the tree's root */
+  mountpoint: string;
+}
+
 export interface Checkpoint {
   dir: string;
   tasks: Task[];
   files: Map<number, FileObject>;
   memfdInodes: Map<number, MemfdInode>;
+  /** by mount id; empty when the tree shares the host's mount namespace (criu then saves none) */
+  mounts?: Map<number, Mount>;
 }

@@ -3,13 +3,13 @@
  * tree, each task's VMAs and the objects behind shared mappings. Plain data
  * out; every problem is an ImageError naming the file (and offset).
  */
-import { existsSync, lstatSync, accessSync, constants } from 'node:fs';
+import { existsSync, lstatSync, accessSync, constants, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type Long from 'long';
 import { criu } from './generated/criu';
 import { MAGIC, big, readEntries } from './image-file';
 import { ImageError } from '../errors';
-import type { Checkpoint, FileObject, MemfdInode, Task, Vma } from './checkpoint-model';
+import type { Checkpoint, FileObject, MemfdInode, Mount, Task, Vma } from './checkpoint-model';
 
 export type { Checkpoint };
 
@@ -79,5 +79,12 @@ export function readCheckpoint(dir: string): Checkpoint {
       memfdInodes.set(inodeId, { inodeId, name: m.name ?? '', size: big(m.size as Long), shmid: m.shmid ?? 0 });
     }
   }
-  return { dir, tasks, files, memfdInodes };
+  const mounts = new Map<number, Mount>();
+  for (const name of readdirSync(dir).filter((n) => /^mountpoints-\d{1,10}\.img$/.test(n))) {
+    for (const m of readEntries(join(dir, name), MAGIC.mnts, (b) => criu.MntEntry.decode(b), undefined, { maxEntries: 100_000 })) {
+      const mntId = m.mntId ?? 0;
+      mounts.set(mntId, { mntId, rootDev: m.rootDev ?? 0, root: m.root ?? '', mountpoint: m.mountpoint ?? '' });
+    }
+  }
+  return { dir, tasks, files, memfdInodes, mounts };
 }

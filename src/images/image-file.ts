@@ -18,6 +18,7 @@ export const MAGIC = {
   memfd: 0x48453499,
   pagemap: 0x56084025,
   tcpStream: 0x51465506,
+  mnts: 0x55563928,
 } as const;
 
 /**

@@ -15,7 +15,8 @@
  */
 import type { BoKind, MappingRef } from '../core/model';
 import { type Bo, boGraph } from '../core/bo-graph';
-import type { Checkpoint, FileObject, MemfdInode, Vma } from './checkpoint-model';
+import type { Checkpoint, FileObject, MemfdInode, Mount, Vma } from './checkpoint-model';
+import { posix } from 'node:path';
 
 export const VMA_FILE_PRIVATE = 1 << 6;
 export const VMA_FILE_SHARED = 1 << 7;
@@ -48,11 +49,25 @@ export function shmemOf(v: Vma, cp: Checkpoint): number | null {
   return null;
 }
 
+/**
+ * A mapped file's identity across trees: in a tree with a mount namespace of
+ * its own (a container), its filesystem's device and its path on that
+ * filesystem, so that one file bind-mounted into two containers (at two mount
+ * ids) is one object; otherwise (the host's mounts) its mount id and path.
+ */
+function fileKey(f: { name: string; mntId: number }, mounts: Map<number, Mount> | undefined): string {
+  const m = mounts?.get(f.mntId);
+  if (!m) return `file:${f.mntId}:${f.name}`;
+  const under = m.mountpoint === '/' ? f.name : f.name.startsWith(`${m.mountpoint}/`) ? f.name.slice(m.mountpoint.length) : null;
+  return under === null ? `file:${f.mntId}:${f.name}` : `file:dev${m.rootDev}:${posix.join(m.root || '/', under)}`;
+}
+
 function objectOf(
   tree: string,
   v: Vma,
   files: Map<number, FileObject>,
   inodes: Map<number, MemfdInode>,
+  mounts?: Map<number, Mount>,
 ): { key: string; kind: BoKind; label: string } | null {
   const { status, flags, shmid } = v;
   if (status & VMA_AREA_SYSVIPC) return { key: `sysv:${tree}:${shmid}`, kind: 'sysv-shm', label: `SysV shm ${shmid}` };
@@ -67,7 +82,7 @@ function objectOf(
   if (status & VMA_FILE_SHARED) {
     const f = files.get(Number(shmid));
     if (f?.kind !== 'reg') return { key: `file:${tree}:${shmid}`, kind: 'file', label: `file #${shmid}` };
-    return { key: `file:${f.mntId}:${f.name}`, kind: 'file', label: f.name };
+    return { key: fileKey(f, mounts), kind: 'file', label: f.name };
   }
   return null;
 }
@@ -77,7 +92,7 @@ export function sharedMappings(tree: string, cp: Checkpoint): MappingRef[] {
   const out: MappingRef[] = [];
   for (const t of cp.tasks) {
     for (const v of t.vmas) {
-      const o = objectOf(tree, v, cp.files, cp.memfdInodes);
+      const o = objectOf(tree, v, cp.files, cp.memfdInodes, cp.mounts);
       if (o)
         out.push({
           bo: o.key,
