@@ -36,3 +36,4 @@ bash scripts/build.sh
 
 # 4. criu >= 4.2.
 bash scripts/install-criu.sh
+

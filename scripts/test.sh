@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 node_modules/.bin/tsc --noEmit
 npm run --silent lint
+bash scripts/podman-image.sh
 shopt -s nullglob
 files=(spec/unit/*.test.ts spec/marble/*.test.ts spec/integration/*.test.ts spec/e2e/*.test.ts)
 # leak-check: a test file that leaves a process running fails

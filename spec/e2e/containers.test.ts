@@ -11,7 +11,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { Daemon, createShm, readSlots, sleep } from '../../demo/harness';
@@ -29,9 +29,10 @@ const names: string[] = [];
 before(async () => {
   await ensureImage();
   dir = mkdtempSync('/tmp/sg-podman-');
-  shared = join(dir, 'shared');
-  execFileSync('mkdir', ['-p', shared]);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', `${tag}-shared`, shared]);
+  const where = join(dir, 'shared');
+  mkdirSync(where);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', `${tag}-shared`, where]);
+  shared = where;
   daemon = await Daemon.start(dir, 12, 'verify');
 });
 
@@ -40,7 +41,7 @@ after(async () => {
   for (const u of undo.reverse()) u();
   await daemon?.stop();
   if (shared) execFileSync('umount', [shared]);
-  rmSync(dir, { recursive: true, force: true });
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Starts container `name` running tree `k` of the demo workload, its status in the shared tmpfs. */

@@ -3,17 +3,16 @@
  * (../shared/notes/containers-and-slurm.md): runc (crun cannot set podman's
  * rlimits here) with cgroupfs, explicit ulimits, criu found on PATH (the one
  * setup installs), and a local image built from Debian packages with
- * mmdebstrap (no registry is reachable), cached in .cache/ between runs.
+ * mmdebstrap (no registry is reachable: scripts/podman-image.sh).
  * criu's configuration for runc (/etc/criu/runc.conf) and stagegate's
  * containers file are written for the test and put back as they were.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { projectRoot } from '../../src/paths';
 import { run } from '../../demo/harness';
 
 export const IMAGE = 'localhost/stagegate-test:bookworm';
-const CACHE = resolve(projectRoot, '.cache/podman');
 const CRIU_BIN = resolve(projectRoot, '.criu/bin');
 
 /** podman with the options that work here, and our criu first on PATH (runc runs `criu swrk`). */
@@ -26,18 +25,11 @@ export function podman(args: string[]) {
 
 export const RUN_LIMITS = ['--ulimit', 'nproc=4096:4096', '--ulimit', 'nofile=1024:1024'];
 
-/** The test image: a minimal Debian rootfs (mmdebstrap), imported once and cached as a tarball. */
+/** The test image (scripts/podman-image.sh builds it before the tests; here only if it is gone since). */
 export async function ensureImage(): Promise<void> {
   if ((await podman(['image', 'exists', IMAGE])).code === 0) return;
-  const tar = join(CACHE, 'rootfs.tar');
-  if (!existsSync(tar)) {
-    mkdirSync(CACHE, { recursive: true });
-    const r = await run('mmdebstrap', ['--variant=minbase', '--include=procps', 'bookworm', `${tar}.tmp`]);
-    if (r.code !== 0) throw new Error(`mmdebstrap failed: ${r.output.slice(-2000)}`);
-    renameSync(`${tar}.tmp`, tar);
-  }
-  const imp = await podman(['import', tar, IMAGE]);
-  if (imp.code !== 0) throw new Error(`podman import failed: ${imp.output}`);
+  const r = await run('bash', [resolve(projectRoot, 'scripts/podman-image.sh')]);
+  if (r.code !== 0) throw new Error(`building the container image failed: ${r.output.slice(-2000)}`);
 }
 
 /** Writes `path` for the test; returns what puts back what was there (or removes it). */
