@@ -90,7 +90,7 @@ describe('MPI across two hosts', () => {
     const out = join(dir, 'job.out');
     // the head: mpiexec in its own pid namespace, printing one launch line per host. Its output file is its
     // alone (criu checks the size of every open file): unshare, outside the tree, writes to its own stderr
-    mkdirSync(join(dir, 'cwd-head'));
+    for (const d of ['cwd-head', 'wd-rank0', 'wd-rank1']) mkdirSync(join(dir, d));
     const head = spawn(
       'unshare',
       [
@@ -115,10 +115,9 @@ describe('MPI across two hosts', () => {
         '-genv',
         'UCX_POSIX_USE_PROC_LINK',
         'n',
-        '-n',
-        '2',
-        JOB,
-        String(ITERS),
+        // a working directory of its own for each rank (Hydra gives them the head's otherwise): the trees are
+        // dumped at once, and criu's parasite mounts proc at ./proc.crtools of each task's cwd
+        ...[0, 1].flatMap((r) => [...(r ? [':'] : []), '-n', '1', '-wdir', join(dir, `wd-rank${r}`), JOB, String(ITERS)]),
       ],
       { cwd: join(dir, 'cwd-head'), stdio: 'ignore', detached: true },
     );
@@ -198,7 +197,10 @@ describe('MPI across two hosts', () => {
         run('nsenter', [`--net=/run/netns/${x.ns}`, STAGEGATE, ...dumpArgs(`host${x.h}`, treeRoots[i]!, imgs[i + 1]!)]),
       ),
     ]);
-    for (const d of dumps) assert.equal(d.code, 0, d.output);
+    const failed = dumps.flatMap((d, i) =>
+      d.code === 0 ? [] : [`${imgs[i]} (${d.code}): ${d.output}\n${tailOf(join(imgs[i]!, 'dump.log'))}`],
+    );
+    assert.deepEqual(failed, []);
     const check = await run(STAGEGATE, ['check', ...imgs]);
     assert.equal(check.code, 0, check.output);
     assert.match(check.output, /^committed set c-[0-9a-f]{32}: session mpi-hosts attempt 1, 3 tree\(s\) given/);

@@ -8,10 +8,11 @@
  *   the tree: the job goes on as if nothing happened.
  * - When criu fails, or is killed, the coordinator is told at once
  *   (dump-failed), so every other tree is rolled back now, not at the deadline.
- * - When criu succeeds its post-dump was answered COMMIT; the wrapper then
- *   asks the coordinator for the set's members and writes the commit record
- *   (checkpoint/commit-record.ts). Without that answer it writes none: the
- *   set is then not committed, which is the safe side.
+ * - When criu succeeds its post-dump was answered COMMIT; the hook left that
+ *   verdict, which names the set's members, in a mark file, and the wrapper
+ *   writes the commit record (checkpoint/commit-record.ts); without the mark
+ *   it asks the coordinator. Without either answer it writes none: the set is
+ *   then not committed, which is the safe side.
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
