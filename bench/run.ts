@@ -167,6 +167,21 @@ async function hookCost(d: Daemon, peer: Peer | null) {
   return rows;
 }
 
+/**
+ * One tree's `criu VERB` in a bench mode: no action script, an empty shell
+ * script, criu-coordinator, the stagegate hook (with `env`), or the stagegate
+ * CLI (`cli`: its own options before `--`).
+ */
+function spawnMode(mode: string, verb: 'dump' | 'restore', criuArgs: string[], env: NodeJS.ProcessEnv, peer: Peer | null, cli: string[]) {
+  const criu = (script: string[], e: NodeJS.ProcessEnv = process.env) =>
+    spawn(criuPath(), [verb, ...script, ...criuArgs], { stdio: 'ignore', env: e });
+  if (mode === 'no action script') return criu([]);
+  if (mode === 'empty shell script') return criu(['--action-script', join(BENCH, 'empty-hook.sh')]);
+  if (mode === 'criu-coordinator') return criu(['--action-script', peer!.bin], peerEnv());
+  if (mode === 'stagegate hook') return criu(['--action-script', hookPath()], env);
+  return spawn(STAGEGATE, [verb, ...cli, '--', ...criuArgs], { stdio: 'ignore' });
+}
+
 // ------------------------------------------------------------------ 2. restore overhead
 async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
   const maxTrees = Math.max(...RESTORE_SIZES);
@@ -214,20 +229,16 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
             STAGEGATE_TREES: String(n),
             STAGEGATE_TIMEOUT: '60',
           };
-          const child =
-            mode === 'no action script'
-              ? spawn(criuPath(), ['restore', ...criuArgs], { stdio: 'ignore' })
-              : mode === 'empty shell script'
-                ? spawn(criuPath(), ['restore', '--action-script', join(BENCH, 'empty-hook.sh'), ...criuArgs], { stdio: 'ignore' })
-                : mode === 'criu-coordinator'
-                  ? spawn(criuPath(), ['restore', '--action-script', peer!.bin, ...criuArgs], { stdio: 'ignore', env: peerEnv() })
-                  : mode === 'stagegate hook'
-                    ? spawn(criuPath(), ['restore', '--action-script', hookPath(), ...criuArgs], { stdio: 'ignore', env })
-                    : spawn(
-                        resolve(projectRoot, 'bin/stagegate'),
-                        ['restore', '--session', s, '--tree', `t${k}`, '--trees', String(n), '--endpoint', d.endpoint, '--', ...criuArgs],
-                        { stdio: 'ignore' },
-                      );
+          const child = spawnMode(mode, 'restore', criuArgs, env, peer, [
+            '--session',
+            s,
+            '--tree',
+            `t${k}`,
+            '--trees',
+            String(n),
+            '--endpoint',
+            d.endpoint,
+          ]);
           return { child, pidfile };
         });
         const codes = await Promise.all(procs.map((p) => exited(p.child)));
@@ -306,21 +317,16 @@ async function dumpOverhead(dir: string, d: Daemon, peer: Peer | null) {
               STAGEGATE_TREES: String(n),
               STAGEGATE_TIMEOUT: '60',
             };
-            return mode === 'no action script'
-              ? spawn(criuPath(), ['dump', ...criuArgs], { stdio: 'ignore' })
-              : mode === 'empty shell script'
-                ? spawn(criuPath(), ['dump', '--action-script', join(BENCH, 'empty-hook.sh'), ...criuArgs], { stdio: 'ignore' })
-                : mode === 'criu-coordinator'
-                  ? spawn(criuPath(), ['dump', '--action-script', peer!.bin, ...criuArgs], { stdio: 'ignore', env: peerEnv() })
-                  : mode === 'stagegate hook'
-                    ? spawn(criuPath(), ['dump', '--action-script', hookPath(), ...criuArgs], { stdio: 'ignore', env })
-                    : spawn(
-                        STAGEGATE,
-                        ['dump', '--session', s, '--tree', `t${k}`, '--trees', String(n), '--endpoint', d.endpoint, '--', ...criuArgs],
-                        {
-                          stdio: 'ignore',
-                        },
-                      );
+            return spawnMode(mode, 'dump', criuArgs, env, peer, [
+              '--session',
+              s,
+              '--tree',
+              `t${k}`,
+              '--trees',
+              String(n),
+              '--endpoint',
+              d.endpoint,
+            ]);
           });
           const codes = await Promise.all(procs.map((p) => exited(p)));
           times[mode]!.push(performance.now() - started);

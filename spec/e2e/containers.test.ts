@@ -97,22 +97,27 @@ function runcConf(extra: string[] = []): void {
   );
 }
 
+/**
+ * Two containers (web: tree 0, db: tree 1) running the workload with their status file STATUS in the shared
+ * tmpfs, named in the containers file as the trees of `session`, then checkpointed at once (one committed dump).
+ */
+async function checkpointedPair(session: string, suffix: string): Promise<string[]> {
+  const status = `status${suffix}`;
+  createShm(join(shared, status));
+  const ids = [await start(`${tag}-web${suffix}`, 0, status), await start(`${tag}-db${suffix}`, 1, status)];
+  await ticking(status, [0, 1]);
+  const lines = ids.map((id, i) => `${id} session=${session} tree=${i ? 'db' : 'web'} trees=2 endpoint=${daemon.endpoint} timeout=30`);
+  undo.push(replaceFile('/etc/stagegate/containers.conf', lines.join('\n') + '\n'));
+  runcConf();
+  const dumps = await Promise.all(names.slice(-2).map((n) => podman(['container', 'checkpoint', n])));
+  for (const d of dumps) assert.equal(d.code, 0, d.output);
+  return ids;
+}
+
 describe('podman containers through stagegate', () => {
   it('checkpoints two containers together and restores them: neither resumes before both are back and their shared file verified', async () => {
     const session = `${tag}-app`;
-    createShm(join(shared, 'status'));
-    const ids = [await start(`${tag}-web`, 0, 'status'), await start(`${tag}-db`, 1, 'status')];
-    await ticking('status', [0, 1]);
-    undo.push(
-      replaceFile(
-        '/etc/stagegate/containers.conf',
-        ids.map((id, i) => `${id} session=${session} tree=${i ? 'db' : 'web'} trees=2 endpoint=${daemon.endpoint} timeout=30`).join('\n') +
-          '\n',
-      ),
-    );
-    runcConf();
-    const dumps = await Promise.all(names.slice(-2).map((n) => podman(['container', 'checkpoint', n])));
-    for (const d of dumps) assert.equal(d.code, 0, d.output);
+    await checkpointedPair(session, '');
     assert.ok(
       decisions(session).some((d) => d.kind === 'gate-opened' && d.action === 'post-dump'),
       'the two checkpoints were committed together',
@@ -131,19 +136,7 @@ describe('podman containers through stagegate', () => {
 
   it("one container's restore fails: the other is not left running", async () => {
     const session = `${tag}-fail`;
-    createShm(join(shared, 'status2'));
-    const ids = [await start(`${tag}-web2`, 0, 'status2'), await start(`${tag}-db2`, 1, 'status2')];
-    await ticking('status2', [0, 1]);
-    undo.push(
-      replaceFile(
-        '/etc/stagegate/containers.conf',
-        ids.map((id, i) => `${id} session=${session} tree=${i ? 'db' : 'web'} trees=2 endpoint=${daemon.endpoint} timeout=30`).join('\n') +
-          '\n',
-      ),
-    );
-    runcConf();
-    const dumps = await Promise.all(names.slice(-2).map((n) => podman(['container', 'checkpoint', n])));
-    for (const d of dumps) assert.equal(d.code, 0, d.output);
+    const ids = await checkpointedPair(session, '2');
     // the db container's restore fails at post-restore (a user action script criu runs before the hook)
     const fail = join(dir, 'fail-db.sh');
     writeFileSync(

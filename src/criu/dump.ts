@@ -14,25 +14,19 @@
  *   it asks the coordinator. Without either answer it writes none: the set is
  *   then not committed, which is the safe side.
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { constants, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { wrapperEvent } from './wrapper-event';
-import { criuPath, hookPath } from '../paths';
+import { criuPath } from '../paths';
+import { type TreeRun, hookEnv, runCriu } from './criu-run';
 import { readAbortNote } from './abort-note';
 import { readBoundedFile } from '../files';
 import { type ChecksumMode, type Member, commitId, writeRecord } from '../checkpoint/commit-record';
 import { decodeVerdict } from '../protocol/codec';
 
-export interface DumpOptions {
-  endpoint: string;
-  session: string;
-  tree: string;
-  trees: number;
-  attempt: number;
-  timeoutS: number;
+export interface DumpOptions extends TreeRun {
   criuArgs: string[];
   checksum: ChecksumMode;
   criu?: string;
@@ -67,36 +61,19 @@ export async function dump(o: DumpOptions): Promise<number> {
   const mark = join(noteDir, 'committed');
   const imagesDir = resolve(criuOption(o.criuArgs, '-D', '--images-dir') ?? '.');
   const netLock = ownNetns(criuOption(o.criuArgs, '-t', '--tree'));
-  // registered first, so it runs last at each stage (see restore.ts)
-  const args = ['dump', '--action-script', hookPath(), ...o.criuArgs];
-  const env = {
-    ...process.env,
-    STAGEGATE_ENDPOINT: o.endpoint,
-    STAGEGATE_SESSION: o.session,
-    STAGEGATE_TREE: o.tree,
-    STAGEGATE_TREES: String(o.trees),
-    STAGEGATE_ATTEMPT: String(o.attempt),
-    STAGEGATE_TIMEOUT: String(o.timeoutS),
-    STAGEGATE_RUN: run,
-    STAGEGATE_ABORT_NOTE: note,
+  const env = hookEnv(o, run, note, {
     STAGEGATE_COMMIT_MARK: mark,
     ...(netLock === undefined ? {} : { STAGEGATE_NET_LOCK: netLock ? '1' : '0' }),
-  };
+  });
   try {
-    const child = spawn(criu, args, { env, stdio: 'inherit' });
-    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res, rej) => {
-      child.once('error', rej);
-      child.once('exit', (c, s) => res([c, s]));
-    });
-    const rc = code ?? 128 + (signal ? constants.signals[signal] : 0);
-    const ctx = { o, run, criuPid: child.pid ?? 0 };
-    if (rc !== 0) {
+    const exit = await runCriu(criu, 'dump', o.criuArgs, env);
+    const ctx = { o, run, criuPid: exit.pid };
+    if (exit.rc !== 0) {
       const why = readAbortNote(note);
       if (why) say(`aborted at ${why}`);
       const { sendEvent } = await import('../transport/client');
-      const reason = signal ? `criu killed by ${signal}` : `criu exited with ${code}`;
-      await sendEvent(o.endpoint, wrapperEvent(ctx, 'dump-failed', 0, reason)).catch(() => {});
-      return rc;
+      await sendEvent(o.endpoint, wrapperEvent(ctx, 'dump-failed', 0, exit.why)).catch(() => {});
+      return exit.rc;
     }
     return await commit(ctx, imagesDir, mark);
   } finally {

@@ -9,25 +9,19 @@
  *   tree is held stopped by the hook's SIGSTOP; the wrapper then waits at the
  *   barrier in the hook's place and resumes or kills the tree by the verdict.
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { readAbortNote } from './abort-note';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { wrapperEvent } from './wrapper-event';
-import { criuPath, hookPath } from '../paths';
+import { criuPath } from '../paths';
+import { type TreeRun, hookEnv, runCriu } from './criu-run';
 import { childrenOf, signalTreeStartedSince, startTime } from '../proc/tree';
 import { setChildSubreaper } from '../native';
 import { ErrorCodes } from '../errors';
 
-export interface RestoreOptions {
-  endpoint: string;
-  session: string;
-  tree: string;
-  trees: number;
-  attempt: number;
-  timeoutS: number;
+export interface RestoreOptions extends TreeRun {
   criuArgs: string[];
   criu?: string;
   /** restoring a committed set (restore --set): its commit id, which every tree of the session must name */
@@ -43,41 +37,21 @@ export async function restore(o: RestoreOptions): Promise<number> {
   const run = `sg-${randomUUID()}`;
   const mark = join(markDir, 'released');
   const note = join(markDir, 'abort');
-  // Registered first, so it runs last at each stage (criu runs action scripts
-  // in reverse order of registration): a tree counts as having reached a stage
-  // only once the user's own scripts for that stage have finished.
-  const args = ['restore', '--action-script', hookPath(), ...o.criuArgs];
-  const env = {
-    ...process.env,
-    STAGEGATE_ENDPOINT: o.endpoint,
-    STAGEGATE_SESSION: o.session,
-    STAGEGATE_TREE: o.tree,
-    STAGEGATE_TREES: String(o.trees),
-    STAGEGATE_ATTEMPT: String(o.attempt),
-    STAGEGATE_TIMEOUT: String(o.timeoutS),
-    STAGEGATE_RELEASE_MARK: mark,
-    STAGEGATE_RUN: run,
-    STAGEGATE_ABORT_NOTE: note,
-    ...(o.commit ? { STAGEGATE_COMMIT: o.commit } : {}),
-  };
+  const env = hookEnv(o, run, note, { STAGEGATE_RELEASE_MARK: mark, ...(o.commit ? { STAGEGATE_COMMIT: o.commit } : {}) });
   try {
     // a killed criu's tasks (at any stage) become our children, not init's
     setChildSubreaper();
-    const child = spawn(criu, args, { env, stdio: 'inherit' });
-    const criuStarted = child.pid ? startTime(child.pid) : null;
-    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res, rej) => {
-      child.once('error', rej);
-      child.once('exit', (c, s) => res([c, s]));
-    });
-    const rc = code ?? 128 + (signal ? constants.signals[signal] : 0);
-    const ctx = { o, run, criuPid: child.pid ?? 0, criuStarted };
+    // criu's start time, read while it runs: the tasks a killed criu leaves are those started after it
+    const started: { ticks: number | null } = { ticks: null };
+    const exit = await runCriu(criu, 'restore', o.criuArgs, env, (pid) => (started.ticks = startTime(pid)));
+    const ctx = { o, run, criuPid: exit.pid, criuStarted: started.ticks };
     const released = existsSync(mark);
-    if (rc !== 0) {
+    if (exit.rc !== 0) {
       // the hook's reason, which criu may only have written to its log file
       const why = readAbortNote(note);
       if (why) say(`aborted at ${why}`);
-      await reportFailure(ctx, signal ? `criu killed by ${signal}` : `criu exited with ${code}`, signal !== null && !released);
-      return rc;
+      await reportFailure(ctx, exit.why, exit.signal !== null && !released);
+      return exit.rc;
     }
     return released ? 0 : await standIn(ctx);
   } finally {
