@@ -169,16 +169,24 @@ async function hookCost(d: Daemon, peer: Peer | null) {
 
 /**
  * One tree's `criu VERB` in a bench mode: no action script, an empty shell
- * script, criu-coordinator, the stagegate hook (with `env`), or the stagegate
- * CLI (`cli`: its own options before `--`).
+ * script, criu-coordinator, the stagegate hook (its environment from `t`), or
+ * the stagegate CLI (its options from `t`).
  */
-function spawnMode(mode: string, verb: 'dump' | 'restore', criuArgs: string[], env: NodeJS.ProcessEnv, peer: Peer | null, cli: string[]) {
+function spawnMode(
+  mode: string,
+  verb: 'dump' | 'restore',
+  criuArgs: string[],
+  t: { endpoint: string; session: string; tree: string; trees: number },
+  peer: Peer | null,
+) {
   const criu = (script: string[], e: NodeJS.ProcessEnv = process.env) =>
     spawn(criuPath(), [verb, ...script, ...criuArgs], { stdio: 'ignore', env: e });
   if (mode === 'no action script') return criu([]);
   if (mode === 'empty shell script') return criu(['--action-script', join(BENCH, 'empty-hook.sh')]);
   if (mode === 'criu-coordinator') return criu(['--action-script', peer!.bin], peerEnv());
-  if (mode === 'stagegate hook') return criu(['--action-script', hookPath()], env);
+  const env = { STAGEGATE_ENDPOINT: t.endpoint, STAGEGATE_SESSION: t.session, STAGEGATE_TREE: t.tree, STAGEGATE_TREES: String(t.trees) };
+  if (mode === 'stagegate hook') return criu(['--action-script', hookPath()], { ...process.env, ...env, STAGEGATE_TIMEOUT: '60' });
+  const cli = ['--session', t.session, '--tree', t.tree, '--trees', String(t.trees), '--endpoint', t.endpoint];
   return spawn(STAGEGATE, [verb, ...cli, '--', ...criuArgs], { stdio: 'ignore' });
 }
 
@@ -246,24 +254,7 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
           mkdirSync(work);
           const pidfile = join(work, 'pid');
           const criuArgs = ['-D', cp.images[k]!, '-W', work, '-d', '--pidfile', pidfile, '-o', join(work, 'restore.log')];
-          const env = {
-            ...process.env,
-            STAGEGATE_ENDPOINT: d.endpoint,
-            STAGEGATE_SESSION: s,
-            STAGEGATE_TREE: `t${k}`,
-            STAGEGATE_TREES: String(n),
-            STAGEGATE_TIMEOUT: '60',
-          };
-          const child = spawnMode(mode, 'restore', criuArgs, env, peer, [
-            '--session',
-            s,
-            '--tree',
-            `t${k}`,
-            '--trees',
-            String(n),
-            '--endpoint',
-            d.endpoint,
-          ]);
+          const child = spawnMode(mode, 'restore', criuArgs, { endpoint: d.endpoint, session: s, tree: `t${k}`, trees: n }, peer);
           return { child, pidfile };
         });
         const codes = await Promise.all(procs.map((p) => exited(p.child)));
@@ -335,24 +326,7 @@ async function dumpOverhead(dir: string, d: Daemon, peer: Peer | null) {
           const started = performance.now();
           const procs = trees.map((t, k) => {
             const criuArgs = ['-t', String(t.rootPid), '-D', imgs[k]!, '-o', 'dump.log', '--leave-running'];
-            const env = {
-              ...process.env,
-              STAGEGATE_ENDPOINT: d.endpoint,
-              STAGEGATE_SESSION: s,
-              STAGEGATE_TREE: `t${k}`,
-              STAGEGATE_TREES: String(n),
-              STAGEGATE_TIMEOUT: '60',
-            };
-            return spawnMode(mode, 'dump', criuArgs, env, peer, [
-              '--session',
-              s,
-              '--tree',
-              `t${k}`,
-              '--trees',
-              String(n),
-              '--endpoint',
-              d.endpoint,
-            ]);
+            return spawnMode(mode, 'dump', criuArgs, { endpoint: d.endpoint, session: s, tree: `t${k}`, trees: n }, peer);
           });
           const codes = await Promise.all(procs.map((p) => exited(p)));
           times[mode]!.push(performance.now() - started);

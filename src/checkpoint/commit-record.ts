@@ -22,6 +22,7 @@ import { lstat, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readBoundedFile } from '../files';
 import { ImageError, NotCommittedError } from '../errors';
+import type { SetMember } from '../core/model';
 
 export const RECORD_NAME = 'stagegate-commit.json';
 export const RECORD_FORMAT = 'stagegate-commit/1';
@@ -31,11 +32,8 @@ export const SAMPLE_BYTES = 1 << 20;
 
 export type ChecksumMode = 'sampled' | 'full';
 
-export interface Member {
-  tree: string;
-  host: string;
-  run: string;
-}
+/** One tree of the set, as the coordinator's COMMIT names it. */
+export type Member = SetMember;
 
 export interface FileDigest {
   name: string;
@@ -180,26 +178,17 @@ export function readRecord(dir: string): CommitRecord {
 /** Problems of `dir` against its record: missing, resized or changed image files. */
 export async function checkFiles(dir: string, r: CommitRecord): Promise<string[]> {
   const problems: string[] = [];
-  const now = new Map<string, FileDigest>();
   for (const f of r.files) {
     try {
+      // size first: a resized file is not hashed
       const st = await lstat(join(dir, f.name));
-      if (!st.isFile()) {
-        problems.push(`${f.name}: no longer a regular file`);
-        continue;
-      }
-      if (st.size !== f.size) {
-        problems.push(`${f.name}: ${st.size} bytes, committed with ${f.size}`);
-        continue;
-      }
-      now.set(f.name, await digestFile(dir, f.name, r.checksum));
+      if (!st.isFile()) problems.push(`${f.name}: no longer a regular file`);
+      else if (st.size !== f.size) problems.push(`${f.name}: ${st.size} bytes, committed with ${f.size}`);
+      else if ((await digestFile(dir, f.name, r.checksum)).sha256 !== f.sha256)
+        problems.push(`${f.name}: content differs from the committed image`);
     } catch (err) {
       problems.push(`${f.name}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (err as Error).message}`);
     }
-  }
-  for (const f of r.files) {
-    const d = now.get(f.name);
-    if (d && d.sha256 !== f.sha256) problems.push(`${f.name}: content differs from the committed image`);
   }
   return problems;
 }

@@ -4,10 +4,10 @@
  * trees it names and opens the gate when the last one passes.
  */
 import type { GateName } from './actions';
-import type { Effect, Peer, SessionState, StageEvent } from './model';
+import type { Effect, Peer, SessionState, StageEvent, Verdict } from './model';
 import { ErrorCodes } from '../errors';
 import { decision, publish, reply, verdict } from './messages';
-import { abortSession, holds } from './sessions';
+import { abortSession, holds, needs } from './sessions';
 import { allInspected, bosOf, verifyTree } from './bo-flow';
 import { crossTree } from './bo-graph';
 
@@ -15,8 +15,7 @@ export function arriveAtGate(s: SessionState, ev: StageEvent, peer: Peer | null,
   const gate = ev.action as GateName;
   const g = s.gates[gate];
   if (g.released.has(ev.tree)) {
-    const v = verdict(ev, true);
-    return reply(peer, gate === 'post-dump' ? { ...v, members: membersOf(s) } : v); // duplicate after release: same answer
+    return reply(peer, passVerdict(s, ev.tree, gate)); // duplicate after release: same answer
   }
   const before = gateBefore(s, gate);
   if (before && !s.gates[before].released.has(ev.tree)) {
@@ -58,7 +57,7 @@ export function releasableTrees(s: SessionState, gate: GateName): string[] {
   const pending = [...g.arrived.keys()].filter((t) => !g.released.has(t));
   if (gate === 'network-lock') {
     // every tree is known once pre-dump opened; those with a netns of their own must all be frozen
-    const all = s.gates['pre-dump'].openedAt !== null && [...s.trees.values()].every((t) => !t.netLock || g.arrived.has(t.name));
+    const all = s.gates['pre-dump'].openedAt !== null && [...s.trees.keys()].every((t) => !needs(s, gate, t) || g.arrived.has(t));
     return all ? pending : [];
   }
   if (gate !== 'post-restore' || s.activator === 'none') {
@@ -77,9 +76,13 @@ export function releasableTrees(s: SessionState, gate: GateName): string[] {
   });
 }
 
-/** The trees of a committed set, as each tree's commit record names them. */
-export const membersOf = (s: SessionState) =>
-  [...s.trees.values()].map((t) => ({ tree: t.name, host: t.host, run: t.run })).sort((a, b) => (a.tree < b.tree ? -1 : 1));
+/** PROCEED for `tree` at `gate`; at post-dump (the commit) it names the set, as each tree's commit record will. */
+export function passVerdict(s: SessionState, tree: string, gate: GateName): Verdict {
+  const v = verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, true);
+  if (gate !== 'post-dump') return v;
+  const members = [...s.trees.values()].map((t) => ({ tree: t.name, host: t.host, run: t.run }));
+  return { ...v, members: members.sort((a, b) => (a.tree < b.tree ? -1 : 1)) };
+}
 
 /** Answers every tree that may pass `gate` now; opens the gate when the last one passes. */
 export function release(s: SessionState, gate: GateName, at: number): Effect[] {
@@ -88,16 +91,15 @@ export function release(s: SessionState, gate: GateName, at: number): Effect[] {
   const ready = releasableTrees(s, gate).sort();
   if (ready.length === 0) return [];
   const effects: Effect[] = [];
-  const members = gate === 'post-dump' ? membersOf(s) : undefined;
   for (const tree of ready) {
     g.released.add(tree);
     const p = g.waiting.get(tree) ?? null;
     g.waiting.delete(tree);
     g.leases.delete(tree);
-    const v = verdict({ session: s.session, tree, action: gate, attempt: s.attempt }, true);
-    effects.push(...reply(p, members ? { ...v, members } : v));
+    effects.push(...reply(p, passVerdict(s, tree, gate)));
   }
-  if (g.released.size >= (gate === 'network-lock' ? [...s.trees.values()].filter((t) => t.netLock).length : s.expectedTrees)) {
+  const needed = gate === 'network-lock' ? [...s.trees.keys()].filter((t) => needs(s, gate, t)).length : s.expectedTrees;
+  if (g.released.size >= needed) {
     g.openedAt = at;
     let first = at;
     for (const t of g.arrived.values()) first = Math.min(first, t);

@@ -52,7 +52,7 @@ import {
   opened,
   runOf,
 } from './sessions';
-import { arriveAtGate, membersOf, release } from './gates';
+import { arriveAtGate, passVerdict, release } from './gates';
 import { activateBos, activated, bosOf, inspect, verifyTree } from './bo-flow';
 
 export { initialState, prune, runOf, DEFAULT_MAX_SESSIONS, DEFAULT_RETENTION_MS, PRUNE_INTERVAL_MS } from './sessions';
@@ -376,8 +376,7 @@ function onTreeResult(state: CoordinatorState, input: Extract<Input, { type: 'tr
 function answerEnded(s: SessionState, ev: StageEvent, peer: Peer | null, gated: boolean, known: boolean, at: number): Effect[] {
   if (known && s.abort) return reject(ev, peer, gated, s.abort.code, s.abort.reason, at);
   if (known && gated && s.gates[ev.action as GateName].released.has(ev.tree) && ev.expectedTrees === s.expectedTrees) {
-    const v = verdict(ev, true);
-    return reply(peer, ev.action === 'post-dump' ? { ...v, members: membersOf(s) } : v); // a duplicate after its release: the same answer
+    return reply(peer, passVerdict(s, ev.tree, ev.action as GateName)); // a duplicate after its release: the same answer
   }
   const ended =
     s.status === 'aborted' ? `was aborted [${s.abort?.code ?? ''}]` : s.status === 'completed' ? 'has completed' : 'has released its trees';
