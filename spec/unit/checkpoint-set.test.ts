@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, readFileSync, unlinkSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { type TcpEnd, addrText, checkCut } from '../../src/checkpoint/tcp-cut';
 import { RECORD_NAME, SAMPLE_BYTES, checkFiles, commitId, readRecord, writeRecord } from '../../src/checkpoint/commit-record';
 import { checkSet } from '../../src/checkpoint/set';
@@ -172,6 +173,15 @@ describe('commit record', () => {
     assert.throws(() => readRecord(d), { code: 'E_NOT_COMMITTED', message: /unreadable commit record/ });
     writeFileSync(join(d, RECORD_NAME), text.replace('"attempt": 2', '"attempt": 3'));
     assert.throws(() => readRecord(d), { message: /digest does not match/ });
+    const many = JSON.parse(text);
+    many.files = Array.from({ length: 100_001 }, (_, i) => ({ name: `core-${i}.img`, size: 1, sha256: 'x' }));
+    const { digest: _d, ...body } = many;
+    void _d;
+    writeFileSync(
+      join(d, RECORD_NAME),
+      JSON.stringify({ ...body, digest: createHash('sha256').update(JSON.stringify(body)).digest('hex') }),
+    );
+    assert.throws(() => readRecord(d), { code: 'E_NOT_COMMITTED', message: /malformed file list/ });
     const s = fresh('symlink');
     symlinkSync('/etc/passwd', join(s, 'mm-1.img'));
     await assert.rejects(writeRecord(s, base, 'sampled'), { code: 'E_IMAGE', message: /mm-1.img/ });

@@ -190,6 +190,19 @@ describe('dump sessions', () => {
     assert.equal(same.state.sessions.get('s1')!.status, 'open');
   });
 
+  it('refuses a commit id that is not a name (a hostile client cannot park a megabyte in the session)', () => {
+    const { state, effects } = feed([
+      ev('a', 'pre-restore', 0, { commit: 'c'.repeat(129) }),
+      ev('b', 'pre-restore', 0, { commit: 'c-1\n' }),
+    ]);
+    for (const e of effects)
+      assert.deepEqual(
+        replies(e).map((r) => r.code),
+        ['E_BAD_EVENT'],
+      );
+    assert.equal(state.sessions.size, 0);
+  });
+
   it('a network-lock (criu runs it only when dumping) in a restore session is refused', () => {
     const { effects } = feed([ev('a', 'pre-restore'), ev('a', 'network-lock')]);
     assert.deepEqual(replies(effects[1]!), [{ peer: 'a:network-lock', proceed: false, code: 'E_PHASE' }]);

@@ -27,6 +27,8 @@ import type { SetMember } from '../core/model';
 export const RECORD_NAME = 'stagegate-commit.json';
 export const RECORD_FORMAT = 'stagegate-commit/1';
 const MAX_RECORD_BYTES = 16 * 1024 * 1024;
+/** Image files one record may list (a real checkpoint has hundreds): a crafted record cannot make a check stat a million names. */
+const MAX_RECORD_FILES = 100_000;
 /** Page images are sampled this much at each end unless the full checksum is asked for. */
 export const SAMPLE_BYTES = 1 << 20;
 
@@ -165,6 +167,7 @@ export function readRecord(dir: string): CommitRecord {
   if (!r.members.every((m) => NAME.test(String(m?.tree)) && str(m.host) && str(m.run))) throw bad('malformed members');
   if (
     !Array.isArray(r.files) ||
+    r.files.length > MAX_RECORD_FILES ||
     !r.files.every((f) => str(f?.name) && covered(f.name) && !f.name.includes('/') && Number.isSafeInteger(f.size) && str(f.sha256, 80))
   )
     throw bad('malformed file list');

@@ -32,6 +32,7 @@ export function validateEvent(ev: StageEvent): string | null {
     inRange('criu_pid', ev.criuPid, 0, MAX_PID) ??
     inRange('resend_ms', ev.resendMs ?? 0, 0, MAX_RESEND_MS) ??
     (ev.run ? validateName('run', ev.run) : null) ??
+    (ev.commit ? validateName('commit', ev.commit) : null) ??
     (ev.imageDir.length > MAX_PATH || ev.imageDir.includes('\0') ? 'image_dir is not a valid path' : null) ??
     (ev.action === 'pre-resume' && ev.initPid === 0 ? 'pre-resume without init_pid' : null)
   );
