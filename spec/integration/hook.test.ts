@@ -49,14 +49,16 @@ describe('hook against a real coordinator', () => {
     assert.ok(await until(() => events('all-actions').length + events('all-dump-actions').length === CRIU_ACTIONS.length - 2));
     const seen = [...events('all-actions'), ...events('all-dump-actions')];
     assert.deepEqual(seen.map((e) => e.action).sort(), CRIU_ACTIONS.filter((a) => a !== 'post-restore' && a !== 'pre-resume').sort());
-    const committed = c.messages.some(
-      (m) =>
-        'decision' in m &&
-        m.decision.session === 'all-dump-actions' &&
-        m.decision.kind === 'gate-opened' &&
-        m.decision.action === 'post-dump',
-    );
-    assert.ok(committed, 'the one-tree dump session committed');
+    // published after the post-dump event: wait for it as for the events
+    const committed = () =>
+      c.messages.some(
+        (m) =>
+          'decision' in m &&
+          m.decision.session === 'all-dump-actions' &&
+          m.decision.kind === 'gate-opened' &&
+          m.decision.action === 'post-dump',
+      );
+    assert.ok(await until(committed), 'the one-tree dump session committed');
     const e = seen[0]!;
     assert.equal(e.tree, 't1');
     assert.equal(e.expectedTrees, 1);

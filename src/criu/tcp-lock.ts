@@ -15,31 +15,39 @@ import type { TcpEnd } from '../checkpoint/tcp-cut';
 
 const COMMENT = 'stagegate restore lock';
 
-function rules(e: TcpEnd): string[][] {
+interface Rule {
+  tool: 'iptables' | 'ip6tables';
+  /** chain and match, as -I takes them and -D removes them */
+  spec: string[];
+}
+
+/** The two rules that silence one end's connection: what comes in to it and what goes out of it. */
+function rules(e: TcpEnd): Rule[] {
   const [sip, sport] = split(e.src);
   const [dip, dport] = split(e.dst);
   const tool = e.src.startsWith('[') ? 'ip6tables' : 'iptables';
-  const rule = (chain: string, from: [string, string], to: [string, string]) => [
+  const rule = (chain: string, from: [string, string], to: [string, string]): Rule => ({
     tool,
-    '-w',
-    chain,
-    '--protocol',
-    'tcp',
-    '--source',
-    from[0],
-    '--sport',
-    from[1],
-    '--destination',
-    to[0],
-    '--dport',
-    to[1],
-    '-m',
-    'comment',
-    '--comment',
-    COMMENT,
-    '-j',
-    'DROP',
-  ];
+    spec: [
+      chain,
+      '--protocol',
+      'tcp',
+      '--source',
+      from[0],
+      '--sport',
+      from[1],
+      '--destination',
+      to[0],
+      '--dport',
+      to[1],
+      '-m',
+      'comment',
+      '--comment',
+      COMMENT,
+      '-j',
+      'DROP',
+    ],
+  });
   return [rule('INPUT', [dip, dport], [sip, sport]), rule('OUTPUT', [sip, sport], [dip, dport])];
 }
 
@@ -49,15 +57,15 @@ function split(a: string): [string, string] {
   return [a.slice(0, i).replace(/^\[|\]$/g, ''), a.slice(i + 1)];
 }
 
-const run = (args: string[]) => execFileSync(args[0]!, args.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+const run = (r: Rule, op: '-I' | '-D') => execFileSync(r.tool, ['-w', op, ...r.spec], { stdio: ['ignore', 'ignore', 'pipe'] });
 
 /** Drops every packet of `ends`' connections; returns what lifts it again (idempotent, never throws). */
 export function lockConnections(ends: TcpEnd[]): () => void {
-  const added: string[][] = [];
+  const added: Rule[] = [];
   const unlock = () => {
     for (const r of added.splice(0)) {
       try {
-        run([r[0]!, '-w', '-D', ...r.slice(2)]);
+        run(r, '-D');
       } catch {
         // already gone
       }
@@ -66,7 +74,7 @@ export function lockConnections(ends: TcpEnd[]): () => void {
   try {
     for (const e of ends) {
       for (const r of rules(e)) {
-        run([r[0]!, '-w', '-I', ...r.slice(2)]);
+        run(r, '-I');
         added.push(r);
       }
     }
