@@ -18,6 +18,7 @@ import { Daemon, createShm, readSlots, sleep } from '../../demo/harness';
 import { hookPath, projectRoot } from '../../src/paths';
 import { fieldsOf } from '../../src/core/model';
 import { IMAGE, RUN_LIMITS, ensureImage, podman, replaceFile } from '../support/podman';
+import { until } from '../support/coordinator';
 
 const tag = `sg${process.pid % 100000}`;
 let dir: string;
@@ -119,12 +120,14 @@ describe('podman containers through stagegate', () => {
     const session = `${tag}-app`;
     await checkpointedPair(session, '');
     assert.ok(
-      decisions(session).some((d) => d.kind === 'gate-opened' && d.action === 'post-dump'),
+      await until(() => decisions(session).some((d) => d.kind === 'gate-opened' && d.action === 'post-dump')),
       'the two checkpoints were committed together',
     );
 
     const restores = await Promise.all(names.slice(-2).map((n) => podman(['container', 'restore', n])));
     for (const r of restores) assert.equal(r.code, 0, r.output);
+    // decisions reach the subscriber after the hooks' verdicts: wait for the last one
+    await until(() => decisions(session).some((d) => d.kind === 'gate-opened' && d.action === 'pre-resume'));
     const ds = decisions(session);
     const bo = ds.find((d) => d.kind === 'bo-activated' && d.label.includes('/shared/status'));
     assert.ok(bo, `the shared file is a verified BO of both containers: ${JSON.stringify(ds.map((d) => d.kind))}`);
@@ -150,8 +153,7 @@ describe('podman containers through stagegate', () => {
     assert.notEqual(web!.code, 0, web!.output);
     const running = await podman(['inspect', '-f', '{{.State.Running}}', names.at(-2)!]);
     assert.match(running.output, /false/);
-    const aborted = decisions(session).find((d) => d.kind === 'session-aborted');
-    assert.ok(aborted, 'the session was aborted');
+    assert.ok(await until(() => decisions(session).some((d) => d.kind === 'session-aborted')), 'the session was aborted');
     // no process of either container runs: their counters stand still
     const before = readSlots(join(shared, 'status2')).map((s) => s.counter);
     await sleep(500);

@@ -20,6 +20,7 @@ import { join, resolve } from 'node:path';
 import { Daemon, STAGEGATE, exited, firstChild, killTree, readPidfile, run, sleep } from '../../demo/harness';
 import { criuPath, projectRoot } from '../../src/paths';
 import { fieldsOf } from '../../src/core/model';
+import { until } from '../support/coordinator';
 
 const PEER = resolve(projectRoot, 'build/stream-peer');
 const tag = process.pid % 10000;
@@ -193,7 +194,10 @@ describe('coordinated checkpoint (stagegate dump) on real CRIU', () => {
     for (const r of results) assert.equal(r.code, 0, r.output);
     for (const r of results) assert.match(r.output, /committed tree t\d of session job\d+ attempt 1 as c-[0-9a-f]{32}/);
     await advancing(ps);
-    const committed = decisions().filter((d) => d.kind === 'gate-opened' && d.action === 'post-dump' && d.session === `job${job}`);
+    // decisions reach the subscriber after the hooks' verdicts: wait for them
+    const commits = () => decisions().filter((d) => d.kind === 'gate-opened' && d.action === 'post-dump' && d.session === `job${job}`);
+    await until(() => commits().length > 0);
+    const committed = commits();
     assert.equal(committed.length, 1);
 
     const check = await run(STAGEGATE, ['check', ...imgs]);
@@ -237,7 +241,9 @@ describe('coordinated checkpoint (stagegate dump) on real CRIU', () => {
     for (const a of after) assert.equal(a.errors, 0);
     // the streams went on from the checkpoint: each side's received count went past what it had before the kill
     assert.ok(after.every((a) => a.recv > 0));
-    const restoredSession = decisions().filter((d) => d.kind === 'gate-opened' && d.action === 'pre-resume' && d.session === `job${job}`);
+    const resumes = () => decisions().filter((d) => d.kind === 'gate-opened' && d.action === 'pre-resume' && d.session === `job${job}`);
+    await until(() => resumes().length > 0);
+    const restoredSession = resumes();
     assert.equal(restoredSession.length, 1, 'the set was restored through the gates of its session');
     for (const i of [0, 1]) {
       const rules = execFileSync(inNs(i)[0]!, [...inNs(i).slice(1), 'iptables', '-S'], { encoding: 'utf8' });
@@ -280,6 +286,7 @@ describe('coordinated checkpoint (stagegate dump) on real CRIU', () => {
       ),
     );
     for (const o of outs) assert.equal(o.code, 0, o.output);
+    await until(() => decisions().some((d) => d.session === `job${job}` && d.kind === 'gate-opened' && d.action === 'post-dump'));
     const mine = decisions().filter((d) => d.session === `job${job}`);
     const netLock = mine.find((d) => d.kind === 'gate-opened' && d.action === 'network-lock');
     assert.ok(netLock, 'the network-lock barrier opened');
