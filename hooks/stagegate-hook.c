@@ -66,6 +66,7 @@
 #include <zmq.h>
 
 #include "stagegate.pb-c.h"
+#include "hook.h"
 
 /*
  * libzmq is loaded only for TCP (CURVE): loading it and the ~20 libraries it
@@ -151,6 +152,17 @@ static int zmq_load(void) {
 
 static const char *g_action = "?";
 
+/* The criu this hook serves: its parent when criu runs it as an action
+ * script; the `criu swrk` that `stagegate restore` drives (swrk-restore.c),
+ * which forks the hook for each stage it is notified of. */
+static pid_t g_criu;
+static pid_t criu_pid(void) { return g_criu ? g_criu : getppid(); }
+void hook_set_criu(pid_t criu) { g_criu = criu; }
+
+/* Set while `stagegate restore` only checks its options with read_config:
+ * the Node CLI it hands a bad option to says what is wrong. */
+static int g_quiet;
+
 /* The last line logged: on an abort, the reason (see note_abort). */
 static char g_last[1024];
 
@@ -161,7 +173,8 @@ static void log_line(const char *fmt, ...) {
 	va_start(ap, fmt);
 	vsnprintf(g_last, sizeof(g_last), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "stagegate-hook[%s]: %s\n", g_action, g_last);
+	if (!g_quiet)
+		fprintf(stderr, "stagegate-hook[%s]: %s\n", g_action, g_last);
 }
 
 /* criu's log is often a file: `stagegate restore` (STAGEGATE_ABORT_NOTE) gets
@@ -242,7 +255,7 @@ static int pidfd_signal(int fd, int sig) { return (int)syscall(SYS_pidfd_send_si
 /* Sends `sig` to every task of the restored tree rooted at `root`. Every task
  * is pinned with a pidfd before any signal is sent, so a pid recycled
  * meanwhile is never hit. Returns how many tasks were signalled. */
-static int signal_tree(pid_t root, int sig) {
+int signal_tree(pid_t root, int sig) {
 	static pid_t pids[MAX_TREE_TASKS];
 	static int fds[MAX_TREE_TASKS];
 	size_t n = 0, head = 0;
@@ -322,7 +335,7 @@ static void mark_committed(const Stagegate__V1__Verdict *v) {
 }
 
 /* Parent pid and start time (clock ticks since boot) of `pid`; -1 when unknown. */
-static int proc_stat(pid_t pid, long *ppid, unsigned long long *start) {
+int proc_stat(pid_t pid, long *ppid, unsigned long long *start) {
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -434,7 +447,7 @@ static int fork_guardian(Stagegate__V1__Action action, pid_t root, pid_t *pid) {
 	int p[2];
 	if (rootfd < 0)
 		return -1;
-	if (action == STAGEGATE__V1__ACTION__POST_RESTORE && (criufd = pidfd_open(getppid())) < 0) {
+	if (action == STAGEGATE__V1__ACTION__POST_RESTORE && (criufd = pidfd_open(criu_pid())) < 0) {
 		close(rootfd);
 		return -1;
 	}
@@ -480,7 +493,7 @@ static int fork_guardian(Stagegate__V1__Action action, pid_t root, pid_t *pid) {
 /* Whether this hook may signal the restored tree: its root is a child of our
  * criu, or (a stand-in) the root its predecessor pinned is still there. */
 static int owns_tree(pid_t root, int pinned) {
-	return pinned >= 0 ? pidfd_signal(pinned, 0) == 0 : is_child_of(root, getppid());
+	return pinned >= 0 ? pidfd_signal(pinned, 0) == 0 : is_child_of(root, criu_pid());
 }
 
 /* An IPC endpoint is trusted through its directory: it must exist, belong to
@@ -670,7 +683,7 @@ static int resolve_run(char *out, size_t cap) {
 	}
 	fclose(f);
 	boot[strcspn(boot, "\n")] = '\0';
-	pid_t criu = getppid();
+	pid_t criu = criu_pid();
 	snprintf(path, sizeof(path), "/proc/%d/stat", criu);
 	f = fopen(path, "r");
 	size_t n = f ? fread(stat, 1, sizeof(stat) - 1, f) : 0;
@@ -801,7 +814,7 @@ static int dumps_own_netns(void) {
 	if (e && *e)
 		return strcmp(e, "1") == 0;
 	char path[64], args[8192];
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", getppid());
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", criu_pid());
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
@@ -823,7 +836,7 @@ static int dumps_own_netns(void) {
 		return 0;
 	struct stat mine, theirs;
 	char ns[64];
-	snprintf(path, sizeof(path), "/proc/%d/ns/net", getppid());
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", criu_pid());
 	snprintf(ns, sizeof(ns), "/proc/%lu/ns/net", pid);
 	return stat(path, &mine) == 0 && stat(ns, &theirs) == 0 && mine.st_ino != theirs.st_ino;
 }
@@ -1010,7 +1023,7 @@ static int build_event(hook_t *h) {
 	ev->image_dir = h->image_dir;
 	ev->host = h->host;
 	ev->hook_pid = getpid();
-	ev->criu_pid = getppid();
+	ev->criu_pid = criu_pid();
 	ev->mono_ns = clock_ns(CLOCK_MONOTONIC);
 	ev->wall_ns = clock_ns(CLOCK_REALTIME);
 	ev->attempt = (uint32_t)h->cfg.attempt;
@@ -1408,14 +1421,14 @@ static int abort_tree(hook_t *h) {
 	if (h->action != STAGEGATE__V1__ACTION__PRE_RESUME)
 		return 1;
 	if (!owns_tree((pid_t)h->init_pid, h->pinned)) {
-		log_line("restored root %lu is not a child of criu %d: not killing it", h->init_pid, getppid());
+		log_line("restored root %lu is not a child of criu %d: not killing it", h->init_pid, criu_pid());
 		return 1;
 	}
 	int k = signal_tree((pid_t)h->init_pid, SIGKILL);
 	if (k >= 0) {
 		log_line("killed %d task(s) of the restored tree rooted at %lu before they ran", k, h->init_pid);
 		if (h->pinned < 0) /* a stand-in's parent is not criu */
-			watch_criu(getppid());
+			watch_criu(criu_pid());
 	}
 	return 1;
 }
@@ -1455,7 +1468,7 @@ static int pass_gate(hook_t *h, conn_t *c, int guards) {
 	return proceed ? 0 : abort_tree(h);
 }
 
-int main(void) {
+int hook_main(void) {
 	static hook_t h;
 	int rc = build_event(&h);
 	if (rc)
@@ -1465,7 +1478,7 @@ int main(void) {
 	 * tree is already held. Forked before any ZeroMQ state exists: forking
 	 * with a context is unsafe. */
 	int guards = (h.action == STAGEGATE__V1__ACTION__PRE_RESUME || h.action == STAGEGATE__V1__ACTION__POST_RESTORE) &&
-		     h.init_pid && h.pinned < 0 && is_child_of((pid_t)h.init_pid, getppid());
+		     h.init_pid && h.pinned < 0 && is_child_of((pid_t)h.init_pid, criu_pid());
 	pid_t guardian = -1;
 	int guard = -1;
 	g_cfg = &h.cfg;
@@ -1489,4 +1502,33 @@ int main(void) {
 	if (c.ctx)
 		zmq_ctx_term(c.ctx);
 	return rc;
+}
+
+int hook_config_ok(void) {
+	config_t c;
+	g_quiet = 1;
+	int ok = read_config(&c) == 0;
+	g_quiet = 0;
+	return ok;
+}
+
+void hook_report_failure(const char *reason) {
+	static hook_t h;
+	const char *was = getenv("CRTOOLS_SCRIPT_ACTION");
+	setenv("CRTOOLS_SCRIPT_ACTION", "restore-failed", 1);
+	unsetenv("CRTOOLS_INIT_PID");
+	if (build_event(&h) == 0) {
+		g_cfg = &h.cfg;
+		g_req = &h.req;
+		report_failure(reason);
+	}
+	if (was)
+		setenv("CRTOOLS_SCRIPT_ACTION", was, 1);
+}
+
+/* criu runs the hook with no arguments; `stagegate restore` runs it as `stagegate-hook restore ...`. */
+int main(int argc, char **argv) {
+	if (argc > 1 && strcmp(argv[1], "restore") == 0)
+		return swrk_restore(argc, argv);
+	return hook_main();
 }

@@ -36,7 +36,7 @@ if newer build/js/cli/main.js tsconfig.json tsconfig.build.json $(find src -name
   node_modules/.bin/tsc -p tsconfig.build.json
 fi
 
-if newer build/stagegate-hook hooks/stagegate-hook.c hooks/Makefile proto/stagegate.proto; then
+if newer build/stagegate-hook hooks/*.c hooks/*.h hooks/Makefile proto/stagegate.proto proto/criu/rpc.proto; then
   say "building the hook"
   make -s -C hooks OUT="$root/build" >/dev/null
 fi

@@ -12,6 +12,11 @@ import { STAGEGATE, readPidfile, readSlots, run, sleep } from '../../demo/harnes
 import { isLive, killTree } from '../../src/proc/tree';
 import { requestStatus } from '../../src/transport/client';
 
+/** Waits (up to 2.5 s) for what the daemon publishes after a wrapper has exited; the assertions after it decide. */
+async function eventually(seen: () => boolean): Promise<void> {
+  for (let i = 0; i < 50 && !seen(); i++) await sleep(50);
+}
+
 const rejections = (d: Parameters<typeof decisions>[0], code: string) =>
   decisions(d).filter((x) => x.kind === 'event-rejected' && x.code === code);
 
@@ -39,6 +44,8 @@ describe('gate integrity on real CRIU', () => {
     assert.equal(readPidfile(lone.pidfile), null, 'nothing was restored');
     const refused = /tree t0, run (sg-[0-9a-f-]+)\)/.exec(rl.output)?.[1];
     assert.ok(refused, rl.output);
+    // the wrapper's restore-failed reaches this test's subscriber a moment after the wrapper exits
+    await eventually(() => eventsOf(daemon).some((e) => e.run === refused && e.action === 'restore-failed'));
     assert.deepEqual(
       eventsOf(daemon)
         .filter((e) => e.run === refused)
@@ -128,6 +135,7 @@ describe('gate integrity on real CRIU', () => {
     assert.notEqual(ra.code, 0);
     assert.match(ra.output, /\[E_DEADLINE\] deadline of 3000 ms passed at the pre-restore gate; still missing: 1 tree\(s\) not seen yet/);
     assert.equal(readPidfile(a.pidfile), null, 'nothing was restored');
+    await eventually(() => eventsOf(daemon).some((e) => e.tree === 't0' && e.action === 'restore-failed'));
     assert.deepEqual(
       eventsOf(daemon)
         .filter((e) => e.tree === 't0')

@@ -15,7 +15,8 @@ import { readAbortNote } from './abort-note';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { wrapperEvent } from './wrapper-event';
-import { criuPath } from '../paths';
+import { criuPath, hookPath } from '../paths';
+import { spawn } from 'node:child_process';
 import { type TreeRun, hookEnv, runCriu } from './criu-run';
 import { childrenOf, signalTreeStartedSince, startTime } from '../proc/tree';
 import { setChildSubreaper } from '../native';
@@ -29,6 +30,24 @@ export interface RestoreOptions extends TreeRun {
 }
 
 const { SIGCONT, SIGKILL } = constants.signals;
+
+/**
+ * One tree restored through `criu swrk` by the hook executable
+ * (hooks/swrk-restore.c: no process per stage), as `stagegate restore` runs
+ * it from bin/stagegate; it hands back to this module's restore() what it
+ * does not take (STAGEGATE_NO_SWRK set, or arguments criu's RPC cannot
+ * carry). Its exit code.
+ */
+export async function restoreOverRpc(o: RestoreOptions): Promise<number> {
+  const args = ['restore', '--session', o.session, '--tree', o.tree, '--trees', String(o.trees)];
+  args.push('--endpoint', o.endpoint, '--attempt', String(o.attempt), '--timeout', String(o.timeoutS), '--', ...o.criuArgs);
+  const env = { ...process.env, ...(o.commit ? { STAGEGATE_COMMIT: o.commit } : {}), ...(o.criu ? { STAGEGATE_CRIU: o.criu } : {}) };
+  const child = spawn(hookPath(), args, { env, stdio: 'inherit' });
+  return new Promise((res, rej) => {
+    child.once('error', rej);
+    child.once('exit', (code, signal) => res(code ?? 128 + (signal ? constants.signals[signal] : 0)));
+  });
+}
 
 export async function restore(o: RestoreOptions): Promise<number> {
   const criu = o.criu ?? criuPath();

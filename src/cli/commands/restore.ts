@@ -99,7 +99,9 @@ async function restoreSet(a: Args): Promise<number> {
     );
   }
   if (mine.length < set.dirs.length) say(`restoring the ${mine.length} tree(s) dumped on ${here}; the other hosts restore theirs`);
-  const { restore: run } = await import('../../criu/restore');
+  // each tree through criu swrk (no process per stage) unless told not to
+  const { restore: viaHook, restoreOverRpc } = await import('../../criu/restore');
+  const run = process.env.STAGEGATE_NO_SWRK ? viaHook : restoreOverRpc;
   const base = runOptions('restore', a, set.dirs[0]!.record!.attempt);
   const { readTcpEnds } = await import('../../checkpoint/tcp-cut');
   const { lockConnections } = await import('../../criu/tcp-lock');

@@ -1,0 +1,36 @@
+/*
+ * What the hook (stagegate-hook.c) and the `criu swrk` driver of `stagegate
+ * restore` (swrk-restore.c) share. They are one executable: criu runs it with
+ * no arguments as its action script; `stagegate restore` runs it as
+ * `stagegate-hook restore ...`.
+ */
+#ifndef STAGEGATE_HOOK_H
+#define STAGEGATE_HOOK_H
+
+#include <sys/types.h>
+
+/* One action of the hook, as criu would run it: reads CRTOOLS_* and
+ * STAGEGATE_* from the environment. Returns the exit code (0 proceed, 1
+ * aborted, 2 misconfigured). Run it in a process of its own: it may fork a
+ * guardian and keeps state for one action. */
+int hook_main(void);
+
+/* The criu the hook serves, when it is not the hook's parent. */
+void hook_set_criu(pid_t criu);
+
+/* Whether STAGEGATE_* in the environment make a valid configuration (says nothing). */
+int hook_config_ok(void);
+
+/* Tells the coordinator that this run's tree failed to restore (restore-failed). */
+void hook_report_failure(const char *reason);
+
+/* Signals every task of the tree rooted at `root`; how many were signalled, -1 on failure. */
+int signal_tree(pid_t root, int sig);
+
+/* Parent pid and start time (clock ticks since boot) of `pid`; -1 when unknown. */
+int proc_stat(pid_t pid, long *ppid, unsigned long long *start);
+
+/* `stagegate restore` through `criu swrk` (swrk-restore.c); argv[1] is "restore". */
+int swrk_restore(int argc, char **argv);
+
+#endif

@@ -1,0 +1,627 @@
+/*
+ * `stagegate restore` without a process per stage: drives `criu swrk` over
+ * CRIU's RPC (proto/criu/rpc.proto) with notify_scripts, so that criu sends
+ * each action-script stage as a NOTIFY and waits for the reply, instead of
+ * running a shell and the hook for every one. For each stage it forks the
+ * hook's own code (hook_main: no exec, no library to load) with the
+ * CRTOOLS_* criu would have set, and replies with its outcome; the hook's
+ * gates, guardian, SIGSTOP hold and abort note all work as under `criu
+ * restore --action-script`. Afterwards it does what src/criu/restore.ts does
+ * after criu: reports a failed restore, kills what a killed criu left
+ * behind, stands in at the resume barrier for a hook that died there.
+ *
+ * The user's criu arguments go to criu unchanged, in a configuration file
+ * (CriuOpts.config_file) that criu parses with its own option parser. What
+ * this path cannot express goes to the Node CLI instead (src/criu/restore.ts,
+ * `criu restore --action-script`), which also says what is wrong with bad
+ * options: a restore criu would not detach (RPC restores always detach),
+ * the user's own action scripts (criu refuses them beside RPC notification),
+ * an argument its configuration syntax cannot hold, `restore --set`.
+ *
+ * It is C because it is the documented restore command: a Node.js start
+ * alone costs more than the budget of a whole restore (issue #11).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hook.h"
+#include "rpc.pb-c.h"
+
+#define MAX_RPC 65536
+#define MAX_CRIU_ARGS 4096
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...) {
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("stagegate restore: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* The checkout root: this executable is <root>/build/stagegate-hook. */
+static int project_root(char *out, size_t cap) {
+	ssize_t n = readlink("/proc/self/exe", out, cap - 1);
+	if (n <= 0)
+		return -1;
+	out[n] = '\0';
+	for (int up = 0; up < 2; up++) {
+		char *slash = strrchr(out, '/');
+		if (!slash || slash == out)
+			return -1;
+		*slash = '\0';
+	}
+	return 0;
+}
+
+/* Hands the whole command to the Node CLI, which restores through
+ * `criu restore --action-script` (STAGEGATE_NO_SWRK keeps it from coming back here). */
+static int node_cli(char **argv) {
+	char root[PATH_MAX], cli[PATH_MAX + 32];
+	if (project_root(root, sizeof(root))) {
+		say("cannot find the stagegate checkout from /proc/self/exe");
+		return 2;
+	}
+	snprintf(cli, sizeof(cli), "%s/bin/stagegate", root);
+	setenv("STAGEGATE_NO_SWRK", "1", 1);
+	argv[0] = cli;
+	execv(cli, argv);
+	say("cannot run %s: %s", cli, strerror(errno));
+	return 2;
+}
+
+static const char *const OPTIONS[][2] = {{"session", "STAGEGATE_SESSION"}, {"tree", "STAGEGATE_TREE"},
+					  {"trees", "STAGEGATE_TREES"},     {"endpoint", "STAGEGATE_ENDPOINT"},
+					  {"attempt", "STAGEGATE_ATTEMPT"}, {"timeout", "STAGEGATE_TIMEOUT"}};
+#define N_OPTIONS (sizeof(OPTIONS) / sizeof(OPTIONS[0]))
+
+/* Applies stagegate's options and their defaults (src/cli/command.ts treeOf,
+ * runOptions) to the environment the hook reads. Returns the index of the
+ * first criu argument (after "--"); 0 when the command is not one this path
+ * takes (the Node CLI parses it and says why). */
+static int apply_options(int argc, char **argv) {
+	int i = 2;
+	for (; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0)
+			break;
+		if (strncmp(a, "--", 2) != 0)
+			return 0;
+		a += 2;
+		size_t k = 0, len = strcspn(a, "=");
+		while (k < N_OPTIONS && !(strlen(OPTIONS[k][0]) == len && strncmp(a, OPTIONS[k][0], len) == 0))
+			k++;
+		if (k == N_OPTIONS)
+			return 0; /* --set, --help, or one the CLI rejects */
+		const char *value = a[len] == '=' ? a + len + 1 : (i + 1 < argc ? argv[++i] : NULL);
+		if (!value)
+			return 0;
+		setenv(OPTIONS[k][1], value, 1);
+	}
+	if (i >= argc)
+		return 0;
+	/* under a launcher: one tree per rank */
+	const char *rank = getenv("PMI_RANK") ? getenv("PMI_RANK") : getenv("SLURM_PROCID");
+	if (!getenv("STAGEGATE_TREE") && rank) {
+		char tree[160];
+		snprintf(tree, sizeof(tree), "rank%s", rank);
+		setenv("STAGEGATE_TREE", tree, 1);
+	}
+	const char *size = getenv("PMI_SIZE") ? getenv("PMI_SIZE") : getenv("SLURM_NTASKS");
+	if (!getenv("STAGEGATE_TREES") && size)
+		setenv("STAGEGATE_TREES", size, 1);
+	if (!getenv("STAGEGATE_TIMEOUT"))
+		setenv("STAGEGATE_TIMEOUT", "60", 1);
+	if (!getenv("STAGEGATE_ENDPOINT")) {
+		char ep[PATH_MAX + 32];
+		const char *dir = getenv("STAGEGATE_RUNTIME_DIR");
+		if (dir)
+			snprintf(ep, sizeof(ep), "ipc://%s/hooks.sock", dir);
+		else if (geteuid() == 0)
+			snprintf(ep, sizeof(ep), "ipc:///run/stagegate/hooks.sock");
+		else
+			snprintf(ep, sizeof(ep), "ipc://%s/stagegate-%u/hooks.sock",
+				 getenv("XDG_RUNTIME_DIR") ? getenv("XDG_RUNTIME_DIR") : "/tmp", (unsigned)geteuid());
+		setenv("STAGEGATE_ENDPOINT", ep, 1);
+	}
+	return hook_config_ok() ? i + 1 : 0;
+}
+
+/* What the criu arguments say, as far as this path needs to know, and the
+ * lines of criu's configuration file that say the same. */
+typedef struct {
+	const char *images; /* -D */
+	const char *work;   /* -W */
+	const char *log;    /* -o */
+	int log_level;
+	int detached;
+	char *lines[MAX_CRIU_ARGS]; /* "name" or "name=value": criu prefixes "--" */
+	int n;
+} criu_args_t;
+
+/* criu's short options (its short_opts) and their long names; ':' after the
+ * letter takes a value, '?' an optional one (only in the same word). */
+static const struct {
+	char letter, arg;
+	const char *name;
+} SHORT[] = {{'d', 0, "restore-detached"}, {'S', 0, "restore-sibling"}, {'s', 0, "leave-stopped"},
+	     {'R', 0, "leave-running"},    {'t', ':', "tree"},           {'D', ':', "images-dir"},
+	     {'o', ':', "log-file"},       {'v', '?', "verbosity"},      {'x', '?', "ext-unix-sk"},
+	     {'r', ':', "root"},           {'j', 0, "shell-job"},        {'J', ':', "join-ns"},
+	     {'l', 0, "file-locks"},       {'W', ':', "work-dir"},       {'L', ':', "libdir"},
+	     {'M', ':', "ext-mount-map"}};
+
+/* A word criu's configuration syntax holds as it is: no blanks, quotes, backslashes or comment. */
+static int plain_word(const char *w) { return *w && w[0] != '#' && !strpbrk(w, " \t\n\r\v\f\"'\\"); }
+
+static int add_line(criu_args_t *c, const char *name, const char *value) {
+	if (c->n == MAX_CRIU_ARGS || !plain_word(name) || (value && !plain_word(value)))
+		return -1;
+	if (asprintf(&c->lines[c->n], value ? "%s=%s" : "%s", name, value) < 0)
+		return -1;
+	c->n++;
+	static const char *const refused[] = {"action-script", "config",    "no-default-config", "exec-cmd",
+					      "status-fd",     "help",      "version",           "no-restore-detached",
+					      "no-daemon"};
+	for (size_t k = 0; k < sizeof(refused) / sizeof(refused[0]); k++)
+		if (strcmp(name, refused[k]) == 0)
+			return -1;
+	if (!strcmp(name, "restore-detached") || !strcmp(name, "daemon"))
+		c->detached = 1;
+	else if (!strcmp(name, "images-dir"))
+		c->images = value;
+	else if (!strcmp(name, "work-dir"))
+		c->work = value;
+	else if (!strcmp(name, "log-file"))
+		c->log = value;
+	else if (!strcmp(name, "verbosity"))
+		c->log_level = !value ? c->log_level + 1 : value[0] == 'v' ? c->log_level + (int)strlen(value) + 1 : atoi(value);
+	return 0;
+}
+
+/* Reads the criu arguments as criu's getopt would; 0 when this path can pass them on. */
+static int read_criu_args(char **args, int n, criu_args_t *c) {
+	memset(c, 0, sizeof(*c));
+	c->log_level = 2; /* criu's default */
+	for (int i = 0; i < n; i++) {
+		const char *a = args[i];
+		if (a[0] != '-' || !a[1] || !strcmp(a, "--"))
+			return -1; /* criu restore takes no operands */
+		if (a[1] == '-') {
+			const char *eq = strchr(a, '=');
+			char name[128];
+			size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+			if (len == 0 || len >= sizeof(name))
+				return -1;
+			memcpy(name, a + 2, len);
+			name[len] = '\0';
+			/* "--name value": criu restore takes no operands, so a word that is
+			 * not an option is this option's value (getopt would take it so) */
+			const char *value = eq ? eq + 1 : (i + 1 < n && args[i + 1][0] != '-' ? args[++i] : NULL);
+			if (add_line(c, name, value))
+				return -1;
+			continue;
+		}
+		for (const char *p = a + 1; *p; p++) {
+			size_t k = 0;
+			while (k < sizeof(SHORT) / sizeof(SHORT[0]) && SHORT[k].letter != *p)
+				k++;
+			if (k == sizeof(SHORT) / sizeof(SHORT[0]))
+				return -1; /* -h, -V, or unknown: the Node CLI runs criu itself */
+			const char *value = NULL;
+			if (SHORT[k].arg && p[1])
+				value = p + 1;
+			else if (SHORT[k].arg == ':' && (value = i + 1 < n ? args[++i] : NULL) == NULL)
+				return -1;
+			if (add_line(c, SHORT[k].name, value))
+				return -1;
+			if (value)
+				break;
+		}
+	}
+	return c->detached ? 0 : -1;
+}
+
+/* criu's exit in words, and the exit code a wrapper passes on (128 + signal when killed). */
+static int criu_exit(int status, char *why, size_t cap) {
+	if (WIFSIGNALED(status)) {
+		const char *name = sigabbrev_np(WTERMSIG(status));
+		snprintf(why, cap, "criu killed by SIG%s", name ? name : "?");
+		return 128 + WTERMSIG(status);
+	}
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+	snprintf(why, cap, "criu exited with %d", code);
+	return code;
+}
+
+/* One message from criu (any fds it passes are closed); its length, -1 when criu is gone. */
+static ssize_t rpc_recv(int sk, uint8_t *buf, size_t cap) {
+	union {
+		char space[CMSG_SPACE(sizeof(int) * 8)];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = {buf, cap};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space, .msg_controllen = sizeof(ctl.space)};
+	ssize_t n;
+	do
+		n = recvmsg(sk, &m, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			for (size_t k = 0; k < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++)
+				close(((int *)CMSG_DATA(c))[k]);
+	if (n <= 0 || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+		return -1;
+	return n;
+}
+
+static int rpc_send(int sk, CriuReq *req) {
+	static uint8_t buf[MAX_RPC];
+	size_t len = criu_req__get_packed_size(req);
+	if (len > sizeof(buf))
+		return -1;
+	criu_req__pack(req, buf);
+	return send(sk, buf, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+}
+
+/* The criu this restore drives. */
+static struct {
+	pid_t pid;
+	int pidfd;    /* readable once it has exited */
+	int reaped;   /* its exit status is in `status` */
+	int status;
+	int reported; /* restore-failed was sent */
+} g_criu_run = {.pidfd = -1};
+
+/* criu's exit in words, and the exit code a wrapper passes on (128 + signal when killed). */
+static int criu_exit(int status, char *why, size_t cap);
+
+/* Reaps criu once it has exited: 1 when it has. */
+static int criu_gone(void) {
+	if (!g_criu_run.reaped && waitpid(g_criu_run.pid, &g_criu_run.status, WNOHANG) == g_criu_run.pid)
+		g_criu_run.reaped = 1;
+	return g_criu_run.reaped;
+}
+
+/* Tells the coordinator at once that criu failed (once): the session aborts now, not at its deadline. */
+static void report_criu_failure(void) {
+	char why[128];
+	if (g_criu_run.reported)
+		return;
+	g_criu_run.reported = 1;
+	if (criu_exit(g_criu_run.status, why, sizeof(why)) == 0)
+		snprintf(why, sizeof(why), "criu exited with 1");
+	hook_report_failure(why);
+}
+
+/* Runs the hook for one stage in a child, as criu would run the action
+ * script; its exit code, or -1 when it died of a signal. `log` (>= 0) becomes
+ * its stdout and stderr, as criu's log is an action script's. Should criu die
+ * while the hook waits, the coordinator hears of it at once (as from
+ * src/criu/restore.ts), and the waiting hook gets its ABORT. */
+static int run_hook(const char *action, int pid, const char *images, const char *work, int log) {
+	setenv("CRTOOLS_SCRIPT_ACTION", action, 1);
+	if (pid > 0) {
+		char p[16];
+		snprintf(p, sizeof(p), "%d", pid);
+		setenv("CRTOOLS_INIT_PID", p, 1);
+	} else {
+		unsetenv("CRTOOLS_INIT_PID");
+	}
+	/* as criu's own: at post-resume criu has closed the images directory, and
+	 * its action script finds only its cwd, criu's work dir (which holds stats-restore) */
+	if (strcmp(action, "post-resume") == 0)
+		unsetenv("CRTOOLS_IMAGE_DIR");
+	else
+		setenv("CRTOOLS_IMAGE_DIR", images, 1);
+	fflush(stderr);
+	pid_t child = fork();
+	if (child < 0)
+		return 1;
+	if (child == 0) {
+		if (chdir(work) != 0)
+			_exit(1);
+		/* a restarting daemon closes the hook's connection under a write: the
+		 * hook reconnects (as under criu, whose scripts run with SIGPIPE ignored) */
+		signal(SIGPIPE, SIG_IGN);
+		if (log >= 0) {
+			dup2(log, STDOUT_FILENO);
+			dup2(log, STDERR_FILENO);
+		}
+		_exit(hook_main());
+	}
+	int hookfd = (int)syscall(SYS_pidfd_open, child, 0);
+	while (hookfd >= 0 && g_criu_run.pidfd >= 0 && !g_criu_run.reaped) {
+		struct pollfd p[2] = {{.fd = hookfd, .events = POLLIN}, {.fd = g_criu_run.pidfd, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
+			break;
+		if (p[1].revents && criu_gone())
+			report_criu_failure();
+	}
+	if (hookfd >= 0)
+		close(hookfd);
+	int status;
+	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Kills the trees a killed criu left to us (its subreaper), those started after it. */
+static void kill_leftovers(pid_t criu, unsigned long long criu_start) {
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	for (char *save = NULL, *t = strtok_r(buf, " \n", &save); t; t = strtok_r(NULL, " \n", &save)) {
+		pid_t pid = (pid_t)atoi(t);
+		long ppid;
+		unsigned long long start;
+		if (pid <= 0 || pid == criu || proc_stat(pid, &ppid, &start) || start < criu_start)
+			continue;
+		int k = signal_tree(pid, SIGKILL);
+		if (k > 0)
+			say("criu was killed; killed %d leftover task(s) of tree %s (root %d)", k, getenv("STAGEGATE_TREE"), pid);
+	}
+}
+
+static char g_dir[PATH_MAX]; /* this run's private directory: criu's configuration file, the abort note */
+
+static void cleanup(void) {
+	if (!g_dir[0])
+		return;
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/criu.conf", g_dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/abort", g_dir);
+	unlink(path);
+	rmdir(g_dir);
+	g_dir[0] = '\0';
+}
+
+/* The hook's abort note (STAGEGATE_ABORT_NOTE), printed on this terminal: criu's log may be a file. */
+static void print_abort_note(void) {
+	char path[PATH_MAX + 16], line[1200];
+	snprintf(path, sizeof(path), "%s/abort", g_dir);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, line, sizeof(line) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return;
+	line[n] = '\0';
+	line[strcspn(line, "\n")] = '\0';
+	say("aborted at %s", line);
+}
+
+static int restore(const criu_args_t *ca, char *const criu);
+
+int swrk_restore(int argc, char **argv) {
+	if (getenv("STAGEGATE_NO_SWRK"))
+		return node_cli(argv); /* not reached: bin/stagegate sends it to Node */
+	int first = apply_options(argc, argv);
+	static criu_args_t ca;
+	if (!first || read_criu_args(argv + first, argc - first, &ca))
+		return node_cli(argv);
+	char root[PATH_MAX], criu[PATH_MAX + 32];
+	const char *set = getenv("STAGEGATE_CRIU");
+	if (set && *set)
+		snprintf(criu, sizeof(criu), "%s", set);
+	else if (!project_root(root, sizeof(root)))
+		snprintf(criu, sizeof(criu), "%s/.criu/bin/criu", root);
+	else
+		return node_cli(argv);
+	if (access(criu, X_OK) != 0)
+		return node_cli(argv); /* the CLI says where it looked */
+	int rc = restore(&ca, criu);
+	cleanup();
+	return rc;
+}
+
+/* Writes criu's configuration file: one option per line, criu puts "--" before each. */
+static int write_config(const char *path, const criu_args_t *ca) {
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	for (int i = 0; i < ca->n; i++)
+		fprintf(f, "%s\n", ca->lines[i]);
+	return fclose(f);
+}
+
+/* A restore that fails before criu runs: said here, and told to the
+ * coordinator (restore-failed) so that the session aborts now. */
+static int fail_early(const char *what) {
+	char why[256];
+	snprintf(why, sizeof(why), "%s: %s", what, strerror(errno));
+	say("%s", why);
+	hook_report_failure(why);
+	return 1;
+}
+
+static int restore(const criu_args_t *ca, char *const criu) {
+	/* this restore's identity: every hook of this criu, and this wrapper, speak as this run */
+	char run[64] = "sg-";
+	int ufd = open("/proc/sys/kernel/random/uuid", O_RDONLY | O_CLOEXEC);
+	ssize_t un = ufd >= 0 ? read(ufd, run + 3, 36) : -1;
+	if (ufd >= 0)
+		close(ufd);
+	if (un != 36) {
+		say("cannot read a random uuid to name this run");
+		return 1;
+	}
+	run[39] = '\0';
+	setenv("STAGEGATE_RUN", run, 1);
+	char tmpl[PATH_MAX];
+	const char *tmp = getenv("TMPDIR");
+	snprintf(tmpl, sizeof(tmpl), "%s/stagegate-restore-XXXXXX", tmp && *tmp == '/' ? tmp : "/tmp");
+	if (!mkdtemp(tmpl))
+		return fail_early("cannot make a temporary directory");
+	snprintf(g_dir, sizeof(g_dir), "%s", tmpl);
+	char conf[PATH_MAX + 16], note[PATH_MAX + 16], images[PATH_MAX], work[PATH_MAX];
+	snprintf(conf, sizeof(conf), "%s/criu.conf", g_dir);
+	snprintf(note, sizeof(note), "%s/abort", g_dir);
+	if (write_config(conf, ca))
+		return fail_early("cannot write criu's configuration file");
+	/* the images and work directories as criu's action scripts see them (criu
+	 * resolves both against this cwd); criu itself says when one is missing */
+	if (!realpath(ca->images ? ca->images : ".", images))
+		snprintf(images, sizeof(images), "%s", ca->images ? ca->images : ".");
+	if (!realpath(ca->work ? ca->work : images, work))
+		snprintf(work, sizeof(work), "%s", ca->work ? ca->work : images);
+	setenv("STAGEGATE_ABORT_NOTE", note, 1);
+	unsetenv("STAGEGATE_RELEASE_MARK"); /* this process knows whether the tree was released */
+
+	/* a killed criu's tasks (at any stage) become our children, not init's */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+		return fail_early("cannot make criu's RPC socket");
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0)
+		return fail_early("cannot start criu");
+	if (pid == 0) {
+		char fd[16];
+		int keep = dup(sv[1]); /* without close-on-exec */
+		snprintf(fd, sizeof(fd), "%d", keep);
+		execl(criu, criu, "swrk", fd, (char *)NULL);
+		fprintf(stderr, "stagegate restore: cannot run %s: %s\n", criu, strerror(errno));
+		_exit(127);
+	}
+	close(sv[1]);
+	hook_set_criu(pid);
+	g_criu_run.pid = pid;
+	g_criu_run.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	long ppid;
+	unsigned long long criu_start = 0;
+	proc_stat(pid, &ppid, &criu_start);
+
+	CriuOpts opts = CRIU_OPTS__INIT;
+	opts.images_dir_fd = -1; /* the configuration file names it */
+	opts.has_log_level = 1;
+	opts.log_level = ca->log_level; /* criu takes it from the request, not the file */
+	opts.has_notify_scripts = 1;
+	opts.notify_scripts = 1;
+	opts.config_file = conf;
+	CriuReq req = CRIU_REQ__INIT;
+	req.type = CRIU_REQ_TYPE__RESTORE;
+	req.opts = &opts;
+	int ok = 0, released = 0, resumed_hook_died = 0, saw_pre_resume = 0, root = 0;
+	/* criu's log, where an action script's output goes: opened once criu has
+	 * made it (its path as criu opens it, relative to the work dir) */
+	int log = -1, log_tried = 0;
+	char log_path[PATH_MAX * 2 + 2] = "";
+	if (ca->log && strcmp(ca->log, "-") != 0)
+		snprintf(log_path, sizeof(log_path), "%s%s%s", ca->log[0] == '/' ? "" : work,
+			 ca->log[0] == '/' ? "" : "/", ca->log);
+	if (rpc_send(sv[0], &req) == 0) {
+		static uint8_t buf[MAX_RPC];
+		for (;;) {
+			ssize_t n = rpc_recv(sv[0], buf, sizeof(buf));
+			if (n < 0)
+				break; /* criu is gone */
+			CriuResp *resp = criu_resp__unpack(NULL, (size_t)n, buf);
+			if (!resp)
+				break;
+			if (resp->type == CRIU_REQ_TYPE__NOTIFY && resp->notify && resp->notify->script) {
+				const char *action = resp->notify->script;
+				if (!log_tried++ && log_path[0])
+					log = open(log_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+				/* criu names the root only at setup-namespaces and post-restore;
+				 * its action scripts get it (CRTOOLS_INIT_PID) at every later stage */
+				if (resp->notify->has_pid && resp->notify->pid > 0)
+					root = resp->notify->pid;
+				int rc = run_hook(action, root, images, work, log);
+				if (strcmp(action, "pre-resume") == 0) {
+					saw_pre_resume = 1;
+					released = rc == 0;
+					resumed_hook_died = rc < 0;
+				}
+				CriuReq reply = CRIU_REQ__INIT;
+				reply.type = CRIU_REQ_TYPE__NOTIFY;
+				reply.has_notify_success = 1;
+				reply.notify_success = rc == 0;
+				criu_resp__free_unpacked(resp, NULL);
+				if (rpc_send(sv[0], &reply))
+					break;
+				continue;
+			}
+			if (resp->type == CRIU_REQ_TYPE__RESTORE) {
+				ok = resp->success;
+				if (resp->restore)
+					root = resp->restore->pid;
+			}
+			criu_resp__free_unpacked(resp, NULL);
+			break;
+		}
+	}
+	close(sv[0]);
+	if (log >= 0)
+		close(log);
+	while (!g_criu_run.reaped && waitpid(pid, &g_criu_run.status, 0) < 0 && errno == EINTR)
+		;
+	g_criu_run.reaped = 1;
+	int status = g_criu_run.status;
+	char why[128];
+	int rc = criu_exit(status, why, sizeof(why));
+	if (!ok) {
+		if (rc == 0)
+			rc = 1;
+		print_abort_note();
+		report_criu_failure();
+		/* A killed criu leaves its tasks behind (at setup-namespaces, asleep in
+		 * the restorer, stopped at pre-resume); unless the barrier released them
+		 * (or a stand-in now decides), they never run. */
+		if (WIFSIGNALED(status) && !released && !resumed_hook_died)
+			kill_leftovers(pid, criu_start);
+		return rc;
+	}
+	if (released)
+		return 0;
+	if (!saw_pre_resume || !root) {
+		say("tree %s was restored without passing the resume barrier; its tasks stay stopped (kill -CONT or kill -KILL them)",
+		    getenv("STAGEGATE_TREE"));
+		return 1;
+	}
+	if (!resumed_hook_died)
+		return 1; /* aborted: the hook killed the tree */
+	/* the hook died at the barrier: criu let the tree go, held by the hook's
+	 * SIGSTOP; wait there in its place, as the guardian's stand-in does */
+	say("the hook of tree %s died at the resume barrier; waiting there in its place", getenv("STAGEGATE_TREE"));
+	int pinned = (int)syscall(SYS_pidfd_open, root, 0);
+	if (pinned < 0) {
+		say("the restored root %d is gone", root);
+		return 1;
+	}
+	char fd[16];
+	snprintf(fd, sizeof(fd), "%d", pinned);
+	setenv("STAGEGATE_STAND_IN_ROOTFD", fd, 1);
+	return run_hook("pre-resume", root, images, work, -1) == 0 ? 0 : 1;
+}

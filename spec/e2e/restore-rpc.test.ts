@@ -1,0 +1,97 @@
+/**
+ * `stagegate restore` through `criu swrk` (hooks/swrk-restore.c): criu sends
+ * each stage as an RPC NOTIFY and the driver forks the hook's code for it,
+ * instead of criu running a shell and the hook per stage; what criu's RPC
+ * cannot carry goes to `criu restore --action-script` (src/criu/restore.ts).
+ * Real CRIU, real coordinator; the fault behaviour of both paths is in
+ * criu-restore.test.ts, which now runs through this one.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { actionScript, assertImagesUnchanged, eventsOf, scenario } from '../support/scenario';
+import { STAGEGATE, run, sleep } from '../../demo/harness';
+
+/** The stages criu ran action scripts for, and how ("RPC" or the scripts' paths), from its log. */
+function scriptRuns(log: string): { stage: string; how: string }[] {
+  const lines = readFileSync(log, 'utf8').split('\n');
+  const out: { stage: string; how: string }[] = [];
+  lines.forEach((l, i) => {
+    const m = /Running (\S+) scripts/.exec(l);
+    // the next line says how: "(00.041415) \tRPC", or a script's path
+    if (m) out.push({ stage: m[1]!, how: (lines[i + 1] ?? '').replace(/^\([\d.]+\)\s*/, '').trim() });
+  });
+  return out;
+}
+
+const logOf = (runDir: string) => join(runDir, 'restore.log');
+
+describe('stagegate restore over criu RPC', () => {
+  it('every stage reaches the coordinator as an RPC notification, none through an action-script process, and the gates hold', async () => {
+    const { dir, cp, daemon, restore } = await scenario('rpc', 2);
+    const [ra, rb] = await Promise.all([restore(0).done, restore(1).done]);
+    assert.equal(ra.code, 0, ra.output);
+    assert.equal(rb.code, 0, rb.output);
+    const runs = scriptRuns(logOf(join(dir, 'restore-t0.a1')));
+    const stages = runs.map((r) => r.stage);
+    for (const s of ['pre-restore', 'setup-namespaces', 'post-setup-namespaces', 'post-restore', 'pre-resume', 'post-resume'])
+      assert.ok(stages.includes(s), `criu notified ${s} (${stages.join(', ')})`);
+    for (const r of runs) assert.equal(r.how, 'RPC', `criu ran no action script for ${r.stage}`);
+    // one criu swrk per tree named by every event of its tree, a hook process of its own per stage
+    for (const tree of ['t0', 't1']) {
+      const evs = eventsOf(daemon).filter((e) => e.tree === tree && e.action !== 'restore-failed');
+      assert.ok(evs.length >= 6, `${tree}: ${evs.length} events`);
+      assert.equal(new Set(evs.map((e) => e.criuPid)).size, 1, `${tree}: one criu`);
+      assert.equal(new Set(evs.map((e) => e.run)).size, 1, `${tree}: one run`);
+      const stagesOf = new Set(evs.filter((e) => !e.resent).map((e) => e.action));
+      assert.equal(new Set(evs.filter((e) => !e.resent).map((e) => e.hookPid)).size, stagesOf.size, `${tree}: a process per stage`);
+      // the resume barrier: no tree resumed before both were at post-restore
+      const post = evs.find((e) => e.action === 'post-restore')!;
+      assert.ok(post.initPid > 0, 'criu named the root at post-restore');
+      assert.equal(evs.find((e) => e.action === 'pre-resume')!.initPid, post.initPid, 'the root is known at pre-resume too');
+    }
+    for (const tree of ['t0', 't1'])
+      assert.ok(
+        eventsOf(daemon).some((e) => e.tree === tree && e.action === 'post-resume'),
+        `${tree} was released and resumed`,
+      );
+    await sleep(100);
+    assertImagesUnchanged(cp);
+  });
+
+  it("arguments criu's configuration file cannot hold, and the user's own action scripts, go through criu restore --action-script", async () => {
+    const { dir, cp, daemon, restore } = await scenario('rpcfallback', 2);
+    const spaced = join(dir, 'a dir with spaces');
+    mkdirSync(spaced);
+    const ran = join(dir, 'user-script-ran');
+    const mine = actionScript(dir, 'mine.sh', `[ "$CRTOOLS_SCRIPT_ACTION" = post-resume ] && touch ${ran}`);
+    // an irmap scan path is ignored on restore: only its spelling matters here
+    const a = restore(0, { criuArgs: ['--irmap-scan-path', spaced] });
+    const b = restore(1, { criuArgs: ['--action-script', mine] });
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    assert.equal(ra.code, 0, ra.output);
+    assert.equal(rb.code, 0, rb.output);
+    for (const t of ['t0', 't1']) {
+      const runs = scriptRuns(logOf(join(dir, `restore-${t}.a1`)));
+      assert.ok(runs.length >= 6, `${t}: criu ran the scripts of ${runs.length} stages`);
+      for (const r of runs) assert.notEqual(r.how, 'RPC', `${t}: ${r.stage} ran as an action script`);
+    }
+    assert.ok(existsSync(ran), "the user's own action script ran");
+    assert.ok(
+      eventsOf(daemon).some((e) => e.tree === 't1' && e.action === 'pre-resume'),
+      'the hook ran beside it',
+    );
+    assertImagesUnchanged(cp);
+  });
+
+  it('options the driver cannot check are handed to the CLI, which says what is wrong', async () => {
+    const bad = await run(STAGEGATE, ['restore', '--session', 's', '--tree', 't', '--trees', '2', '--timeout', '100000', '--', '-d']);
+    assert.equal(bad.code, 64, bad.output);
+    assert.match(bad.output, /--timeout must be seconds in \(0, 86400\]/);
+    const unknown = await run(STAGEGATE, ['restore', '--session', 's', '--tree', 't', '--trees', '2', '--bogus', '--', '-d']);
+    assert.equal(unknown.code, 64, unknown.output);
+    assert.match(unknown.output, /Unknown option '--bogus'/);
+    assert.doesNotMatch(bad.output + unknown.output, /stagegate-hook\[/, 'the driver itself says nothing');
+  });
+});
