@@ -15,6 +15,9 @@
  * guardian and keeps state for one action. */
 int hook_main(void);
 
+/* Whether the hook waits for a verdict at this criu action (else it only publishes). */
+int hook_gated(const char *action);
+
 /* The criu the hook serves, when it is not the hook's parent. */
 void hook_set_criu(pid_t criu);
 

@@ -951,6 +951,15 @@ static int container_config(void) {
 	return 2;
 }
 
+/* The actions at which the hook waits for a verdict; at every other it only publishes. */
+static int is_gated(Stagegate__V1__Action a) {
+	return a == STAGEGATE__V1__ACTION__PRE_RESTORE || a == STAGEGATE__V1__ACTION__POST_RESTORE ||
+	       a == STAGEGATE__V1__ACTION__PRE_RESUME || a == STAGEGATE__V1__ACTION__PRE_DUMP ||
+	       a == STAGEGATE__V1__ACTION__NETWORK_LOCK || a == STAGEGATE__V1__ACTION__POST_DUMP;
+}
+
+int hook_gated(const char *action) { return is_gated(parse_action(action)); }
+
 /* One run of the hook: what criu and the environment told it, and the event it sends. */
 typedef struct {
 	config_t cfg;
@@ -980,9 +989,7 @@ static int build_event(hook_t *h) {
 	if (container_config() || read_config(&h->cfg) || resolve_run(h->run, sizeof(h->run)))
 		return 2;
 	h->action = parse_action(h->name);
-	h->gated = h->action == STAGEGATE__V1__ACTION__PRE_RESTORE || h->action == STAGEGATE__V1__ACTION__POST_RESTORE ||
-		   h->action == STAGEGATE__V1__ACTION__PRE_RESUME || h->action == STAGEGATE__V1__ACTION__PRE_DUMP ||
-		   h->action == STAGEGATE__V1__ACTION__NETWORK_LOCK || h->action == STAGEGATE__V1__ACTION__POST_DUMP;
+	h->gated = is_gated(h->action);
 	const char *commit = getenv("STAGEGATE_COMMIT");
 	if (commit && *commit && !valid_name(commit)) {
 		log_line("STAGEGATE_COMMIT is invalid: need 1-128 characters of [A-Za-z0-9._:-]");

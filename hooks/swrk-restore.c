@@ -311,11 +311,25 @@ static void report_criu_failure(void) {
 	hook_report_failure(why);
 }
 
+/* Hooks of stages nobody waits on, still delivering their event: reaped at the end. */
+static pid_t g_publishing[64];
+static int g_n_publishing;
+
+static void reap_publishing(void) {
+	for (int i = 0; i < g_n_publishing; i++)
+		while (waitpid(g_publishing[i], NULL, 0) < 0 && errno == EINTR)
+			;
+	g_n_publishing = 0;
+}
+
 /* Runs the hook for one stage in a child, as criu would run the action
  * script; its exit code, or -1 when it died of a signal. `log` (>= 0) becomes
- * its stdout and stderr, as criu's log is an action script's. Should criu die
- * while the hook waits, the coordinator hears of it at once (as from
- * src/criu/restore.ts), and the waiting hook gets its ABORT. */
+ * its stdout and stderr, as criu's log is an action script's. At a stage the
+ * hook does not wait at, its outcome is known before it runs (it publishes
+ * and returns 0 whatever happens, within a bounded linger): criu goes on at
+ * once while it delivers. Should criu die while a gated hook waits, the
+ * coordinator hears of it at once (as from src/criu/restore.ts), and the
+ * waiting hook gets its ABORT. */
 static int run_hook(const char *action, int pid, const char *images, const char *work, int log) {
 	setenv("CRTOOLS_SCRIPT_ACTION", action, 1);
 	if (pid > 0) {
@@ -331,6 +345,9 @@ static int run_hook(const char *action, int pid, const char *images, const char 
 		unsetenv("CRTOOLS_IMAGE_DIR");
 	else
 		setenv("CRTOOLS_IMAGE_DIR", images, 1);
+	int gated = hook_gated(action);
+	if (!gated && g_n_publishing == (int)(sizeof(g_publishing) / sizeof(g_publishing[0])))
+		reap_publishing();
 	fflush(stderr);
 	pid_t child = fork();
 	if (child < 0)
@@ -346,6 +363,10 @@ static int run_hook(const char *action, int pid, const char *images, const char 
 			dup2(log, STDERR_FILENO);
 		}
 		_exit(hook_main());
+	}
+	if (!gated) {
+		g_publishing[g_n_publishing++] = child;
+		return 0;
 	}
 	int hookfd = (int)syscall(SYS_pidfd_open, child, 0);
 	while (hookfd >= 0 && g_criu_run.pidfd >= 0 && !g_criu_run.reaped) {
@@ -437,6 +458,7 @@ int swrk_restore(int argc, char **argv) {
 	if (access(criu, X_OK) != 0)
 		return node_cli(argv); /* the CLI says where it looked */
 	int rc = restore(&ca, criu);
+	reap_publishing();
 	cleanup();
 	return rc;
 }
