@@ -313,7 +313,9 @@ export class Coordinator {
       case 'publish-event': {
         const ev = e.event;
         this.publisher.publish(ev.session, { event: ev });
-        log.info('event', {
+        // at debug: every event is published (watch, trace); a line per event at info cost
+        // the daemon more than the gates themselves in a restore of many trees (issue #11)
+        log.debug('event', {
           session: ev.session,
           tree: ev.tree,
           action: ev.action,

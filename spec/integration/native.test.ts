@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { NativeError, PidFd, processVmRead } from '../../src/native';
+import { NativeError, PidFd, processVmRead, processVmReadMany } from '../../src/native';
 import { killTree, treePids } from '../../src/proc/tree';
 import { exited, sleep } from '../../demo/harness';
 
@@ -39,6 +39,40 @@ describe('native addon', () => {
     closeSync(fd);
     assert.ok(got.equals(mem));
     await assert.rejects(processVmRead(pid, 0x1000n, 16), (e: unknown) => e instanceof NativeError && e.errnoName === 'EFAULT');
+    child.kill('SIGKILL');
+  });
+
+  it('reads many pages of another process in one batch: the same bytes, and the first unreadable address named', async () => {
+    const child = spawn('sleep', ['100'], { stdio: 'ignore' });
+    await sleep(50);
+    const pid = child.pid!;
+    const readable = readFileSync(`/proc/${pid}/maps`, 'utf8')
+      .split('\n')
+      .filter((l) => /^\S+ r/.test(l) && !/\[(vvar|vvar_vclock|vsyscall)\]/.test(l)) // the kernel's pages are not readable this way
+      .map(
+        (l) =>
+          l
+            .split(' ')[0]!
+            .split('-')
+            .map((h) => BigInt(`0x${h}`)) as [bigint, bigint],
+      );
+    // the first page of every readable mapping, and one from the middle of the largest
+    const [big] = [...readable].sort((a, b) => Number(b[1] - b[0] - (a[1] - a[0])));
+    const addrs = [...readable.map(([s]) => s), big![0] + ((big![1] - big![0]) / 2n / 4096n) * 4096n];
+    const got = await processVmReadMany(pid, addrs, 4096);
+    assert.equal(got.length, addrs.length);
+    const fd = openSync(`/proc/${pid}/mem`, 'r');
+    addrs.forEach((a, i) => {
+      const mem = Buffer.alloc(4096);
+      readSync(fd, mem, 0, 4096, Number(a));
+      assert.ok(got[i]!.equals(mem), `page at 0x${a.toString(16)}`);
+    });
+    closeSync(fd);
+    assert.deepEqual(await processVmReadMany(pid, [], 4096), []);
+    await assert.rejects(
+      processVmReadMany(pid, [addrs[0]!, 0x1000n, addrs[1]!], 4096),
+      (e: unknown) => e instanceof NativeError && e.errnoName === 'EFAULT' && /0x1000, 4096/.test(e.message),
+    );
     child.kill('SIGKILL');
   });
 

@@ -14,6 +14,7 @@ interface Addon {
   setChildSubreaper(): void;
   raiseNofileLimit(): { before: number; after: number };
   processVmRead(pid: number, addr: bigint, len: number): Promise<Buffer>;
+  processVmReadMany(pid: number, addrs: BigUint64Array, len: number): Promise<Buffer>;
   kfdCriuOp(device: string, op: number, pid: number): Promise<void>;
   lockFile(path: string): number;
   KFD_IOC_CRIU_OP: number;
@@ -98,6 +99,22 @@ export async function processVmRead(pid: number, addr: bigint, len: number): Pro
     return await load().processVmRead(pid, addr, len);
   } catch (err) {
     return wrap(err, `process_vm_readv(${pid}, 0x${addr.toString(16)}, ${len})`);
+  }
+}
+
+/**
+ * `len` bytes at each address of another process, in as few system calls as
+ * the kernel allows; one Buffer per address. Rejects with the first address
+ * that could not be read.
+ */
+export async function processVmReadMany(pid: number, addrs: bigint[], len: number): Promise<Buffer[]> {
+  if (addrs.length === 0) return [];
+  try {
+    const all = await load().processVmReadMany(pid, BigUint64Array.from(addrs), len);
+    return addrs.map((_, i) => all.subarray(i * len, (i + 1) * len));
+  } catch (err) {
+    const at = (err as { address?: bigint }).address ?? addrs[0]!;
+    return wrap(err, `process_vm_readv(${pid}, 0x${at.toString(16)}, ${len})`);
   }
 }
 

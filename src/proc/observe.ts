@@ -7,7 +7,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { MappingRef, Observation } from '../core/model';
 import { sampleDigest, sampleOffsets } from '../core/verify';
-import { processVmRead } from '../native';
+import { processVmReadMany } from '../native';
 import { protString } from '../images/vma';
 import { VerifyError } from '../errors';
 import { innermostPid, treePids } from './tree';
@@ -43,9 +43,10 @@ export async function observeMappings(initPid: number, mappings: MappingRef[]): 
   const hosts = hostPids(initPid);
   const maps = new Map<number, LiveVma[]>();
   const out: Observation[] = [];
-  // every sampled page of the tree is read at once: one read after another would cost a
-  // round trip through the thread pool each, on the critical path of the post-restore gate
-  const reads: Promise<void>[] = [];
+  // every sampled page of a task is read in one batch (process_vm_readv takes many ranges):
+  // a read per page cost a round trip through the thread pool each, on the critical path of
+  // the post-restore gate, and was most of the daemon's work in a restore (issue #11)
+  const pages = new Map<number, { addr: bigint; done: (page: Buffer) => void }[]>();
   const compares: (() => void)[] = [];
   for (const m of mappings) {
     const host = hosts.get(m.pid);
@@ -84,13 +85,10 @@ export async function observeMappings(initPid: number, mappings: MappingRef[]): 
       continue;
     }
     if (!(m.prot & 1)) continue; // unreadable: identity only
-    for (const off of sampleOffsets(m.pgoff, m.size)) {
-      reads.push(
-        processVmRead(host, m.start + (off - m.pgoff), Number(PAGE)).then((page) => {
-          o.samples[off.toString()] = sampleDigest(page);
-        }),
-      );
-    }
+    const wanted = pages.get(host) ?? [];
+    pages.set(host, wanted);
+    for (const off of sampleOffsets(m.pgoff, m.size))
+      wanted.push({ addr: m.start + (off - m.pgoff), done: (page) => (o.samples[off.toString()] = sampleDigest(page)) });
     // serve --verify-pages: the restored bytes must be the checkpoint's
     compares.push(() => {
       const differs = Object.entries(m.imageSamples ?? {}).filter(([off, d]) => o.samples[off] !== undefined && o.samples[off] !== d);
@@ -100,7 +98,16 @@ export async function observeMappings(initPid: number, mappings: MappingRef[]): 
       }
     });
   }
-  await Promise.all(reads);
+  await Promise.all(
+    [...pages].map(async ([host, wanted]) => {
+      const got = await processVmReadMany(
+        host,
+        wanted.map((w) => w.addr),
+        Number(PAGE),
+      );
+      wanted.forEach((w, i) => w.done(got[i]!));
+    }),
+  );
   for (const c of compares) c();
   return out;
 }
