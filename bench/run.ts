@@ -190,6 +190,12 @@ function spawnMode(
   return spawn(STAGEGATE, [verb, ...cli, '--', ...criuArgs], { stdio: 'ignore' });
 }
 
+/** Busy time of all cores since boot, ms (/proc/stat: user, nice, system, irq, softirq, steal). */
+function cpuBusyMs(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0)) * (1000 / 100);
+}
+
 // ------------------------------------------------------------------ 2. restore overhead
 async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
   const maxTrees = Math.max(...RESTORE_SIZES);
@@ -200,7 +206,7 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
     'empty shell script',
     ...(peer ? (['criu-coordinator'] as const) : []),
     'stagegate hook',
-    'stagegate restore (CLI)',
+    'stagegate restore (criu RPC)',
     'stagegate restore, arrival barrier',
     'stagegate restore --set (one command)',
   ] as const;
@@ -214,12 +220,13 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
     });
     sets.set(n, set.images);
   }
-  const rows: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[] = [];
+  const rows: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number; cpu: number }[] = [];
   let session = 0;
   for (const n of RESTORE_SIZES) {
     const base: Record<string, number> = {};
     for (const mode of modes) {
       const times: number[] = [];
+      const cpu: number[] = [];
       for (let rep = 0; rep < RESTORE_REPS; rep++) {
         const s = `restore-${n}-${session++}`;
         // the arrival barrier is a session setting: opened before the clock starts
@@ -238,9 +245,11 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
           // the set's session, from attempt 1 (the restore of its dump) on; criu's work dir is each images dir
           const images = sets.get(n)!;
           const t0 = performance.now();
+          const b0 = cpuBusyMs();
           const args = ['restore', '--set', '--endpoint', d.endpoint, '--attempt', String(rep + 1), ...images];
           const r = await run(STAGEGATE, [...args, '--', '-d', '-o', 'restore.log', '--pidfile', 'root.pid']);
           times.push(performance.now() - t0);
+          cpu.push(cpuBusyMs() - b0);
           if (r.code !== 0) throw new Error(`${mode} x${n}: ${r.output.slice(-1500)}`);
           const roots = images.map((i) => readPidfile(join(i, 'root.pid'))).filter((p): p is number => p !== null);
           for (const i of images) rmSync(join(i, 'root.pid'), { force: true });
@@ -249,6 +258,7 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
           continue;
         }
         const started = performance.now();
+        const b0 = cpuBusyMs();
         const procs = [...Array(n).keys()].map((k) => {
           const work = join(dir, `w-${s}-${k}`);
           mkdirSync(work);
@@ -259,6 +269,7 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
         });
         const codes = await Promise.all(procs.map((p) => exited(p.child)));
         times.push(performance.now() - started);
+        cpu.push(cpuBusyMs() - b0);
         if (codes.some((c) => c.code !== 0)) throw new Error(`${mode} x${n}: a restore failed (${JSON.stringify(codes)})`);
         const roots = procs.map((p) => readPidfile(p.pidfile)).filter((p): p is number => p !== null);
         for (const r of roots) killTree(r);
@@ -273,6 +284,7 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
         p10: st.p10,
         p90: st.p90,
         ratio: st.median / base['empty shell script']! || undefined,
+        cpu: stats(cpu).median,
       });
     }
     for (const r of rows.filter((x) => x.trees === n)) r.ratio = r.median / base['no action script']!;
@@ -617,7 +629,7 @@ function report(r: {
   gate: ({ trees: number; gate: string; firstMedian: number } & Stats)[];
   daemonRssMiBAt1024Trees: number;
   throughput: { events: number; perSecond: number };
-  restore: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[];
+  restore: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number; cpu?: number }[];
   verify: { sizeMiB: number; mappings: number; median: number; fullReadMsPerMapping: number }[];
   memory: { trees: number; bosPerTree: number; inspected: number; seconds: number; rssMiB: number; rssBeforeMiB: number } | null;
   dump: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[];
@@ -644,10 +656,17 @@ function report(r: {
   L.push(
     '## 2. Restore overhead (ms, wall, N trees × 3 processes restored concurrently; stagegate with the verify activator: 4 BOs per tree checked)',
     '',
-    '| trees | mode | median | p10 | p90 | vs no script |',
-    '|---:|---|---:|---:|---:|---:|',
+    '| trees | mode | median | p10 | p90 | vs no script | CPU, all cores (median) |',
+    '|---:|---|---:|---:|---:|---:|---:|',
   );
-  for (const x of r.restore) L.push(`| ${x.trees} | ${x.mode} | ${ms(x.median)} | ${ms(x.p10)} | ${ms(x.p90)} | ${x.ratio?.toFixed(2)}× |`);
+  for (const x of r.restore)
+    L.push(
+      `| ${x.trees} | ${x.mode} | ${ms(x.median)} | ${ms(x.p10)} | ${ms(x.p90)} | ${x.ratio?.toFixed(2)}× | ${x.cpu === undefined ? '' : Math.round(x.cpu)} |`,
+    );
+  L.push(
+    '',
+    '"stagegate restore (criu RPC)": one `stagegate restore -- -d …` per tree, each driving `criu swrk` with notifications (hooks/swrk-restore.c); "CPU": busy time of all cores (/proc/stat) while the restore ran.',
+  );
   const med = (mode: string, trees: number) => r.restore.find((x) => x.mode === mode && x.trees === trees)?.median ?? NaN;
   const verdict = (ok: boolean) => (ok ? 'met' : 'not met');
   if (r.restore.length) {
@@ -660,13 +679,13 @@ function report(r: {
         ` (${verdict(hook4 <= 10 && (!Number.isFinite(peer4) || hook4 < peer4))})`,
     );
     for (const n of [4, 16]) {
-      const ratio = med('stagegate restore (CLI)', n) / med('no action script', n);
+      const ratio = med('stagegate restore (criu RPC)', n) / med('no action script', n);
       const set = med('stagegate restore --set (one command)', n) / med('no action script', n);
       L.push(
         `- \`stagegate restore\` of ${n} trees ≤ 1.15× plain \`criu restore\`: ${ratio.toFixed(2)}× one command per tree, ${set.toFixed(2)}× one command for all (\`--set\`) (${verdict(Math.min(ratio, set) <= 1.15)})`,
       );
     }
-    const one = med('stagegate restore (CLI)', 1) - med('no action script', 1);
+    const one = med('stagegate restore (criu RPC)', 1) - med('no action script', 1);
     L.push(`- \`stagegate restore\` of 1 tree ≤ plain + 30 ms: +${ms(one)} ms (${verdict(one <= 30)})`, '');
   }
   L.push("## 3. Gate latency (ms): last tree's arrival sent → every waiting hook has its verdict", '');

@@ -18,6 +18,12 @@ int hook_main(void);
 /* Whether the hook waits for a verdict at this criu action (else it only publishes). */
 int hook_gated(const char *action);
 
+/* For the swrk driver, in its own process: publishes an ungated stage's
+ * event (read from the environment as hook_main reads it) over one IPC
+ * connection kept open from call to call. 0 sent; -1 not (a gated stage, a
+ * TCP endpoint, no coordinator there): the caller forks hook_main instead. */
+int hook_publish(void);
+
 /* The criu the hook serves, when it is not the hook's parent. */
 void hook_set_criu(pid_t criu);
 

@@ -340,12 +340,13 @@ static int run_hook(const char *action, int pid, const char *images, const char 
 		unsetenv("CRTOOLS_INIT_PID");
 	}
 	/* as criu's own: at post-resume criu has closed the images directory, and
-	 * its action script finds only its cwd, criu's work dir (which holds stats-restore) */
-	if (strcmp(action, "post-resume") == 0)
-		unsetenv("CRTOOLS_IMAGE_DIR");
-	else
-		setenv("CRTOOLS_IMAGE_DIR", images, 1);
+	 * its action script names its cwd instead, criu's work dir (which holds stats-restore) */
+	setenv("CRTOOLS_IMAGE_DIR", strcmp(action, "post-resume") == 0 ? work : images, 1);
 	int gated = hook_gated(action);
+	/* a stage nobody waits on: published from here, over one connection for the
+	 * whole restore (no process, no handshake); a forked hook when that fails */
+	if (!gated && hook_publish() == 0)
+		return 0;
 	if (!gated && g_n_publishing == (int)(sizeof(g_publishing) / sizeof(g_publishing[0])))
 		reap_publishing();
 	fflush(stderr);
@@ -443,6 +444,8 @@ static int restore(const criu_args_t *ca, char *const criu);
 int swrk_restore(int argc, char **argv) {
 	if (getenv("STAGEGATE_NO_SWRK"))
 		return node_cli(argv); /* not reached: bin/stagegate sends it to Node */
+	/* a daemon that restarts closes the driver's connection under a write: reported, not fatal */
+	signal(SIGPIPE, SIG_IGN);
 	int first = apply_options(argc, argv);
 	static criu_args_t ca;
 	if (!first || read_criu_args(argv + first, argc - first, &ca))
@@ -531,6 +534,7 @@ static int restore(const criu_args_t *ca, char *const criu) {
 		return fail_early("cannot start criu");
 	if (pid == 0) {
 		char fd[16];
+		signal(SIGPIPE, SIG_DFL); /* criu as it would be started from a shell */
 		int keep = dup(sv[1]); /* without close-on-exec */
 		snprintf(fd, sizeof(fd), "%d", keep);
 		execl(criu, criu, "swrk", fd, (char *)NULL);
