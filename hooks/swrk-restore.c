@@ -177,11 +177,17 @@ static int add_line(criu_args_t *c, const char *name, const char *value) {
 	if (asprintf(&c->lines[c->n], value ? "%s=%s" : "%s", name, value) < 0)
 		return -1;
 	c->n++;
-	static const char *const refused[] = {"action-script", "config",    "no-default-config", "exec-cmd",
-					      "status-fd",     "help",      "version",           "no-restore-detached",
-					      "no-daemon"};
+	/* what RPC cannot carry (criu refuses action scripts beside notifications, ...),
+	 * then the options this path reads; getopt takes an unambiguous prefix of a
+	 * long name for the name, so a prefix of any of them goes to the Node CLI */
+	static const char *const refused[] = {"action-script", "config", "no-default-config", "exec-cmd", "status-fd", "help",
+					      "version", "no-restore-detached", "no-daemon"};
+	static const char *const read[] = {"restore-detached", "daemon", "images-dir", "work-dir", "log-file", "verbosity"};
 	for (size_t k = 0; k < sizeof(refused) / sizeof(refused[0]); k++)
-		if (strcmp(name, refused[k]) == 0)
+		if (strncmp(refused[k], name, strlen(name)) == 0)
+			return -1;
+	for (size_t k = 0; k < sizeof(read) / sizeof(read[0]); k++)
+		if (strncmp(read[k], name, strlen(name)) == 0 && strcmp(read[k], name) != 0)
 			return -1;
 	if (!strcmp(name, "restore-detached") || !strcmp(name, "daemon"))
 		c->detached = 1;
