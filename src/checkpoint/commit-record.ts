@@ -17,8 +17,8 @@
  * the full checksum is asked for.
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { lstat, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, openSync, readSync, readdirSync } from 'node:fs';
+import { open, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readBoundedFile } from '../files';
 import { ImageError, NotCommittedError } from '../errors';
@@ -72,48 +72,73 @@ export function commitId(session: string, attempt: number, members: Member[]): s
 const covered = (name: string) => (name.endsWith('.img') || name === 'stats-dump') && !name.startsWith('.');
 const isPages = (name: string) => /^pages-\d+\.img$/.test(name);
 
-async function digestFile(dir: string, name: string, mode: ChecksumMode, sync = false): Promise<FileDigest> {
-  const path = join(dir, name);
-  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
-    throw err.code === 'ELOOP' ? new ImageError(path, 0, 'a symlink (not followed)', { cause: err }) : err;
-  });
+/**
+ * Images are read synchronously: hashing is this command's whole work at that
+ * point (`dump` after criu, `check` and `restore --set` before it), and a
+ * thread-pool round trip per open, stat, read and close made checking a
+ * 16-tree set take a second (issue #11).
+ */
+/** `path` opened as a regular file, no symlink followed: its fd and size. */
+function openImage(path: string): { fd: number; size: number } {
+  let fd: number;
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new ImageError(path, 0, 'not a regular file');
-    const h = createHash('sha256');
-    const buf = Buffer.alloc(SAMPLE_BYTES);
-    const sampled = isPages(name) && mode === 'sampled' && st.size > 2 * SAMPLE_BYTES;
-    const ranges = sampled
-      ? [
-          [0, SAMPLE_BYTES],
-          [st.size - SAMPLE_BYTES, SAMPLE_BYTES],
-        ]
-      : [[0, st.size]];
-    if (sampled) h.update(`size ${st.size}\0`);
-    for (const [start, len] of ranges) {
-      for (let off = 0; off < len!;) {
-        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, len! - off), start! + off);
-        if (bytesRead === 0) throw new ImageError(path, start! + off, 'shorter than its size while hashing');
-        h.update(buf.subarray(0, bytesRead));
-        off += bytesRead;
-      }
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    throw (err as NodeJS.ErrnoException).code === 'ELOOP' ? new ImageError(path, 0, 'a symlink (not followed)', { cause: err }) : err;
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw new ImageError(path, 0, 'not a regular file');
+  }
+  return { fd, size: st.size };
+}
+
+/** An open image's digest: sha256 of it whole, or of a page image's size and both ends (sampled). */
+function hashImage(path: string, name: string, fd: number, size: number, mode: ChecksumMode): string {
+  const sampled = isPages(name) && mode === 'sampled' && size > 2 * SAMPLE_BYTES;
+  const ranges = sampled
+    ? [
+        [0, SAMPLE_BYTES],
+        [size - SAMPLE_BYTES, SAMPLE_BYTES],
+      ]
+    : [[0, size]];
+  const h = createHash('sha256');
+  if (sampled) h.update(`size ${size}\0`);
+  const buf = Buffer.allocUnsafe(Math.max(1, Math.min(SAMPLE_BYTES, size)));
+  for (const [start, len] of ranges) {
+    for (let off = 0; off < len!;) {
+      const got = readSync(fd, buf, 0, Math.min(buf.length, len! - off), start! + off);
+      if (got === 0) throw new ImageError(path, start! + off, 'shorter than its size while hashing');
+      h.update(buf.subarray(0, got));
+      off += got;
     }
-    // the images must be on disk before a record that vouches for them
-    if (sync) await fh.sync();
-    return { name, size: st.size, sha256: `${sampled ? 'sampled:' : ''}${h.digest('hex')}` };
+  }
+  return `${sampled ? 'sampled:' : ''}${h.digest('hex')}`;
+}
+
+function digestFile(dir: string, name: string, mode: ChecksumMode): FileDigest {
+  const path = join(dir, name);
+  const { fd, size } = openImage(path);
+  try {
+    return { name, size, sha256: hashImage(path, name, fd, size, mode) };
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
-/** Digests of every covered file of `dir`, by name (symlinks and other non-regular entries are refused). */
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  await fh.sync().finally(() => fh.close());
+}
+
+/** Digests of every covered file of `dir`, by name (symlinks and other non-regular entries are refused), each on disk. */
 export async function digestDir(dir: string, mode: ChecksumMode): Promise<FileDigest[]> {
-  const names = (await readdir(dir)).filter(covered).sort();
+  const names = readdirSync(dir).filter(covered).sort();
   if (names.length === 0) throw new ImageError(dir, 0, 'no CRIU images');
-  const out: FileDigest[] = [];
-  // a few at a time: a real checkpoint has hundreds of images
-  for (let i = 0; i < names.length; i += 16)
-    out.push(...(await Promise.all(names.slice(i, i + 16).map((n) => digestFile(dir, n, mode, true)))));
+  const out = names.map((n) => digestFile(dir, n, mode));
+  // the images must be on disk before a record that vouches for them: a few fsyncs at a time, each waits for the disk
+  for (let i = 0; i < names.length; i += 16) await Promise.all(names.slice(i, i + 16).map((n) => fsyncFile(join(dir, n))));
   return out;
 }
 
@@ -182,15 +207,20 @@ export function readRecord(dir: string): CommitRecord {
 export async function checkFiles(dir: string, r: CommitRecord): Promise<string[]> {
   const problems: string[] = [];
   for (const f of r.files) {
+    const path = join(dir, f.name);
     try {
-      // size first: a resized file is not hashed
-      const st = await lstat(join(dir, f.name));
-      if (!st.isFile()) problems.push(`${f.name}: no longer a regular file`);
-      else if (st.size !== f.size) problems.push(`${f.name}: ${st.size} bytes, committed with ${f.size}`);
-      else if ((await digestFile(dir, f.name, r.checksum)).sha256 !== f.sha256)
-        problems.push(`${f.name}: content differs from the committed image`);
+      const { fd, size } = openImage(path);
+      try {
+        // size first: a resized file is not hashed
+        if (size !== f.size) problems.push(`${f.name}: ${size} bytes, committed with ${f.size}`);
+        else if (hashImage(path, f.name, fd, size, r.checksum) !== f.sha256)
+          problems.push(`${f.name}: content differs from the committed image`);
+      } finally {
+        closeSync(fd);
+      }
     } catch (err) {
-      problems.push(`${f.name}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (err as Error).message}`);
+      const e = err as NodeJS.ErrnoException;
+      problems.push(`${f.name}: ${e.code === 'ENOENT' ? 'missing' : err instanceof ImageError ? 'no longer a regular file' : e.message}`);
     }
   }
   return problems;
