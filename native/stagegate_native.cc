@@ -278,7 +278,10 @@ class VmReadManyWorker : public Napi::AsyncWorker {
       deferred_.Reject(e.Value());
       return;
     }
-    deferred_.Resolve(Napi::Buffer<char>::Copy(env, buf_.data(), buf_.size()));
+    // handed over, not copied: the pages of a tree are megabytes
+    auto *owned = new std::string(std::move(buf_));
+    deferred_.Resolve(Napi::Buffer<char>::New(env, owned->data(), owned->size(),
+                                              [](Napi::Env, char *, std::string *o) { delete o; }, owned));
   }
   void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
 
