@@ -296,9 +296,6 @@ static struct {
 	int reported; /* restore-failed was sent */
 } g_criu_run = {.pidfd = -1};
 
-/* criu's exit in words, and the exit code a wrapper passes on (128 + signal when killed). */
-static int criu_exit(int status, char *why, size_t cap);
-
 /* Reaps criu once it has exited: 1 when it has. */
 static int criu_gone(void) {
 	if (!g_criu_run.reaped && waitpid(g_criu_run.pid, &g_criu_run.status, WNOHANG) == g_criu_run.pid)
@@ -642,8 +639,10 @@ static int restore(const criu_args_t *ca, char *const criu) {
 		    getenv("STAGEGATE_TREE"));
 		return 1;
 	}
-	if (!resumed_hook_died)
-		return 1; /* aborted: the hook killed the tree */
+	if (!resumed_hook_died) {
+		print_abort_note(); /* aborted: the hook killed the tree before it ran */
+		return 1;
+	}
 	/* the hook died at the barrier: criu let the tree go, held by the hook's
 	 * SIGSTOP; wait there in its place, as the guardian's stand-in does */
 	say("the hook of tree %s died at the resume barrier; waiting there in its place", getenv("STAGEGATE_TREE"));
