@@ -203,6 +203,24 @@ describe('dump sessions', () => {
     assert.equal(state.sessions.size, 0);
   });
 
+  it("refuses an oversized or control-laden host, action name or reason (a client's free text is kept in session state)", () => {
+    const { state, effects } = feed([
+      ev('a', 'pre-restore', 0, { host: 'h'.repeat(256) }),
+      ev('b', 'pre-restore', 0, { host: 'host\nforged log line' }),
+      ev('c', 'pre-restore', 0, { actionName: 'x'.repeat(65) }),
+      ev('d', 'pre-restore', 0, { reason: 'r'.repeat(1025) }),
+    ]);
+    for (const e of effects)
+      assert.deepEqual(
+        replies(e).map((r) => r.code),
+        ['E_BAD_EVENT'],
+      );
+    assert.equal(state.sessions.size, 0);
+    // at the bounds: accepted
+    const fine = feed([ev('a', 'pre-restore', 0, { host: 'h'.repeat(255), reason: 'r'.repeat(1024) })]);
+    assert.equal(fine.state.sessions.size, 1);
+  });
+
   it('a network-lock (criu runs it only when dumping) in a restore session is refused', () => {
     const { effects } = feed([ev('a', 'pre-restore'), ev('a', 'network-lock')]);
     assert.deepEqual(replies(effects[1]!), [{ peer: 'a:network-lock', proceed: false, code: 'E_PHASE' }]);

@@ -12,6 +12,12 @@ export const MAX_ATTEMPT = 1_000_000;
 const MAX_PID = 4_194_304; // PID_MAX_LIMIT on 64-bit Linux
 const MAX_PATH = 4096;
 const MAX_RESEND_MS = 60_000;
+/** A host name as the hook reports it (gethostname: 64 here; a FQDN 253) */
+const MAX_HOST = 255;
+/** Free text a client sends (why a restore failed, criu's action name): kept in session state and abort reasons */
+const MAX_REASON = 1024;
+const MAX_ACTION_NAME = 64;
+const hasControl = (s: string) => [...s].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
 
 export function validateName(what: string, value: string): string | null {
   return NAME_PATTERN.test(value) ? null : `${what} ${JSON.stringify(value.slice(0, 140))} is not 1-128 characters of [A-Za-z0-9._:-]`;
@@ -34,6 +40,11 @@ export function validateEvent(ev: StageEvent): string | null {
     (ev.run ? validateName('run', ev.run) : null) ??
     (ev.commit ? validateName('commit', ev.commit) : null) ??
     (ev.imageDir.length > MAX_PATH || ev.imageDir.includes('\0') ? 'image_dir is not a valid path' : null) ??
+    (ev.host.length > MAX_HOST || hasControl(ev.host) ? `host is not a host name of at most ${MAX_HOST} printable characters` : null) ??
+    (ev.actionName.length > MAX_ACTION_NAME || hasControl(ev.actionName)
+      ? `action_name is not at most ${MAX_ACTION_NAME} printable characters`
+      : null) ??
+    (ev.reason.length > MAX_REASON ? `reason is longer than ${MAX_REASON} characters` : null) ??
     (ev.action === 'pre-resume' && ev.initPid === 0 ? 'pre-resume without init_pid' : null)
   );
 }
