@@ -48,6 +48,9 @@ export async function observeMappings(initPid: number, mappings: MappingRef[]): 
   // the post-restore gate, and was most of the daemon's work in a restore (issue #11)
   const pages = new Map<number, { addr: bigint; done: (page: Buffer) => void }[]>();
   const compares: (() => void)[] = [];
+  // the first mapping of each object range of this tree, whose samples the others of that range share
+  const sampledBy = new Map<string, Observation>();
+  const copies: (() => void)[] = [];
   for (const m of mappings) {
     const host = hosts.get(m.pid);
     const o: Observation = { bo: m.bo, tree: m.tree, pid: m.pid, start: m.start, hostPid: host ?? 0, problem: '', object: '', samples: {} };
@@ -85,10 +88,20 @@ export async function observeMappings(initPid: number, mappings: MappingRef[]): 
       continue;
     }
     if (!(m.prot & 1)) continue; // unreadable: identity only
-    const wanted = pages.get(host) ?? [];
-    pages.set(host, wanted);
-    for (const off of sampleOffsets(m.pgoff, m.size))
-      wanted.push({ addr: m.start + (off - m.pgoff), done: (page) => (o.samples[off.toString()] = sampleDigest(page)) });
+    // Another task of this tree sharing the same range of the same object (the identity just
+    // read, and a shared mapping) sees the same page-cache pages: its samples are read once
+    // (a tree's tasks mapping each BO tripled the pages read, issue #11)
+    const range = `${o.object}@${m.pgoff}+${m.size}`;
+    const first = sampledBy.get(range);
+    if (first) {
+      copies.push(() => (o.samples = { ...first.samples }));
+    } else {
+      sampledBy.set(range, o);
+      const wanted = pages.get(host) ?? [];
+      pages.set(host, wanted);
+      for (const off of sampleOffsets(m.pgoff, m.size))
+        wanted.push({ addr: m.start + (off - m.pgoff), done: (page) => (o.samples[off.toString()] = sampleDigest(page)) });
+    }
     // serve --verify-pages: the restored bytes must be the checkpoint's
     compares.push(() => {
       const differs = Object.entries(m.imageSamples ?? {}).filter(([off, d]) => o.samples[off] !== undefined && o.samples[off] !== d);
@@ -108,6 +121,7 @@ export async function observeMappings(initPid: number, mappings: MappingRef[]): 
       wanted.forEach((w, i) => w.done(got[i]!));
     }),
   );
+  for (const c of copies) c();
   for (const c of compares) c();
   return out;
 }
