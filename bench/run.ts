@@ -63,7 +63,9 @@ function stats(xs: number[]): Stats {
   const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * (s.length - 1)))]!;
   return { n: s.length, median: q(0.5), p10: q(0.1), p90: q(0.9), min: s[0]!, max: s[s.length - 1]! };
 }
-const ms = (x: number) => x.toFixed(x < 10 ? 2 : 1);
+const ms = (x: number) => x.toFixed(Math.abs(x) < 10 ? 2 : 1);
+/** A difference, signed: +3.2, -1.88 */
+const delta = (x: number) => `${x < 0 ? '' : '+'}${ms(x)}`;
 
 function event(session: string, tree: string, action: ActionName, trees: number): StageEvent {
   return {
@@ -674,8 +676,8 @@ function report(r: {
     const peer4 = med('criu-coordinator', 4) - med('empty shell script', 4);
     L.push('', 'Targets (#11):', '');
     L.push(
-      `- 4 trees through the hook, both gates and verify, ≤ +10 ms over shell hooks and below criu-coordinator's overhead: +${ms(hook4)} ms` +
-        (Number.isFinite(peer4) ? ` vs criu-coordinator +${ms(peer4)} ms` : ' (criu-coordinator not measured)') +
+      `- 4 trees through the hook, both gates and verify, ≤ +10 ms over shell hooks and below criu-coordinator's overhead: ${delta(hook4)} ms` +
+        (Number.isFinite(peer4) ? ` vs criu-coordinator ${delta(peer4)} ms` : ' (criu-coordinator not measured)') +
         ` (${verdict(hook4 <= 10 && (!Number.isFinite(peer4) || hook4 < peer4))})`,
     );
     for (const n of [4, 16]) {
@@ -686,7 +688,7 @@ function report(r: {
       );
     }
     const one = med('stagegate restore (criu RPC)', 1) - med('no action script', 1);
-    L.push(`- \`stagegate restore\` of 1 tree ≤ plain + 30 ms: +${ms(one)} ms (${verdict(one <= 30)})`, '');
+    L.push(`- \`stagegate restore\` of 1 tree ≤ plain + 30 ms: ${delta(one)} ms (${verdict(one <= 30)})`, '');
   }
   L.push("## 3. Gate latency (ms): last tree's arrival sent → every waiting hook has its verdict", '');
   L.push('Simulated hooks: one ZeroMQ socket per tree, all in one Node.js client process; "first" is the first verdict received.', '');
@@ -735,8 +737,8 @@ function report(r: {
       const cli = dmed('stagegate dump (CLI)', n) - plain;
       const peer = dmed('criu-coordinator', n) - plain;
       L.push(
-        `- ${n} tree(s): through the hook +${ms(hook)} ms (${hook <= allowed ? 'met' : 'not met'}); \`stagegate dump\` +${ms(cli)} ms (${cli <= allowed ? 'met' : 'not met'})` +
-          (Number.isFinite(peer) ? `; criu-coordinator +${ms(peer)} ms` : ''),
+        `- ${n} tree(s): through the hook ${delta(hook)} ms (${hook <= allowed ? 'met' : 'not met'}); \`stagegate dump\` ${delta(cli)} ms (${cli <= allowed ? 'met' : 'not met'})` +
+          (Number.isFinite(peer) ? `; criu-coordinator ${delta(peer)} ms` : ''),
       );
     }
     L.push('');
