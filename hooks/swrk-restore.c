@@ -1,12 +1,13 @@
 /*
- * `stagegate restore` without a process per stage: drives `criu swrk` over
- * CRIU's RPC (proto/criu/rpc.proto) with notify_scripts, so that criu sends
- * each action-script stage as a NOTIFY and waits for the reply, instead of
- * running a shell and the hook for every one. For each stage it forks the
- * hook's own code (hook_main: no exec, no library to load) with the
+ * `stagegate restore` without a shell and an exec per stage: drives `criu
+ * swrk` over CRIU's RPC (proto/criu/rpc.proto) with notify_scripts, so that
+ * criu sends each action-script stage as a NOTIFY and waits for the reply,
+ * instead of running a shell and the hook for every one. At a gate it forks
+ * the hook's own code (hook_main: no exec, no library to load) with the
  * CRTOOLS_* criu would have set, and replies with its outcome; the hook's
  * gates, guardian, SIGSTOP hold and abort note all work as under `criu
- * restore --action-script`. Afterwards it does what src/criu/restore.ts does
+ * restore --action-script`. The other stages' events it publishes itself
+ * (hook_publish) and replies at once. Afterwards it does what src/criu/restore.ts does
  * after criu: reports a failed restore, kills what a killed criu left
  * behind, stands in at the resume barrier for a hook that died there.
  *
