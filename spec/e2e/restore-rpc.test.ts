@@ -38,6 +38,10 @@ describe('stagegate restore over criu RPC', () => {
     for (const s of ['pre-restore', 'setup-namespaces', 'post-setup-namespaces', 'post-restore', 'pre-resume', 'post-resume'])
       assert.ok(stages.includes(s), `criu notified ${s} (${stages.join(', ')})`);
     for (const r of runs) assert.equal(r.how, 'RPC', `criu ran no action script for ${r.stage}`);
+    // the last stage's event (post-resume, sent as the restore ends) reaches this test's
+    // subscriber a moment after the wrapper has exited: wait for it, then look at them all
+    const resumed = (tree: string) => eventsOf(daemon).some((e) => e.tree === tree && e.action === 'post-resume');
+    for (let i = 0; i < 50 && !(resumed('t0') && resumed('t1')); i++) await sleep(50);
     // one criu swrk per tree named by every event of its tree; a hook process of its own for
     // each gate, while the stages nobody waits on are published by the driver itself
     const gates = ['pre-restore', 'post-restore', 'pre-resume'];
