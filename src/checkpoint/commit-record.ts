@@ -73,12 +73,12 @@ const covered = (name: string) => (name.endsWith('.img') || name === 'stats-dump
 const isPages = (name: string) => /^pages-\d+\.img$/.test(name);
 
 /**
+ * `path` opened as a regular file, no symlink followed: its fd and size.
  * Images are read synchronously: hashing is this command's whole work at that
  * point (`dump` after criu, `check` and `restore --set` before it), and a
  * thread-pool round trip per open, stat, read and close made checking a
  * 16-tree set take a second (issue #11).
  */
-/** `path` opened as a regular file, no symlink followed: its fd and size. */
 function openImage(path: string): { fd: number; size: number } {
   let fd: number;
   try {
@@ -208,19 +208,23 @@ export async function checkFiles(dir: string, r: CommitRecord): Promise<string[]
   const problems: string[] = [];
   for (const f of r.files) {
     const path = join(dir, f.name);
+    let image: { fd: number; size: number };
     try {
-      const { fd, size } = openImage(path);
-      try {
-        // size first: a resized file is not hashed
-        if (size !== f.size) problems.push(`${f.name}: ${size} bytes, committed with ${f.size}`);
-        else if (hashImage(path, f.name, fd, size, r.checksum) !== f.sha256)
-          problems.push(`${f.name}: content differs from the committed image`);
-      } finally {
-        closeSync(fd);
-      }
+      image = openImage(path);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       problems.push(`${f.name}: ${e.code === 'ENOENT' ? 'missing' : err instanceof ImageError ? 'no longer a regular file' : e.message}`);
+      continue;
+    }
+    try {
+      // size first: a resized file is not hashed
+      if (image.size !== f.size) problems.push(`${f.name}: ${image.size} bytes, committed with ${f.size}`);
+      else if (hashImage(path, f.name, image.fd, image.size, r.checksum) !== f.sha256)
+        problems.push(`${f.name}: content differs from the committed image`);
+    } catch (err) {
+      problems.push(`${f.name}: ${(err as Error).message}`);
+    } finally {
+      closeSync(image.fd);
     }
   }
   return problems;
