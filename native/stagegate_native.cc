@@ -2,7 +2,6 @@
 //   pidfdOpen(pid)                 -> fd            (pidfd_open(2))
 //   pidfdSendSignal(fd, signo)     -> undefined     (pidfd_send_signal(2))
 //   close(fd)                      -> undefined
-//   processVmRead(pid, addr, len)  -> Promise<Buffer> (process_vm_readv(2), off the JS thread)
 //   processVmReadMany(pid, addrs: BigUint64Array, len)
 //                                  -> Promise<Buffer> (len bytes at each address, one after another;
 //                                     one process_vm_readv(2) per IOV_MAX of them, off the JS thread)
@@ -155,72 +154,6 @@ Napi::Value LockFile(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, fd);
 }
 
-// Reads another process's memory on a worker thread: the call may fault in
-// many pages and must not stall the coordinator's event loop.
-class VmReadWorker : public Napi::AsyncWorker {
- public:
-  VmReadWorker(Napi::Env env, pid_t pid, uint64_t addr, size_t len)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), pid_(pid), addr_(addr), len_(len) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    buf_.resize(len_);
-    size_t done = 0;
-    while (done < len_) {
-      struct iovec local = {buf_.data() + done, len_ - done};
-      struct iovec remote = {reinterpret_cast<void *>(addr_ + done), len_ - done};
-      ssize_t n = process_vm_readv(pid_, &local, 1, &remote, 1, 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        err_ = errno;
-        return;
-      }
-      if (n == 0) {
-        err_ = EFAULT;
-        return;
-      }
-      done += static_cast<size_t>(n);
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (err_) {
-      deferred_.Reject(ErrnoError(env, err_, "process_vm_readv").Value());
-      return;
-    }
-    deferred_.Resolve(Napi::Buffer<char>::Copy(env, buf_.data(), buf_.size()));
-  }
-  void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  pid_t pid_;
-  uint64_t addr_;
-  size_t len_;
-  std::string buf_;
-  int err_ = 0;
-};
-
-Napi::Value ProcessVmRead(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  int64_t pid, len;
-  bool lossless = false;
-  if (!Int(info, 0, 1, INT32_MAX, &pid) || info.Length() < 3 || !info[1].IsBigInt() ||
-      !Int(info, 2, 0, int64_t(1) << 30, &len)) {
-    Napi::TypeError::New(env, "processVmRead(pid, addr: bigint, len <= 1 GiB)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  uint64_t addr = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
-  if (!lossless) {
-    Napi::TypeError::New(env, "processVmRead: addr does not fit in 64 bits").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto *w = new VmReadWorker(env, static_cast<pid_t>(pid), addr, static_cast<size_t>(len));
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
-
 // Reads `len` bytes at each of many addresses with as few system calls as
 // IOV_MAX allows: verifying a tree samples hundreds of pages, and a worker
 // round trip per page cost more than the reads (issue #11).
@@ -299,8 +232,8 @@ Napi::Value ProcessVmReadMany(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int64_t pid, len;
   if (!Int(info, 0, 1, INT32_MAX, &pid) || info.Length() < 3 || !info[1].IsTypedArray() ||
-      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array || !Int(info, 2, 1, int64_t(1) << 20, &len)) {
-    Napi::TypeError::New(env, "processVmReadMany(pid, addrs: BigUint64Array, len <= 1 MiB)").ThrowAsJavaScriptException();
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array || !Int(info, 2, 1, int64_t(1) << 30, &len)) {
+    Napi::TypeError::New(env, "processVmReadMany(pid, addrs: BigUint64Array, 0 < len <= 1 GiB)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   auto addrs = info[1].As<Napi::TypedArrayOf<uint64_t>>();
@@ -395,7 +328,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("raiseNofileLimit", Napi::Function::New(env, RaiseNofileLimit));
-  exports.Set("processVmRead", Napi::Function::New(env, ProcessVmRead));
   exports.Set("processVmReadMany", Napi::Function::New(env, ProcessVmReadMany));
   return exports;
 }

@@ -32,6 +32,10 @@ export function hookEnv(o: TreeRun, run: string, note: string, extra: Record<str
   };
 }
 
+/** The exit code a wrapper passes on for a child's exit: its code, or 128 + the signal that killed it. */
+export const exitCode = (code: number | null, signal: NodeJS.Signals | null): number =>
+  code ?? 128 + (signal ? constants.signals[signal] : 0);
+
 export interface CriuExit {
   pid: number;
   code: number | null;
@@ -62,7 +66,7 @@ export async function runCriu(
     child.once('error', rej);
     child.once('exit', (c, s) => res([c, s]));
   });
-  const rc = code ?? 128 + (signal ? constants.signals[signal] : 0);
+  const rc = exitCode(code, signal);
   const why = rc === 0 ? '' : signal ? `criu killed by ${signal}` : `criu exited with ${code}`;
   return { pid: child.pid ?? 0, code, signal, rc, why };
 }

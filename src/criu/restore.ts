@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { wrapperEvent } from './wrapper-event';
 import { criuPath, hookPath } from '../paths';
 import { spawn } from 'node:child_process';
-import { type TreeRun, hookEnv, runCriu } from './criu-run';
+import { type TreeRun, exitCode, hookEnv, runCriu } from './criu-run';
 import { childrenOf, signalTreeStartedSince, startTime } from '../proc/tree';
 import { setChildSubreaper } from '../native';
 import { ErrorCodes } from '../errors';
@@ -45,7 +45,7 @@ export async function restoreOverRpc(o: RestoreOptions): Promise<number> {
   const child = spawn(hookPath(), args, { env, stdio: 'inherit' });
   return new Promise((res, rej) => {
     child.once('error', rej);
-    child.once('exit', (code, signal) => res(code ?? 128 + (signal ? constants.signals[signal] : 0)));
+    child.once('exit', (code, signal) => res(exitCode(code, signal)));
   });
 }
 

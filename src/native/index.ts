@@ -13,7 +13,6 @@ interface Addon {
   close(fd: number): void;
   setChildSubreaper(): void;
   raiseNofileLimit(): { before: number; after: number };
-  processVmRead(pid: number, addr: bigint, len: number): Promise<Buffer>;
   processVmReadMany(pid: number, addrs: BigUint64Array, len: number): Promise<Buffer>;
   kfdCriuOp(device: string, op: number, pid: number): Promise<void>;
   lockFile(path: string): number;
@@ -95,11 +94,7 @@ export function setChildSubreaper(): void {
 
 /** Reads `len` bytes at `addr` of process `pid` (off the JS thread). */
 export async function processVmRead(pid: number, addr: bigint, len: number): Promise<Buffer> {
-  try {
-    return await load().processVmRead(pid, addr, len);
-  } catch (err) {
-    return wrap(err, `process_vm_readv(${pid}, 0x${addr.toString(16)}, ${len})`);
-  }
+  return (await processVmReadMany(pid, [addr], len))[0]!;
 }
 
 /**
@@ -108,7 +103,7 @@ export async function processVmRead(pid: number, addr: bigint, len: number): Pro
  * that could not be read.
  */
 export async function processVmReadMany(pid: number, addrs: bigint[], len: number): Promise<Buffer[]> {
-  if (addrs.length === 0) return [];
+  if (addrs.length === 0 || len === 0) return addrs.map(() => Buffer.alloc(0));
   try {
     const all = await load().processVmReadMany(pid, BigUint64Array.from(addrs), len);
     return addrs.map((_, i) => all.subarray(i * len, (i + 1) * len));
