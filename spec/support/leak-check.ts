@@ -8,7 +8,7 @@
  * guardians, helpers, temporary directories, namespaces, mounts).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 
 /** How long leftovers may take to go (a guardian or watchdog finishing its work). */
 const GRACE_MS = 5000;
@@ -105,57 +105,58 @@ function leftoverThings(before: { temp: Set<string>; netns: Set<string>; mounts:
   };
 }
 
+/** Sleeps without the event loop: the check runs in the 'exit' handler, where nothing asynchronous runs. */
+const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+const say = (line: string) => writeSync(2, `${line}\n`);
+
 if (process.env.NODE_TEST_CONTEXT) {
   const since = stat(process.pid)!.start;
   const mine = ancestors();
   const before = { temp: new Set(TEMP_DIRS.flatMap((d) => [...safe(() => entries(d))])), netns: safe(netns), mounts: safe(mounts) };
-  let checked = false;
-  process.on('beforeExit', () => {
-    if (checked) return;
-    checked = true;
-    void (async () => {
-      const end = Date.now() + GRACE_MS;
-      let left = leftovers(since, mine);
-      while (left.length && Date.now() < end) {
-        await new Promise((r) => setTimeout(r, 100));
-        left = leftovers(since, mine);
-      }
-      if (left.length) {
-        process.stderr.write(
-          `leak check: ${left.length} process(es) this test file started are still running ${GRACE_MS} ms after its tests ended:\n`,
-        );
-        for (const l of left) {
-          process.stderr.write(`  ${l.pid} ${l.cmd.slice(0, 200)}\n`);
-          try {
-            process.kill(l.pid, 'SIGKILL');
-          } catch {
-            // gone meanwhile
-          }
-        }
-        process.exitCode = 1;
-      }
-      const things = leftoverThings(before);
-      for (const m of things.mounts.sort().reverse()) {
-        process.stderr.write(`leak check: mount left behind: ${m}\n`);
+  // On 'exit', not 'beforeExit': a test that fails before stopping what it started (a daemon with
+  // its pipes, a subscriber) keeps the event loop alive, so the file would never end. scripts/test.sh
+  // runs with --test-force-exit, which exits once the file's tests and hooks are done; this check then
+  // finds and kills what they left.
+  process.on('exit', () => {
+    const end = Date.now() + GRACE_MS;
+    let left = leftovers(since, mine);
+    while (left.length && Date.now() < end) {
+      pause(100);
+      left = leftovers(since, mine);
+    }
+    if (left.length) {
+      say(`leak check: ${left.length} process(es) this test file started are still running ${GRACE_MS} ms after its tests ended:`);
+      for (const l of left) {
+        say(`  ${l.pid} ${l.cmd.slice(0, 200)}`);
         try {
-          execFileSync('umount', ['-l', m]);
-        } catch {
-          // not ours to undo after all
-        }
-      }
-      for (const n of things.netns) {
-        process.stderr.write(`leak check: network namespace left behind: ${n}\n`);
-        try {
-          execFileSync('ip', ['netns', 'delete', n]);
+          process.kill(l.pid, 'SIGKILL');
         } catch {
           // gone meanwhile
         }
       }
-      for (const t of things.temp) {
-        process.stderr.write(`leak check: temporary file left behind: ${t}\n`);
-        rmSync(t, { recursive: true, force: true });
+      process.exitCode = 1;
+    }
+    const things = leftoverThings(before);
+    for (const m of things.mounts.sort().reverse()) {
+      say(`leak check: mount left behind: ${m}`);
+      try {
+        execFileSync('umount', ['-l', m]);
+      } catch {
+        // not ours to undo after all
       }
-      if (things.mounts.length || things.netns.length || things.temp.length) process.exitCode = 1;
-    })();
+    }
+    for (const n of things.netns) {
+      say(`leak check: network namespace left behind: ${n}`);
+      try {
+        execFileSync('ip', ['netns', 'delete', n]);
+      } catch {
+        // gone meanwhile
+      }
+    }
+    for (const t of things.temp) {
+      say(`leak check: temporary file left behind: ${t}`);
+      rmSync(t, { recursive: true, force: true });
+    }
+    if (things.mounts.length || things.netns.length || things.temp.length) process.exitCode = 1;
   });
 }
