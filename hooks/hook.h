@@ -42,4 +42,12 @@ int proc_stat(pid_t pid, long *ppid, unsigned long long *start);
 /* `stagegate restore` through `criu swrk` (swrk-restore.c); argv[1] is "restore". */
 int swrk_restore(int argc, char **argv);
 
+/* Completes STAGEGATE_* in the environment with the defaults of `stagegate
+ * restore` (launcher rank, timeout, endpoint); whether they are then valid. */
+int restore_env_ok(void);
+
+/* `stagegate restore --set` (set-restore.c): the exit code, or -1 when the
+ * Node CLI must take the command (it checks again and says why). */
+int set_restore(int argc, char **argv);
+
 #endif

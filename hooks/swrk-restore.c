@@ -17,7 +17,8 @@
  * `criu restore --action-script`), which also says what is wrong with bad
  * options: a restore criu would not detach (RPC restores always detach),
  * the user's own action scripts (criu refuses them beside RPC notification),
- * an argument its configuration syntax cannot hold, `restore --set`.
+ * an argument its configuration syntax cannot hold. `restore --set` is
+ * set-restore.c's: it checks the set and runs this driver once per tree.
  *
  * It is C because it is the documented restore command: a Node.js start
  * alone costs more than the budget of a whole restore (issue #11).
@@ -118,6 +119,10 @@ static int apply_options(int argc, char **argv) {
 	}
 	if (i >= argc)
 		return 0;
+	return restore_env_ok() ? i + 1 : 0;
+}
+
+int restore_env_ok(void) {
 	/* under a launcher: one tree per rank */
 	const char *rank = getenv("PMI_RANK") ? getenv("PMI_RANK") : getenv("SLURM_PROCID");
 	if (!getenv("STAGEGATE_TREE") && rank) {
@@ -142,7 +147,7 @@ static int apply_options(int argc, char **argv) {
 				 getenv("XDG_RUNTIME_DIR") ? getenv("XDG_RUNTIME_DIR") : "/tmp", (unsigned)geteuid());
 		setenv("STAGEGATE_ENDPOINT", ep, 1);
 	}
-	return hook_config_ok() ? i + 1 : 0;
+	return hook_config_ok();
 }
 
 /* What the criu arguments say, as far as this path needs to know, and the
@@ -450,6 +455,12 @@ int swrk_restore(int argc, char **argv) {
 		return node_cli(argv); /* not reached: bin/stagegate sends it to Node */
 	/* a daemon that restarts closes the driver's connection under a write: reported, not fatal */
 	signal(SIGPIPE, SIG_IGN);
+	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++) {
+		if (strcmp(argv[i], "--set") == 0) {
+			int rc = set_restore(argc, argv);
+			return rc < 0 ? node_cli(argv) : rc;
+		}
+	}
 	int first = apply_options(argc, argv);
 	static criu_args_t ca;
 	if (!first || read_criu_args(argv + first, argc - first, &ca))

@@ -6,12 +6,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 say() { echo "setup: $*" >&2; }
 
-# 1. Debian packages: libzmq + protobuf-c for the compiled hook, a C toolchain
+# 1. Debian packages: libzmq + protobuf-c for the compiled hook (jansson, and
+#    libcrypto at run time, for its restore --set), a C toolchain
 #    for hook/addon/workload, iproute2/util-linux for namespaces in tests.
 # chromium: the tests open the trace HTML page in it (headless);
 # mpich: the MPI recipe and its test; faketime: the clock-jump test;
 # slurm-wlm, munge: the Slurm recipe and its test (a single-node cluster the test starts).
-apt_pkgs=(iptables podman runc mmdebstrap libzmq3-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler pkg-config g++ make python3 util-linux iproute2 procps ca-certificates chromium mpich libmpich-dev faketime slurm-wlm munge)
+apt_pkgs=(iptables podman runc mmdebstrap libzmq3-dev libsodium-dev libjansson-dev libssl3 libprotobuf-c-dev protobuf-c-compiler pkg-config g++ make python3 util-linux iproute2 procps ca-certificates chromium mpich libmpich-dev faketime slurm-wlm munge)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

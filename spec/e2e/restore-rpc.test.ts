@@ -8,10 +8,12 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { actionScript, assertImagesUnchanged, eventsOf, scenario } from '../support/scenario';
-import { STAGEGATE, run, sleep } from '../../demo/harness';
+import { actionScript, assertImagesUnchanged, decisions, eventsOf, scenario } from '../support/scenario';
+import { Daemon, STAGEGATE, checkpointTrees, killTree, readPidfile, run, sleep } from '../../demo/harness';
+import { isLive } from '../../src/proc/tree';
+import { nodeMarked } from '../support/node-probe';
 
 /** The stages criu ran action scripts for, and how ("RPC" or the scripts' paths), from its log. */
 function scriptRuns(log: string): { stage: string; how: string }[] {
@@ -110,5 +112,49 @@ describe('stagegate restore over criu RPC', () => {
     assert.equal(unknown.code, 64, unknown.output);
     assert.match(unknown.output, /Unknown option '--bogus'/);
     assert.doesNotMatch(bad.output + unknown.output, /stagegate-hook\[/, 'the driver itself says nothing');
+  });
+
+  it('restore --set of a committed set checks it and restores its trees without starting Node.js, through the RPC driver', async () => {
+    const dir = mkdtempSync('/tmp/sg-rpcset-');
+    const shm = `/dev/shm/sg-rpcset-${process.pid}`;
+    const roots: number[] = [];
+    let daemon: Daemon | undefined;
+    try {
+      daemon = await Daemon.start(dir, 30, 'verify');
+      const cp = await checkpointTrees(dir, 2, 3, shm, false, { endpoint: daemon.endpoint, session: 'rpcset' });
+      const commit = JSON.parse(readFileSync(join(cp.images[0]!, 'stagegate-commit.json'), 'utf8')).commit as string;
+      const { env, mark } = nodeMarked(dir);
+      const r = await run(
+        STAGEGATE,
+        ['restore', '--set', '--endpoint', daemon.endpoint, ...cp.images, '--', '-d', '-o', 'restore.log', '--pidfile', 'root.pid'],
+        env,
+      );
+      for (const d of cp.images) roots.push(readPidfile(join(d, 'root.pid')) ?? 0);
+      assert.equal(r.code, 0, r.output);
+      assert.ok(!existsSync(mark), `Node.js was started: ${existsSync(mark) ? readFileSync(mark, 'utf8') : ''}`);
+      assert.ok(
+        roots.every((p) => p > 0 && isLive(p)),
+        'both trees run',
+      );
+      for (const d of cp.images) for (const x of scriptRuns(join(d, 'restore.log'))) assert.equal(x.how, 'RPC', `${d}: ${x.stage}`);
+      // both trees of the set's session, both naming its commit, released together
+      const resumed = (tree: string) =>
+        eventsOf(daemon!).some((e) => e.session === 'rpcset' && e.tree === tree && e.action === 'post-resume');
+      for (let i = 0; i < 50 && !(resumed('tree0') && resumed('tree1')); i++) await sleep(50);
+      const evs = eventsOf(daemon).filter((e) => e.session === 'rpcset' && e.action === 'pre-resume');
+      assert.deepEqual(evs.map((e) => e.tree).sort(), ['tree0', 'tree1']);
+      assert.ok(
+        evs.every((e) => e.commit === commit && e.expectedTrees === 2),
+        evs.map((e) => `${e.tree}: ${e.commit}, ${e.expectedTrees} trees`).join('; '),
+      );
+      assert.ok(decisions(daemon).some((d) => d.kind === 'gate-opened' && d.session === 'rpcset' && d.action === 'pre-resume'));
+      assert.ok(resumed('tree0') && resumed('tree1'), 'both trees resumed');
+    } finally {
+      for (const p of roots) if (p) killTree(p);
+      for (const p of roots) while (p && isLive(p)) await sleep(5);
+      await daemon?.stop();
+      rmSync(shm, { force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
