@@ -41,9 +41,15 @@ export function actionEnum(name: ActionName | 'unknown'): pb.Action {
   return pb.Action[key] ?? pb.Action.ACTION_UNSPECIFIED;
 }
 
-const toBig = (v: Long | number | null | undefined): bigint =>
-  v === null || v === undefined ? 0n : BigInt(typeof v === 'number' ? v : v.toString());
-const toLong = (v: bigint): Long => Long.fromString(v.toString(), true);
+// through the two 32-bit halves: Long's decimal strings cost a division per digit, on every
+// event and decision the daemon decodes or publishes (issue #11)
+const toBig = (v: Long | number | null | undefined): bigint => {
+  if (v === null || v === undefined) return 0n;
+  if (typeof v === 'number') return BigInt(v);
+  const u = (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
+  return v.unsigned ? u : BigInt.asIntN(64, u);
+};
+const toLong = (v: bigint): Long => Long.fromBits(Number(v & 0xffffffffn) | 0, Number((v >> 32n) & 0xffffffffn) | 0, true);
 
 function decodeEvent(e: pb.IStageEvent): StageEvent {
   return {
