@@ -42,7 +42,13 @@ import { processVmRead } from '../src/native';
 
 const QUICK = !!process.env.BENCH_QUICK;
 const HOOK_RUNS = QUICK ? 50 : 300;
+/** section 1 alternates the hooks in this many batches */
+const HOOK_BATCHES = QUICK ? 2 : 10;
+/** the Node.js hook is ~150 ms a run: fewer runs say as much */
+const NODE_HOOK_RUNS = QUICK ? 20 : 60;
 const RESTORE_REPS = QUICK ? 2 : 5;
+/** interleaved rounds of the restore section: more where a round is quick */
+const restoreReps = (trees: number) => (QUICK ? 2 : trees >= 16 ? 9 : 15);
 const GATE_REPS = QUICK ? 3 : 9;
 const GATE_SIZES = [1, 4, 16, 64, 256, 1024];
 const RESTORE_SIZES = [1, 4, 16];
@@ -142,29 +148,44 @@ async function hookCost(d: Daemon, peer: Peer | null) {
     STAGEGATE_TIMEOUT: '10',
     SESSION_PREFIX: prefix,
   });
-  const timeRuns = async (label: string, action: string, cmd: string[]) => {
-    const r = await run(join(BENCH, 'time-runs.sh'), [String(HOOK_RUNS), ...cmd], env(action, `hook-${label}-${action}`));
-    if (/failed/.test(r.output)) throw new Error(`${label} ${action}: ${r.output.split('\n').find((l) => /failed/.test(l))}`);
-    const us = r.output.trim().split('\n').map(Number).filter(Number.isFinite);
-    return stats(us.slice(5).map((u) => u / 1000)); // first runs warm the page cache
+  /** `runs` executions of `cmd` (ms each), the first two of the batch left out: they warm the page cache */
+  const timeRuns = async (label: string, cmd: string[], e: NodeJS.ProcessEnv, runs: number) => {
+    const r = await run(join(BENCH, 'time-runs.sh'), [String(runs), ...cmd], e);
+    if (/failed/.test(r.output)) throw new Error(`${label}: ${r.output.split('\n').find((l) => /failed/.test(l))}`);
+    return r.output
+      .trim()
+      .split('\n')
+      .map(Number)
+      .filter(Number.isFinite)
+      .slice(2)
+      .map((u) => u / 1000);
   };
   const rows = [];
   // an ungated action (sent, never answered), then the two gates (each answered at once here)
   for (const action of ['post-setup-namespaces', 'pre-restore', 'post-restore']) {
-    rows.push({ hook: 'empty shell script', action, ...(await timeRuns('sh', action, [join(BENCH, 'empty-hook.sh')])) });
-    rows.push({ hook: 'stagegate hook (C)', action, ...(await timeRuns('c', action, [hookPath()])) });
-    if (peer) {
-      // its configuration lives in the images directory criu names; no dependencies: answered at once
-      const images = mkdtempSync('/tmp/sg-bench-peer-');
-      peer.configure(images, `hook-${action}-${process.pid}`, []);
-      const env = { ...peerEnv(), CRTOOLS_SCRIPT_ACTION: action, CRTOOLS_IMAGE_DIR: images, CRTOOLS_INIT_PID: '4242' };
-      const r = await run(join(BENCH, 'time-runs.sh'), [String(HOOK_RUNS), peer.bin], env);
-      rmSync(images, { recursive: true, force: true });
-      if (/failed/.test(r.output)) throw new Error(`criu-coordinator ${action}: ${r.output.split('\n').find((l) => /failed/.test(l))}`);
-      const us = r.output.trim().split('\n').map(Number).filter(Number.isFinite);
-      rows.push({ hook: 'criu-coordinator', action, ...stats(us.slice(5).map((u) => u / 1000)) });
+    // its configuration lives in the images directory criu names; no dependencies: answered at once
+    const images = peer ? mkdtempSync('/tmp/sg-bench-peer-') : '';
+    if (peer) peer.configure(images, `hook-${action}-${process.pid}`, []);
+    const peerRun = { ...peerEnv(), CRTOOLS_SCRIPT_ACTION: action, CRTOOLS_IMAGE_DIR: images, CRTOOLS_INIT_PID: '4242' };
+    // interleaved batches: the host's drift falls on every hook alike
+    const ms: Record<string, number[]> = { sh: [], c: [], peer: [] };
+    const batch = Math.ceil(HOOK_RUNS / HOOK_BATCHES);
+    for (let b = 0; b < HOOK_BATCHES; b++) {
+      ms.sh!.push(...(await timeRuns(`sh ${action}`, [join(BENCH, 'empty-hook.sh')], env(action, `hook-sh-${action}-${b}`), batch)));
+      ms.c!.push(...(await timeRuns(`c ${action}`, [hookPath()], env(action, `hook-c-${action}-${b}`), batch)));
+      if (peer) ms.peer!.push(...(await timeRuns(`criu-coordinator ${action}`, [peer.bin], peerRun, batch)));
     }
-    rows.push({ hook: 'same hook in Node.js', action, ...(await timeRuns('node', action, ['node', join(BENCH, 'node-hook.cjs')])) });
+    if (peer) rmSync(images, { recursive: true, force: true });
+    rows.push({ hook: 'empty shell script', action, ...stats(ms.sh!) });
+    rows.push({ hook: 'stagegate hook (C)', action, ...stats(ms.c!) });
+    if (peer) rows.push({ hook: 'criu-coordinator', action, ...stats(ms.peer!) });
+    const node = await timeRuns(
+      `node ${action}`,
+      ['node', join(BENCH, 'node-hook.cjs')],
+      env(action, `hook-node-${action}`),
+      NODE_HOOK_RUNS,
+    );
+    rows.push({ hook: 'same hook in Node.js', action, ...stats(node) });
   }
   return rows;
 }
@@ -226,10 +247,13 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
   let session = 0;
   for (const n of RESTORE_SIZES) {
     const base: Record<string, number> = {};
-    for (const mode of modes) {
-      const times: number[] = [];
-      const cpu: number[] = [];
-      for (let rep = 0; rep < RESTORE_REPS; rep++) {
+    const times = new Map<string, number[]>(modes.map((m) => [m, []]));
+    const cpu = new Map<string, number[]>(modes.map((m) => [m, []]));
+    // interleaved: each round restores once in every mode, so the host's drift (steal time
+    // comes and goes over seconds) falls on all modes alike; round 0 warms caches, not counted
+    for (let rep = 0; rep <= restoreReps(n); rep++) {
+      const keep = rep > 0;
+      for (const mode of modes) {
         const s = `restore-${n}-${session++}`;
         // the arrival barrier is a session setting: opened before the clock starts
         if (mode === 'stagegate restore, arrival barrier')
@@ -250,8 +274,8 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
           const b0 = cpuBusyMs();
           const args = ['restore', '--set', '--endpoint', d.endpoint, '--attempt', String(rep + 1), ...images];
           const r = await run(STAGEGATE, [...args, '--', '-d', '-o', 'restore.log', '--pidfile', 'root.pid']);
-          times.push(performance.now() - t0);
-          cpu.push(cpuBusyMs() - b0);
+          if (keep) times.get(mode)!.push(performance.now() - t0);
+          if (keep) cpu.get(mode)!.push(cpuBusyMs() - b0);
           if (r.code !== 0) throw new Error(`${mode} x${n}: ${r.output.slice(-1500)}`);
           const roots = images.map((i) => readPidfile(join(i, 'root.pid'))).filter((p): p is number => p !== null);
           for (const i of images) rmSync(join(i, 'root.pid'), { force: true });
@@ -270,24 +294,18 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
           return { child, pidfile };
         });
         const codes = await Promise.all(procs.map((p) => exited(p.child)));
-        times.push(performance.now() - started);
-        cpu.push(cpuBusyMs() - b0);
+        if (keep) times.get(mode)!.push(performance.now() - started);
+        if (keep) cpu.get(mode)!.push(cpuBusyMs() - b0);
         if (codes.some((c) => c.code !== 0)) throw new Error(`${mode} x${n}: a restore failed (${JSON.stringify(codes)})`);
         const roots = procs.map((p) => readPidfile(p.pidfile)).filter((p): p is number => p !== null);
         for (const r of roots) killTree(r);
         for (const r of roots) while (isLive(r)) await sleep(5);
       }
-      const st = stats(times);
+    }
+    for (const mode of modes) {
+      const st = stats(times.get(mode)!);
       base[mode] = st.median;
-      rows.push({
-        mode,
-        trees: n,
-        median: st.median,
-        p10: st.p10,
-        p90: st.p90,
-        ratio: st.median / base['empty shell script']! || undefined,
-        cpu: stats(cpu).median,
-      });
+      rows.push({ mode, trees: n, median: st.median, p10: st.p10, p90: st.p90, cpu: stats(cpu.get(mode)!).median });
     }
     for (const r of rows.filter((x) => x.trees === n)) r.ratio = r.median / base['no action script']!;
   }
