@@ -1062,6 +1062,11 @@ typedef struct {
 	uint8_t in[MAX_FRAME + 16];
 } zmtp_t;
 
+/* The swrk driver's connection (hook_publish), kept for the whole restore; the
+ * gate hooks it forks inherit it (send_event). */
+static zmtp_t g_pub = {.fd = -1};
+static int g_pub_connected;
+
 static void zmtp_close(zmtp_t *z) {
 	if (z->fd >= 0)
 		close(z->fd);
@@ -1254,6 +1259,16 @@ static int send_event(hook_t *h, conn_t *c) {
 		/* one deadline for the whole wait: a daemon that accepts but never answers
 		 * the handshake must not make the hook wait its timeout twice */
 		c->deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)c->timeout_ms * 1000000ull;
+		if (g_pub_connected && g_pub.fd >= 0) {
+			/* forked by the swrk driver: its connection, open and idle while criu waits
+			 * for this gate, carries the request (no connect, no handshake, one
+			 * connection per restore for the daemon); a failure falls back to a new one */
+			z = g_pub;
+			g_pub_connected = 0;
+			if (zmtp_send(&z, frame, len) == 0)
+				return 0;
+			zmtp_close(&z);
+		}
 		if (zmtp_open(&z, h->cfg.endpoint + 6, c->deadline, &why) != 0 || zmtp_send(&z, frame, len) != 0)
 			zmtp_close(&z); /* not there yet: await_verdict connects again until the deadline, as ZeroMQ would */
 		return 0;
@@ -1513,8 +1528,7 @@ int hook_main(void) {
 
 int hook_publish(void) {
 	static hook_t h;
-	static zmtp_t z;
-	static int connected;
+	zmtp_t *const z = &g_pub;
 	static uint8_t frame[MAX_FRAME];
 	if (build_event(&h) || h.gated || strncmp(h.cfg.endpoint, "ipc://", 6) != 0)
 		return -1;
@@ -1525,15 +1539,15 @@ int hook_publish(void) {
 	/* one connection for every stage of the restore; opened again once if the daemon closed it */
 	for (int attempt = 0; attempt < 2; attempt++) {
 		const char *why;
-		if (!connected &&
+		if (!g_pub_connected &&
 		    (check_endpoint(h.cfg.endpoint) ||
-		     zmtp_open(&z, h.cfg.endpoint + 6, clock_ns(CLOCK_MONOTONIC) + 250 * 1000000ull, &why) != 0))
+		     zmtp_open(z, h.cfg.endpoint + 6, clock_ns(CLOCK_MONOTONIC) + 250 * 1000000ull, &why) != 0))
 			return -1;
-		connected = 1;
-		if (zmtp_send(&z, frame, len) == 0)
+		g_pub_connected = 1;
+		if (zmtp_send(z, frame, len) == 0)
 			return 0;
-		zmtp_close(&z);
-		connected = 0;
+		zmtp_close(z);
+		g_pub_connected = 0;
 	}
 	return -1;
 }

@@ -7,7 +7,8 @@
  * CRTOOLS_* criu would have set, and replies with its outcome; the hook's
  * gates, guardian, SIGSTOP hold and abort note all work as under `criu
  * restore --action-script`. The other stages' events it publishes itself
- * (hook_publish) and replies at once. Afterwards it does what src/criu/restore.ts does
+ * (hook_publish) and replies at once, over one IPC connection that the gate
+ * hooks it forks inherit for their requests. Afterwards it does what src/criu/restore.ts does
  * after criu: reports a failed restore, kills what a killed criu left
  * behind, stands in at the resume barrier for a hook that died there.
  *
