@@ -24,6 +24,10 @@ int hook_gated(const char *action);
  * TCP endpoint, no coordinator there): the caller forks hook_main instead. */
 int hook_publish(void);
 
+/* For the swrk driver: opens that connection ahead (IPC only), so that the
+ * first gate's hook inherits it too. 0 open; -1 not (the hooks connect). */
+int hook_connect(void);
+
 /* The criu the hook serves, when it is not the hook's parent. */
 void hook_set_criu(pid_t criu);
 

@@ -585,6 +585,7 @@ static int restore(const criu_args_t *ca, char *const criu) {
 			 ca->log[0] == '/' ? "" : "/", ca->log);
 	if (rpc_send(sv[0], &req) == 0) {
 		static uint8_t buf[MAX_RPC];
+		hook_connect(); /* while criu starts: its first stage is a gate */
 		for (;;) {
 			ssize_t n = rpc_recv(sv[0], buf, sizeof(buf));
 			if (n < 0)
