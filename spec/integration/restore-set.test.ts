@@ -93,5 +93,18 @@ describe('restore --set', () => {
     ({ env, mark } = nodeMarked(join(dir, 'forced-0')));
     r = await restoreSet(forced, env, ['--force']);
     assert.ok(existsSync(mark), 'the CLI took --force');
+    // established TCP streams in a tree without a network namespace of its own: the CLI holds them
+    const tcp = await committedSet('tcp', [hostname()]);
+    writeFileSync(join(tcp[0]!, 'tcp-stream-1.img'), '');
+    ({ env, mark } = nodeMarked(join(dir, 'tcp-0')));
+    r = await restoreSet(tcp, env);
+    assert.ok(existsSync(mark), 'the CLI took the set whose connections it must hold');
+    // ...but not those of a tree with its own network namespace (criu locks them itself)
+    const netns = await committedSet('netns', [hostname()]);
+    writeFileSync(join(netns[0]!, 'tcp-stream-1.img'), '');
+    writeFileSync(join(netns[0]!, 'netns-1.img'), '');
+    ({ env, mark } = nodeMarked(join(dir, 'netns-0')));
+    r = await restoreSet(netns, env);
+    assert.ok(!existsSync(mark), `the set was taken natively: ${r.output}`);
   });
 });
