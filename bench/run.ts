@@ -168,17 +168,17 @@ async function hookCost(d: Daemon, peer: Peer | null) {
     if (peer) peer.configure(images, `hook-${action}-${process.pid}`, []);
     const peerRun = { ...peerEnv(), CRTOOLS_SCRIPT_ACTION: action, CRTOOLS_IMAGE_DIR: images, CRTOOLS_INIT_PID: '4242' };
     // interleaved batches: the host's drift falls on every hook alike
-    const ms: Record<string, number[]> = { sh: [], c: [], peer: [] };
+    const samples: Record<string, number[]> = { sh: [], c: [], peer: [] };
     const batch = Math.ceil(HOOK_RUNS / HOOK_BATCHES);
     for (let b = 0; b < HOOK_BATCHES; b++) {
-      ms.sh!.push(...(await timeRuns(`sh ${action}`, [join(BENCH, 'empty-hook.sh')], env(action, `hook-sh-${action}-${b}`), batch)));
-      ms.c!.push(...(await timeRuns(`c ${action}`, [hookPath()], env(action, `hook-c-${action}-${b}`), batch)));
-      if (peer) ms.peer!.push(...(await timeRuns(`criu-coordinator ${action}`, [peer.bin], peerRun, batch)));
+      samples.sh!.push(...(await timeRuns(`sh ${action}`, [join(BENCH, 'empty-hook.sh')], env(action, `hook-sh-${action}-${b}`), batch)));
+      samples.c!.push(...(await timeRuns(`c ${action}`, [hookPath()], env(action, `hook-c-${action}-${b}`), batch)));
+      if (peer) samples.peer!.push(...(await timeRuns(`criu-coordinator ${action}`, [peer.bin], peerRun, batch)));
     }
     if (peer) rmSync(images, { recursive: true, force: true });
-    rows.push({ hook: 'empty shell script', action, ...stats(ms.sh!) });
-    rows.push({ hook: 'stagegate hook (C)', action, ...stats(ms.c!) });
-    if (peer) rows.push({ hook: 'criu-coordinator', action, ...stats(ms.peer!) });
+    rows.push({ hook: 'empty shell script', action, ...stats(samples.sh!) });
+    rows.push({ hook: 'stagegate hook (C)', action, ...stats(samples.c!) });
+    if (peer) rows.push({ hook: 'criu-coordinator', action, ...stats(samples.peer!) });
     const node = await timeRuns(
       `node ${action}`,
       ['node', join(BENCH, 'node-hook.cjs')],

@@ -31,6 +31,12 @@ int hook_connect(void);
 /* The criu the hook serves, when it is not the hook's parent. */
 void hook_set_criu(pid_t criu);
 
+/* Whether `s` is a session or tree name: 1-128 of [A-Za-z0-9._:-] (NULL is not). */
+int hook_valid_name(const char *s);
+
+/* Parses a decimal in [min, max] into *out: 0, or -1 when it is not one. */
+int hook_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+
 /* Whether STAGEGATE_* in the environment make a valid configuration (says nothing). */
 int hook_config_ok(void);
 

@@ -253,12 +253,8 @@ typedef struct {
 	const char *session, *tree, *commit, *host;
 	long long attempt;
 	size_t members;
+	int sampled; /* page images hashed at their ends only (checksum "sampled") */
 } member_t;
-
-static int valid_name(const char *s) {
-	size_t n = s ? strlen(s) : 0;
-	return n >= 1 && n <= 128 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == n;
-}
 
 /* A string member of `o` of at most `max` bytes, else NULL. */
 static const char *str(json_t *o, const char *key, size_t max) {
@@ -369,9 +365,10 @@ static int read_record(member_t *m) {
 	m->tree = str(r, "tree", 128);
 	m->commit = str(r, "commit", 64);
 	m->host = str(r, "host", 256);
-	if (!format || strcmp(format, RECORD_FORMAT) || !valid_name(m->session) || !valid_name(m->tree) || !m->commit ||
+	if (!format || strcmp(format, RECORD_FORMAT) || !hook_valid_name(m->session) || !hook_valid_name(m->tree) || !m->commit ||
 	    !m->host || !digest || !checksum || (strcmp(checksum, "sampled") && strcmp(checksum, "full")))
 		return -1;
+	m->sampled = strcmp(checksum, "sampled") == 0;
 	if (safe_int(r, "attempt", &m->attempt) || m->attempt < 1 || m->attempt > 1000000)
 		return -1;
 	json_t *members = json_object_get(r, "members"), *files = json_object_get(r, "files"), *x;
@@ -382,7 +379,7 @@ static int read_record(member_t *m) {
 	int mine = 0;
 	json_array_foreach(members, i, x) {
 		const char *tree = str(x, "tree", 128);
-		if (!valid_name(tree) || !str(x, "host", 256) || !str(x, "run", 256))
+		if (!hook_valid_name(tree) || !str(x, "host", 256) || !str(x, "run", 256))
 			return -1;
 		mine |= strcmp(tree, m->tree) == 0;
 	}
@@ -454,9 +451,8 @@ static int image_unchanged(const char *dir, json_t *f, int sampled_mode) {
 static int images_unchanged(const member_t *m) {
 	json_t *files = json_object_get(m->record, "files"), *f;
 	size_t i;
-	int sampled = strcmp(str(m->record, "checksum", 16), "sampled") == 0;
 	json_array_foreach(files, i, f) {
-		if (image_unchanged(m->dir, f, sampled))
+		if (image_unchanged(m->dir, f, m->sampled))
 			return -1;
 	}
 	return 0;
@@ -478,13 +474,6 @@ static int holds_tcp(const char *dir) {
 }
 
 /* ---- the command ------------------------------------------------------------------------------ */
-
-static int digits_in(const char *s, long long lo, long long hi) {
-	if (!s || !*s || strlen(s) > 9 || strspn(s, "0123456789") != strlen(s))
-		return 0;
-	long long v = atoll(s);
-	return v >= lo && v <= hi;
-}
 
 int set_restore(int argc, char **argv) {
 	static member_t m[MAX_DIRS];
@@ -520,7 +509,9 @@ int set_restore(int argc, char **argv) {
 		return NOT_HERE;
 	if (!attempt)
 		attempt = getenv("STAGEGATE_ATTEMPT");
-	if ((attempt && !digits_in(attempt, 1, 1000000)) || (timeout && !digits_in(timeout, 1, 86400)))
+	unsigned long attempt_n = 0, timeout_s;
+	if ((attempt && hook_parse_uint(attempt, 1, 1000000, &attempt_n)) ||
+	    (timeout && hook_parse_uint(timeout, 1, 86400, &timeout_s)))
 		return NOT_HERE;
 	char here[256] = "";
 	if (gethostname(here, sizeof(here) - 1))
@@ -541,7 +532,7 @@ int set_restore(int argc, char **argv) {
 	if (mine == 0)
 		return NOT_HERE;
 	char att[16], trees[16];
-	snprintf(att, sizeof(att), "%lld", attempt ? atoll(attempt) : m[0].attempt);
+	snprintf(att, sizeof(att), "%lld", attempt ? (long long)attempt_n : m[0].attempt);
 	snprintf(trees, sizeof(trees), "%zu", m[0].members);
 	/* the options every tree's driver gets: refused by the hook's own check? then by the CLI, once */
 	setenv("STAGEGATE_SESSION", m[0].session, 1);

@@ -1526,6 +1526,16 @@ int hook_main(void) {
 	return rc;
 }
 
+/* Opens the driver's connection to the IPC `endpoint` (a trusted directory, 250 ms at most). */
+static int pub_open(const char *endpoint) {
+	const char *why;
+	if (check_endpoint(endpoint) ||
+	    zmtp_open(&g_pub, endpoint + 6, clock_ns(CLOCK_MONOTONIC) + 250 * 1000000ull, &why) != 0)
+		return -1;
+	g_pub_connected = 1;
+	return 0;
+}
+
 int hook_publish(void) {
 	static hook_t h;
 	zmtp_t *const z = &g_pub;
@@ -1538,12 +1548,8 @@ int hook_publish(void) {
 		return -1;
 	/* one connection for every stage of the restore; opened again once if the daemon closed it */
 	for (int attempt = 0; attempt < 2; attempt++) {
-		const char *why;
-		if (!g_pub_connected &&
-		    (check_endpoint(h.cfg.endpoint) ||
-		     zmtp_open(z, h.cfg.endpoint + 6, clock_ns(CLOCK_MONOTONIC) + 250 * 1000000ull, &why) != 0))
+		if (!g_pub_connected && pub_open(h.cfg.endpoint))
 			return -1;
-		g_pub_connected = 1;
 		if (zmtp_send(z, frame, len) == 0)
 			return 0;
 		zmtp_close(z);
@@ -1553,16 +1559,19 @@ int hook_publish(void) {
 }
 
 int hook_connect(void) {
-	const char *ep = getenv("STAGEGATE_ENDPOINT"), *why;
+	const char *ep = getenv("STAGEGATE_ENDPOINT");
 	if (g_pub_connected || !ep || strncmp(ep, "ipc://", 6) != 0)
 		return -1;
 	g_quiet = 1; /* a bad endpoint is for the hooks to say, in criu's log */
-	int bad = check_endpoint(ep);
+	int rc = pub_open(ep);
 	g_quiet = 0;
-	if (bad || zmtp_open(&g_pub, ep + 6, clock_ns(CLOCK_MONOTONIC) + 250 * 1000000ull, &why) != 0)
-		return -1;
-	g_pub_connected = 1;
-	return 0;
+	return rc;
+}
+
+int hook_valid_name(const char *s) { return s && valid_name(s); }
+
+int hook_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out) {
+	return parse_uint(s, min, max, out);
 }
 
 int hook_config_ok(void) {
