@@ -24,10 +24,30 @@ export function createLogger(level = process.env.STAGEGATE_LOG_LEVEL ?? 'info', 
       .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
     return `${timestamp} ${lvl.padEnd(5)}${where} ${message}${more.length ? ` ${more.join(' ')}` : ''}`;
   });
-  return winston.createLogger({
-    level,
-    defaultMeta: { session: '', tree: '', action: '', pid: 0 },
-    format: winston.format.combine(winston.format.timestamp(), human ? readable : winston.format.json()),
-    transports: [new winston.transports.Console({ stderrLevels: Object.keys(winston.config.npm.levels) })],
-  });
+  return dropDisabledLevels(
+    winston.createLogger({
+      level,
+      defaultMeta: { session: '', tree: '', action: '', pid: 0 },
+      format: winston.format.combine(winston.format.timestamp(), human ? readable : winston.format.json()),
+      transports: [new winston.transports.Console({ stderrLevels: Object.keys(winston.config.npm.levels) })],
+    }),
+  );
+}
+
+/**
+ * Makes entries below the logger's level cost nothing. winston stamps and
+ * serialises every entry before its transports drop those below their level:
+ * the daemon's debug lines (a few per stage of every tree) cost it more CPU
+ * than its info lines (issue #11).
+ */
+export function dropDisabledLevels(logger: Logger): Logger {
+  const log = logger.log;
+  // every level method (logger.debug …) calls this.log, so this one check covers them all
+  logger.log = function (this: Logger, ...args: unknown[]) {
+    const [first] = args;
+    const level = typeof first === 'string' ? first : (first as { level?: unknown } | null)?.level;
+    if (typeof level === 'string' && !this.isLevelEnabled(level)) return this;
+    return (log as (...a: unknown[]) => Logger).apply(this, args);
+  } as Logger['log'];
+  return logger;
 }

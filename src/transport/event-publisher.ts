@@ -1,8 +1,12 @@
 /**
- * ZeroMQ PUB adapter: republishes every event and decision as a Published
+ * ZeroMQ XPUB adapter: republishes every event and decision as a Published
  * message, topic = session name, with a gap-free sequence number per session.
+ * XPUB rather than PUB so that it knows what its subscribers want: a message
+ * nobody subscribed to is neither encoded nor sent (with no `stagegate watch`
+ * running, encoding every event was a tenth of the daemon's work in a
+ * restore, issue #11). Subscribers see what a PUB socket would have sent them.
  */
-import { Publisher } from 'zeromq';
+import { XPublisher } from 'zeromq';
 import type { Decision, StageEvent } from '../core/model';
 import { encodePublished } from '../protocol/codec';
 import { bindSockets, removeIpcSockets } from './endpoints';
@@ -10,11 +14,21 @@ import { SerialSender } from './serial-sender';
 import type { ConnectionGuard } from './connection-guard';
 import { type CurveServer, serverOptions } from './curve';
 import { ZAP_EVENTS_DOMAIN } from './zap';
+import { Subscriptions } from './subscriptions';
+
+/** Session names are short; a longer subscription disconnects its subscriber. */
+const MAX_SUBSCRIPTION_BYTES = 1024;
+
+interface Bound {
+  pub: XPublisher;
+  sender: SerialSender<[string, Uint8Array]>;
+  subs: Subscriptions;
+}
 
 export class EventPublisher {
   private constructor(private readonly endpoints: string[]) {}
 
-  private readonly sockets: { pub: Publisher; sender: SerialSender<[string, Uint8Array]> }[] = [];
+  private readonly sockets: Bound[] = [];
   /** per session (topic): a subscriber of one session sees no gap unless it missed something */
   private readonly seqs = new Map<string, bigint>();
 
@@ -25,19 +39,46 @@ export class EventPublisher {
       endpoints,
       curve,
       'events',
-      (security) => new Publisher({ linger: 0, sendHighWaterMark: 100_000, ...serverOptions(security, ZAP_EVENTS_DOMAIN) }),
+      (security) =>
+        new XPublisher({
+          linger: 0,
+          sendHighWaterMark: 100_000,
+          maxMessageSize: MAX_SUBSCRIPTION_BYTES,
+          ...serverOptions(security, ZAP_EVENTS_DOMAIN),
+        }),
       (pub, eps) => guard?.watch(pub, eps),
     );
-    for (const { socket: pub } of sockets) p.sockets.push({ pub, sender: new SerialSender((m) => pub.send(m)) });
+    for (const { socket: pub } of sockets) {
+      const b: Bound = { pub, sender: new SerialSender((m) => pub.send(m)), subs: new Subscriptions() };
+      p.sockets.push(b);
+      void p.readSubscriptions(b);
+    }
     return p;
   }
 
-  publish(session: string, body: { event: StageEvent } | { decision: Decision }): bigint {
+  private async readSubscriptions({ pub, subs }: Bound): Promise<void> {
+    try {
+      for await (const [msg] of pub) if (msg) subs.apply(msg);
+    } catch {
+      // closed
+    }
+  }
+
+  /** Returns the number of sockets it went out on (0: no subscriber wanted it, nothing was encoded). */
+  publish(session: string, body: { event: StageEvent } | { decision: Decision }): number {
     const seq = (this.seqs.get(session) ?? 0n) + 1n;
     this.seqs.set(session, seq);
-    const frame = encodePublished(seq, body);
-    for (const s of this.sockets) s.sender.push([session, frame]);
-    return seq;
+    let frame: Uint8Array | null = null;
+    let sent = 0;
+    for (const s of this.sockets) {
+      // `readable`: a subscription ZeroMQ has taken but this loop has not read yet; libzmq would
+      // already deliver to it, so the message is sent as a PUB socket would have
+      if (!s.subs.wants(session) && !s.pub.readable) continue;
+      frame ??= encodePublished(seq, body);
+      s.sender.push([session, frame]);
+      sent++;
+    }
+    return sent;
   }
 
   close(): void {
