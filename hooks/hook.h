@@ -49,6 +49,16 @@ int signal_tree(pid_t root, int sig);
 /* Parent pid and start time (clock ticks since boot) of `pid`; -1 when unknown. */
 int proc_stat(pid_t pid, long *ppid, unsigned long long *start);
 
+/* The connection keeper (keeper.c): the IPC connection to the coordinator
+ * that `criu`'s keeper holds, copied into this process (a descriptor,
+ * close-on-exec), if there is a keeper of this user connected to the socket
+ * bound at `path`; -1 otherwise. */
+int keeper_take(pid_t criu, const char *path);
+
+/* Forks a keeper for `criu` that holds a copy of `conn` (a ZMTP connection
+ * past its handshake) for the later hooks of that criu; returns at once. */
+void keeper_start(pid_t criu, int conn);
+
 /* `stagegate restore` through `criu swrk` (swrk-restore.c); argv[1] is "restore". */
 int swrk_restore(int argc, char **argv);
 

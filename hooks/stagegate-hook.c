@@ -1057,6 +1057,7 @@ static int build_event(hook_t *h) {
  */
 typedef struct {
 	int fd;
+	int shared;       /* the connection of this criu's keeper (keeper.c) */
 	int in_multipart; /* inside a message of several frames (skipped) */
 	size_t have;      /* bytes buffered in in[] */
 	uint8_t in[MAX_FRAME + 16];
@@ -1072,10 +1073,14 @@ static void zmtp_close(zmtp_t *z) {
 		close(z->fd);
 	z->fd = -1;
 	z->have = 0;
+	z->shared = 0;
 }
 
-/* Reads more into z->in until `deadline`. 1 read, 0 timed out, -1 closed or failed. */
-static int zmtp_fill(zmtp_t *z, uint64_t deadline) {
+/* Reads at most `want` more bytes into z->in until `deadline`. 1 read, 0 timed
+ * out, -1 closed or failed. Never more than asked: a connection this hook
+ * shares with the later hooks of its criu (keeper.c) must be left at a frame
+ * boundary when it exits. */
+static int zmtp_fill(zmtp_t *z, size_t want, uint64_t deadline) {
 	for (;;) {
 		uint64_t now = clock_ns(CLOCK_MONOTONIC);
 		if (now >= deadline)
@@ -1086,9 +1091,11 @@ static int zmtp_fill(zmtp_t *z, uint64_t deadline) {
 			continue;
 		if (r <= 0)
 			return r;
-		if (z->have == sizeof(z->in))
+		if (z->have == sizeof(z->in) || want == 0)
 			return -1;
-		ssize_t n = read(z->fd, z->in + z->have, sizeof(z->in) - z->have);
+		if (want > sizeof(z->in) - z->have)
+			want = sizeof(z->in) - z->have;
+		ssize_t n = read(z->fd, z->in + z->have, want);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -1103,6 +1110,7 @@ static int zmtp_open(zmtp_t *z, const char *path, uint64_t deadline, const char 
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	z->fd = -1;
 	z->have = 0;
+	z->shared = 0;
 	z->in_multipart = 0;
 	if (strlen(path) >= sizeof(addr.sun_path)) {
 		*why = "the IPC path is too long";
@@ -1131,7 +1139,7 @@ static int zmtp_open(zmtp_t *z, const char *path, uint64_t deadline, const char 
 	 * message must not go before it: libzmq takes one that arrives before it
 	 * has sent its own READY for a bad command and drops the connection. */
 	while (z->have < 66 || z->have < 66 + (size_t)z->in[65]) {
-		if (zmtp_fill(z, deadline) <= 0) {
+		if (zmtp_fill(z, z->have < 66 ? 66 - z->have : 66 + (size_t)z->in[65] - z->have, deadline) <= 0) {
 			*why = "no ZeroMQ handshake";
 			zmtp_close(z);
 			return -1;
@@ -1163,20 +1171,62 @@ static int zmtp_send(zmtp_t *z, const uint8_t *msg, size_t len) {
 		head_len = 9;
 	}
 	struct iovec iov[2] = {{head, head_len}, {(void *)msg, len}};
-	return writev(z->fd, iov, 2) == (ssize_t)(head_len + len) ? 0 : -1;
+	/* no SIGPIPE from a daemon that closed the connection: the caller connects again */
+	struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+	return sendmsg(z->fd, &m, MSG_NOSIGNAL) == (ssize_t)(head_len + len) ? 0 : -1;
 }
 
-/* Connects, sends one message and closes, all by `timeout_ms`. 0 sent, -1 not (`why` says why). */
-static int zmtp_deliver(const char *path, const uint8_t *msg, size_t len, int timeout_ms, const char **why) {
+/* Takes this criu's kept connection (keeper.c) instead of connecting: 0 taken. */
+static int zmtp_take(zmtp_t *z, const char *path) {
+	if (g_criu) /* forked by the swrk driver: its own connection serves (g_pub) */
+		return -1;
+	int fd = keeper_take(criu_pid(), path);
+	if (fd < 0)
+		return -1;
+	z->fd = fd;
+	z->have = 0;
+	z->in_multipart = 0;
+	z->shared = 1;
+	return 0;
+}
+
+/* Leaves a new connection (just opened by this hook) to a keeper for the
+ * later hooks of this criu, unless this action is its criu's last. */
+static void zmtp_keep(const zmtp_t *z, Stagegate__V1__Action a) {
+	if (g_criu || z->fd < 0 || z->shared || a == STAGEGATE__V1__ACTION__POST_RESUME || a == STAGEGATE__V1__ACTION__RESTORE_FAILED ||
+	    a == STAGEGATE__V1__ACTION__DUMP_FAILED || a == STAGEGATE__V1__ACTION__NETWORK_UNLOCK)
+		return;
+	keeper_start(criu_pid(), z->fd);
+}
+
+/* Connects, sends one message and closes, all by `timeout_ms`. 0 sent, -1 not
+ * (`why` says why). With `keep`, the message goes on this criu's kept
+ * connection if there is one, and a new connection is left to a keeper
+ * (unless `keep` is this criu's last action). */
+static int zmtp_deliver_as(const char *path, const uint8_t *msg, size_t len, int timeout_ms, Stagegate__V1__Action keep,
+			   const char **why) {
 	static zmtp_t z;
+	if (keep != STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED && zmtp_take(&z, path) == 0) {
+		int sent = zmtp_send(&z, msg, len) == 0;
+		zmtp_close(&z);
+		if (sent)
+			return 0;
+		/* the keeper's connection is gone (a restarted daemon): a new one, and a new keeper */
+	}
 	uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
 	int ok = zmtp_open(&z, path, deadline, why) == 0;
 	if (ok && zmtp_send(&z, msg, len) != 0) {
 		*why = strerror(errno);
 		ok = 0;
 	}
+	if (ok && keep != STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED)
+		zmtp_keep(&z, keep);
 	zmtp_close(&z);
 	return ok ? 0 : -1;
+}
+
+static int zmtp_deliver(const char *path, const uint8_t *msg, size_t len, int timeout_ms, const char **why) {
+	return zmtp_deliver_as(path, msg, len, timeout_ms, STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED, why);
 }
 
 /* The next message by `deadline` (commands skipped; a message of several
@@ -1212,7 +1262,21 @@ static long zmtp_recv(zmtp_t *z, uint8_t *out, size_t cap, uint64_t deadline) {
 				}
 			}
 		}
-		int r = zmtp_fill(z, deadline);
+		/* exactly the rest of this frame (its header first): see zmtp_fill */
+		size_t want;
+		if (z->have < 2)
+			want = 2 - z->have;
+		else if (!(z->in[0] & 0x02))
+			want = 2 + (size_t)z->in[1] - z->have;
+		else if (z->have < 9)
+			want = 9 - z->have;
+		else {
+			uint64_t size = 0;
+			for (int i = 0; i < 8; i++)
+				size = size << 8 | z->in[1 + i];
+			want = size > sizeof(z->in) ? 0 : (size_t)(9 + size - z->have);
+		}
+		int r = zmtp_fill(z, want, deadline);
 		if (r <= 0)
 			return r;
 	}
@@ -1247,8 +1311,10 @@ static int send_event(hook_t *h, conn_t *c) {
 		if (check_endpoint(h->cfg.endpoint))
 			return -1;
 		const char *why = "";
+		/* a stand-in (its parent is not criu) connects on its own */
+		Stagegate__V1__Action keep = h->pinned < 0 ? h->action : STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED;
 		if (!h->gated) {
-			if (zmtp_deliver(h->cfg.endpoint + 6, frame, len, linger, &why) == 0)
+			if (zmtp_deliver_as(h->cfg.endpoint + 6, frame, len, linger, keep, &why) == 0)
 				return 0;
 			/* no coordinator there: the event is dropped (said in criu's log), the action goes on */
 			log_line("event not delivered to %s: %s", h->cfg.endpoint, why);
@@ -1269,8 +1335,16 @@ static int send_event(hook_t *h, conn_t *c) {
 				return 0;
 			zmtp_close(&z);
 		}
+		/* the connection kept for this criu's hooks (keeper.c): no connect, no handshake */
+		if (keep != STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED && zmtp_take(&z, h->cfg.endpoint + 6) == 0) {
+			if (zmtp_send(&z, frame, len) == 0)
+				return 0;
+			zmtp_close(&z);
+		}
 		if (zmtp_open(&z, h->cfg.endpoint + 6, c->deadline, &why) != 0 || zmtp_send(&z, frame, len) != 0)
 			zmtp_close(&z); /* not there yet: await_verdict connects again until the deadline, as ZeroMQ would */
+		else if (keep != STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED)
+			zmtp_keep(&z, keep);
 		return 0;
 	}
 	if (zmq_load()) {
@@ -1311,7 +1385,7 @@ static int send_event(hook_t *h, conn_t *c) {
 /* Waits for this event's verdict, re-sending it every RESEND_MS. NULL when
  * there is none (timeout, bad reply: the reason logged). */
 static Stagegate__V1__Verdict *await_verdict_ipc(hook_t *h, conn_t *c);
-static Stagegate__V1__Verdict *verdict_of(hook_t *h, const uint8_t *in, size_t len, int *fatal);
+static Stagegate__V1__Verdict *verdict_of(hook_t *h, const uint8_t *in, size_t len, int torn_ok, int *fatal);
 
 static Stagegate__V1__Verdict *await_verdict(hook_t *h, conn_t *c) {
 	if (c->ipc)
@@ -1353,16 +1427,24 @@ static Stagegate__V1__Verdict *await_verdict(hook_t *h, conn_t *c) {
 			return NULL;
 		}
 		int fatal;
-		Stagegate__V1__Verdict *v = verdict_of(h, in, (size_t)got, &fatal);
+		Stagegate__V1__Verdict *v = verdict_of(h, in, (size_t)got, 0, &fatal);
 		if (v || fatal)
 			return v;
 	}
 }
 
-/* A reply that answers this hook, or NULL (logged, *fatal set) or stale (NULL, *fatal 0). */
-static Stagegate__V1__Verdict *verdict_of(hook_t *h, const uint8_t *in, size_t len, int *fatal) {
+/* A reply that answers this hook, or NULL (logged, *fatal set) or stale (NULL,
+ * *fatal 0). With `torn_ok` (a connection shared with earlier hooks, which one
+ * of them may have left inside a frame), an undecodable reply is not fatal:
+ * NULL, *fatal 2, and the caller connects anew. */
+static Stagegate__V1__Verdict *verdict_of(hook_t *h, const uint8_t *in, size_t len, int torn_ok, int *fatal) {
 	*fatal = 1;
 	Stagegate__V1__Verdict *v = stagegate__v1__verdict__unpack(NULL, len, in);
+	if (!v && torn_ok) {
+		log_line("undecodable reply on the connection kept for this criu's hooks: connecting anew");
+		*fatal = 2;
+		return NULL;
+	}
 	if (!v) {
 		log_line("undecodable reply from the coordinator: aborting");
 		return NULL;
@@ -1423,13 +1505,17 @@ static Stagegate__V1__Verdict *await_verdict_ipc(hook_t *h, conn_t *c) {
 		}
 		long got = zmtp_recv(z, in, sizeof(in), deadline < resend ? deadline : resend);
 		if (got < 0) {
-			zmtp_close(z); /* closed (a restarting daemon): connect again */
+			zmtp_close(z); /* closed (a restarting daemon), or a torn frame: connect again */
 			continue;
 		}
 		if (got == 0)
 			continue;
 		int fatal;
-		Stagegate__V1__Verdict *v = verdict_of(h, in, (size_t)got, &fatal);
+		Stagegate__V1__Verdict *v = verdict_of(h, in, (size_t)got, z->shared, &fatal);
+		if (fatal == 2) {
+			zmtp_close(z); /* then a connection of its own, and the event again */
+			continue;
+		}
 		if (v || fatal)
 			return v;
 	}

@@ -17,7 +17,7 @@ import {
 import { childrenOf, isLive, killTree } from '../../src/proc/tree';
 import { criuPath, hookPath } from '../../src/paths';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Checkpoint, type Daemon, type Slot, readPidfile, readSlots, run, sleep } from '../../demo/harness';
 
@@ -341,7 +341,15 @@ describe('coordinated restore on real CRIU', () => {
     const a = restore(0, { criuArgs: ['--action-script', stall] });
     for (let i = 0; i < 200 && !existsSync(at); i++) await sleep(25);
     assert.ok(existsSync(at), 'tree t0 reached setup-namespaces');
-    const criu = childrenOf(a.child.pid!);
+    // the wrapper is a subreaper: the keeper of its criu's hook connection (hooks/keeper.c) is its child too
+    const exe = (p: number) => {
+      try {
+        return readlinkSync(`/proc/${p}/exe`);
+      } catch {
+        return ''; // gone
+      }
+    };
+    const criu = childrenOf(a.child.pid!).filter((p) => exe(p) !== hookPath());
     assert.equal(criu.length, 1, 'the wrapper runs exactly one criu');
     process.kill(criu[0]!, 'SIGKILL');
     const b = restore(1);
