@@ -331,10 +331,12 @@ export class Coordinator {
         this.publisher.publish(d.session, { decision: d });
         // frames nobody can be told about (undecodable, unsealed…) are logged at most REJECTS_PER_SECOND a second
         if (d.kind === 'event-rejected' && !d.session && !this.rejectLog.admit(d.at)) return;
+        // per tree and per BO at debug (a session's opening, gates and end at info): a line per
+        // BO at info cost the daemon more than the gate it opened (issue #11)
         const level =
           d.kind === 'session-aborted' || d.kind === 'event-rejected'
             ? 'warn'
-            : d.kind === 'tree-released' || d.kind === 'bo-verified'
+            : d.kind === 'tree-released' || d.kind === 'bo-verified' || d.kind === 'bo-activated' || d.kind === 'tree-inspected'
               ? 'debug'
               : 'info';
         const f = fieldsOf(d);

@@ -41,9 +41,18 @@ class FakeCoordinator {
         if (req.type !== 'event') continue;
         const ev = req.event;
         if (!ev.resent) this.events.push({ action: ev.action, peer: id!.toString('hex') });
-        if (!isGate(ev.action) && ev.action !== 'pre-restore') continue;
-        const v = { session: ev.session, tree: ev.tree, action: ev.action, attempt: ev.attempt, proceed: true, code: '', reason: '' };
-        const verdict = Buffer.from(encodeVerdict(v));
+        if (!isGate(ev.action)) continue; // pre-restore included: the hook waits for its answer
+        const verdict = Buffer.from(
+          encodeVerdict({
+            session: ev.session,
+            tree: ev.tree,
+            action: ev.action,
+            attempt: ev.attempt,
+            proceed: true,
+            code: '',
+            reason: '',
+          }),
+        );
         await this.router.send([id!, verdict]);
         const more = this.extra.get(ev.action);
         if (more) await this.router.send([id!, more(verdict)]);
@@ -114,10 +123,7 @@ describe('connection keeper', () => {
     assert.equal(new Set(evs.map((e) => e.peer)).size, 1, `every event on one connection: ${JSON.stringify(evs)}`);
     assert.equal(daemon.accepted - before.accepted, 1, 'one connection accepted for the whole restore');
     assert.equal(readFileSync(join(dir, 'seen-shared'), 'utf8').trim(), '1', 'a keeper served the restore while criu ran');
-    assert.ok(
-      await until(() => keeperSockets(pid).length === 0, 2000),
-      'the keeper exits with its criu',
-    );
+    assert.ok(await until(() => keeperSockets(pid).length === 0, 2000), 'the keeper exits with its criu');
   });
 
   it('a stale frame waiting on the kept connection is skipped; an undecodable one makes the hook connect anew', async () => {
