@@ -2,10 +2,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { NativeError, PidFd, processVmRead, processVmReadMany } from '../../src/native';
-import { killTree, treePids } from '../../src/proc/tree';
-import { exited, sleep } from '../../demo/harness';
+import { openSync, readSync, closeSync, readFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { NativeError, PidFd, observeTree, processVmRead, processVmReadMany } from '../../src/native';
+import { innermostPid, isLive, killTree, treePids } from '../../src/proc/tree';
+import { createShm, exited, sleep, startTree, waitRunning } from '../../demo/harness';
 
 describe('native addon', () => {
   it('maps errno to a typed error with its name', () => {
@@ -74,6 +74,70 @@ describe('native addon', () => {
       (e: unknown) => e instanceof NativeError && e.errnoName === 'EFAULT' && /0x1000, 4096/.test(e.message),
     );
     child.kill('SIGKILL');
+  });
+
+  it('observes a tree in one call: each task by its namespace pid, the VMA at or around an address, the object behind it', async () => {
+    const dir = mkdtempSync('/tmp/sg-native-');
+    const shm = `/dev/shm/sg-native-${process.pid}`;
+    createShm(shm);
+    // the demo workload: 3 processes in a pid namespace of their own, sharing memory each at its own address
+    const t = await startTree(0, 3, shm, dir);
+    try {
+      await waitRunning(shm, [0], 3);
+      // the oracle: the same facts read from /proc in JavaScript
+      const tasks = treePids(t.rootPid).map((host) => ({ host, ns: innermostPid(host) }));
+      assert.equal(tasks.length, 3);
+      const shared = tasks.map(({ host, ns }) => {
+        const line = readFileSync(`/proc/${host}/maps`, 'utf8')
+          .split('\n')
+          .find((l) => / rw-s /.test(l))!;
+        const [s, e] = line
+          .split(' ')[0]!
+          .split('-')
+          .map((h) => BigInt(`0x${h}`)) as [bigint, bigint];
+        const st = statSync(`/proc/${host}/map_files/${s.toString(16)}-${e.toString(16)}`);
+        return { host, ns, start: s, end: e, object: `${st.dev}:${st.ino}` };
+      });
+      const [first] = shared;
+      const wanted = [
+        ...shared.map((m) => ({ nsPid: m.ns, start: m.start, end: m.end })),
+        { nsPid: first!.ns, start: first!.start, end: first!.end + 4096n }, // another size: no object looked up
+        { nsPid: first!.ns, start: first!.start + 4096n, end: first!.end }, // inside it
+        { nsPid: first!.ns, start: 0x1000n, end: 0x2000n }, // nothing there
+        { nsPid: 4_000_000, start: first!.start, end: first!.end }, // no such task in the tree
+      ];
+      const live = await observeTree(t.rootPid, wanted);
+      shared.forEach((m, i) =>
+        assert.deepEqual(live[i], {
+          hostPid: m.host,
+          found: 'at',
+          start: m.start,
+          end: m.end,
+          perms: 'rw-s',
+          object: m.object,
+          statErrno: 0,
+        }),
+      );
+      const n = shared.length;
+      assert.deepEqual(live[n], { ...live[0], object: '' });
+      assert.deepEqual(live[n + 1], { ...live[0], found: 'around', object: '' });
+      assert.equal(live[n + 2]!.found, 'none');
+      assert.equal(live[n + 2]!.hostPid, first!.host);
+      assert.equal(live[n + 3]!.found, 'no-task');
+      assert.equal(live[n + 3]!.hostPid, 0);
+      // a root that is gone: no task of the tree is there
+      assert.deepEqual(
+        (await observeTree(4_000_000, wanted.slice(0, 1))).map((l) => l.found),
+        ['no-task'],
+      );
+      await assert.rejects(observeTree(0, []), (e: unknown) => e instanceof TypeError);
+    } finally {
+      killTree(t.rootPid);
+      await exited(t.unshare);
+      for (let i = 0; i < 100 && isLive(t.rootPid); i++) await sleep(10);
+      rmSync(shm, { force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('kills a whole process tree', async () => {

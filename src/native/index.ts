@@ -14,6 +14,8 @@ interface Addon {
   setChildSubreaper(): void;
   raiseNofileLimit(): { before: number; after: number };
   processVmReadMany(pid: number, addrs: BigUint64Array, len: number): Promise<Buffer>;
+  observeTree(root: number, wanted: BigUint64Array): Promise<BigUint64Array>;
+  OBSERVED_FIELDS: number;
   kfdCriuOp(device: string, op: number, pid: number): Promise<void>;
   lockFile(path: string): number;
   KFD_IOC_CRIU_OP: number;
@@ -111,6 +113,63 @@ export async function processVmReadMany(pid: number, addrs: bigint[], len: numbe
     const at = (err as { address?: bigint }).address ?? addrs[0]!;
     return wrap(err, `process_vm_readv(${pid}, 0x${at.toString(16)}, ${len})`);
   }
+}
+
+/** One mapping the verify activator looks for in a restored tree: a task (by its checkpoint pid) and a range. */
+export interface WantedMapping {
+  nsPid: number;
+  start: bigint;
+  end: bigint;
+}
+
+/** What the tree shows of a wanted mapping. */
+export interface LiveMapping {
+  /** host pid of the task in the tree; 0: no such task in it */
+  hostPid: number;
+  /** a live VMA starts at the wanted start ('at'), one contains it ('around'), or none does */
+  found: 'no-task' | 'at' | 'around' | 'none';
+  /** that VMA ('at' or 'around'): its range and the permissions of /proc/PID/maps ('rw-s') */
+  start: bigint;
+  end: bigint;
+  perms: string;
+  /** the object behind it (stat of /proc/PID/map_files/START-END) as dev:ino, when 'at' with the wanted end */
+  object: string;
+  /** errno of that stat when it failed, else 0 */
+  statErrno: number;
+}
+
+const FOUND = ['no-task', 'at', 'around', 'none'] as const;
+
+/**
+ * The tasks of the tree rooted at host pid `root` (every descendant), and for
+ * each wanted mapping its task's VMA and backing object, read from /proc in
+ * one call off the JS thread. Rejects when a task's maps cannot be read.
+ */
+export async function observeTree(root: number, wanted: WantedMapping[]): Promise<LiveMapping[]> {
+  const flat = new BigUint64Array(wanted.length * 3);
+  wanted.forEach((w, i) => flat.set([BigInt(w.nsPid), w.start, w.end], i * 3));
+  let out: BigUint64Array;
+  try {
+    out = await load().observeTree(root, flat);
+  } catch (err) {
+    return wrap(err, `reading the tree rooted at ${root} from /proc`);
+  }
+  const n = load().OBSERVED_FIELDS;
+  return wanted.map((_, i) => {
+    const f = out.subarray(i * n, (i + 1) * n);
+    const perms = Number(f[4]!);
+    const found = FOUND[Number(f[1]!)] ?? 'none';
+    const statErrno = Number(f[7]!);
+    return {
+      hostPid: Number(f[0]!),
+      found,
+      start: f[2]!,
+      end: f[3]!,
+      perms: String.fromCharCode(perms & 0xff, (perms >> 8) & 0xff, (perms >> 16) & 0xff, (perms >>> 24) & 0xff),
+      object: found === 'at' && f[3] === wanted[i]!.end && !statErrno ? `${f[5]}:${f[6]}` : '',
+      statErrno,
+    };
+  });
 }
 
 /** enum kfd_criu_op (include/uapi/linux/kfd_ioctl.h) */
