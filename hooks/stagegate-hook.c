@@ -1176,9 +1176,31 @@ static int zmtp_send(zmtp_t *z, const uint8_t *msg, size_t len) {
 	return sendmsg(z->fd, &m, MSG_NOSIGNAL) == (ssize_t)(head_len + len) ? 0 : -1;
 }
 
+/* Whether `a` is an action criu runs its action scripts for (from its own
+ * process, one after another: measured with criu 4.2.1, setup-namespaces
+ * included), whose hooks may share a kept connection (keeper.c); not the
+ * actions only RPC sends, nor an unknown one. */
+static int keepable(Stagegate__V1__Action a) {
+	switch (a) {
+	case STAGEGATE__V1__ACTION__PRE_RESTORE:
+	case STAGEGATE__V1__ACTION__SETUP_NAMESPACES:
+	case STAGEGATE__V1__ACTION__POST_SETUP_NAMESPACES:
+	case STAGEGATE__V1__ACTION__POST_RESTORE:
+	case STAGEGATE__V1__ACTION__PRE_RESUME:
+	case STAGEGATE__V1__ACTION__POST_RESUME:
+	case STAGEGATE__V1__ACTION__PRE_DUMP:
+	case STAGEGATE__V1__ACTION__NETWORK_LOCK:
+	case STAGEGATE__V1__ACTION__POST_DUMP:
+	case STAGEGATE__V1__ACTION__NETWORK_UNLOCK:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 /* Takes this criu's kept connection (keeper.c) instead of connecting: 0 taken. */
-static int zmtp_take(zmtp_t *z, const char *path) {
-	if (g_criu) /* forked by the swrk driver: its own connection serves (g_pub) */
+static int zmtp_take(zmtp_t *z, const char *path, Stagegate__V1__Action a) {
+	if (g_criu || !keepable(a)) /* forked by the swrk driver: its own connection serves (g_pub) */
 		return -1;
 	int fd = keeper_take(criu_pid(), path);
 	if (fd < 0)
@@ -1193,20 +1215,20 @@ static int zmtp_take(zmtp_t *z, const char *path) {
 /* Leaves a new connection (just opened by this hook) to a keeper for the
  * later hooks of this criu, unless this action is its criu's last. */
 static void zmtp_keep(const zmtp_t *z, Stagegate__V1__Action a) {
-	if (g_criu || z->fd < 0 || z->shared || a == STAGEGATE__V1__ACTION__POST_RESUME || a == STAGEGATE__V1__ACTION__RESTORE_FAILED ||
-	    a == STAGEGATE__V1__ACTION__DUMP_FAILED || a == STAGEGATE__V1__ACTION__NETWORK_UNLOCK)
+	if (g_criu || z->fd < 0 || z->shared || !keepable(a) || a == STAGEGATE__V1__ACTION__POST_RESUME ||
+	    a == STAGEGATE__V1__ACTION__NETWORK_UNLOCK)
 		return;
 	keeper_start(criu_pid(), z->fd);
 }
 
 /* Connects, sends one message and closes, all by `timeout_ms`. 0 sent, -1 not
- * (`why` says why). With `keep`, the message goes on this criu's kept
- * connection if there is one, and a new connection is left to a keeper
- * (unless `keep` is this criu's last action). */
+ * (`why` says why). `keep` is the hook's action: where criu's hooks share a
+ * connection (keepable), the message goes on the kept one if there is one,
+ * and a new connection is left to a keeper (unless `keep` is criu's last). */
 static int zmtp_deliver_as(const char *path, const uint8_t *msg, size_t len, int timeout_ms, Stagegate__V1__Action keep,
 			   const char **why) {
 	static zmtp_t z;
-	if (keep != STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED && zmtp_take(&z, path) == 0) {
+	if (zmtp_take(&z, path, keep) == 0) {
 		int sent = zmtp_send(&z, msg, len) == 0;
 		zmtp_close(&z);
 		if (sent)
@@ -1219,7 +1241,7 @@ static int zmtp_deliver_as(const char *path, const uint8_t *msg, size_t len, int
 		*why = strerror(errno);
 		ok = 0;
 	}
-	if (ok && keep != STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED)
+	if (ok)
 		zmtp_keep(&z, keep);
 	zmtp_close(&z);
 	return ok ? 0 : -1;
@@ -1336,14 +1358,14 @@ static int send_event(hook_t *h, conn_t *c) {
 			zmtp_close(&z);
 		}
 		/* the connection kept for this criu's hooks (keeper.c): no connect, no handshake */
-		if (keep != STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED && zmtp_take(&z, h->cfg.endpoint + 6) == 0) {
+		if (zmtp_take(&z, h->cfg.endpoint + 6, keep) == 0) {
 			if (zmtp_send(&z, frame, len) == 0)
 				return 0;
 			zmtp_close(&z);
 		}
 		if (zmtp_open(&z, h->cfg.endpoint + 6, c->deadline, &why) != 0 || zmtp_send(&z, frame, len) != 0)
 			zmtp_close(&z); /* not there yet: await_verdict connects again until the deadline, as ZeroMQ would */
-		else if (keep != STAGEGATE__V1__ACTION__ACTION_UNSPECIFIED)
+		else
 			zmtp_keep(&z, keep);
 		return 0;
 	}

@@ -215,7 +215,7 @@ describe('connection keeper', () => {
 
   it('a keeper whose parent is not criu and that nobody asks for goes within seconds', async () => {
     // the hook run straight from this process: its "criu" is the test runner, which outlives it
-    const env = hookEnv(daemon.endpoint, 'setup-namespaces', { STAGEGATE_SESSION: 'idle' });
+    const env = hookEnv(daemon.endpoint, 'post-setup-namespaces', { STAGEGATE_SESSION: 'idle' });
     const hook = spawn(hookPath(), [], { env: { PATH: process.env.PATH!, ...env }, stdio: 'ignore' });
     assert.equal((await exited(hook)).code, 0);
     assert.equal(keeperSockets(process.pid).length, 1, 'a keeper holds the connection for the next hook');
