@@ -673,7 +673,13 @@ function report(r: {
     '|---|---|---:|---:|---:|---:|',
   );
   for (const h of r.hook) L.push(`| ${h.hook} | ${h.action} | ${ms(h.median)} | ${ms(h.p10)} | ${ms(h.p90)} | ${h.n} |`);
-  L.push('', `Peer: ${r.peer}.`, '');
+  L.push(
+    '',
+    `Peer: ${r.peer}.`,
+    '',
+    "Each batch's runs have one parent, the shell that stands in for criu: after the first run of a batch, the stagegate hook finds that criu's keeper and sends on the connection it keeps (hooks/keeper.c), as the later hooks of a criu do.",
+    '',
+  );
   const cost = (hook: string, action: string) => r.hook.find((h) => h.hook === hook && h.action === action)?.median;
   const over = (cost('stagegate hook (C)', 'post-setup-namespaces') ?? NaN) - (cost('empty shell script', 'post-setup-namespaces') ?? NaN);
   L.push(`Target: one ungated action ≤ 0.5 ms over an empty shell script: ${ms(over)} ms (${over <= 0.5 ? 'met' : 'not met'}).`, '');

@@ -21,7 +21,9 @@
  * descriptor must be a Unix stream socket connected to this hook's endpoint
  * (getpeername); otherwise the hook connects on its own, as before.
  *
- * The keeper exits when its criu exits, when the coordinator closes the
+ * The hook that starts a keeper returns once it listens (KEEPER_READY_MS at
+ * most), so that the next hook of its criu finds it. The keeper exits when
+ * its criu exits, when the coordinator closes the
  * connection (a restarted daemon: the next hook connects anew and starts a
  * new keeper), or after KEEPER_IDLE_MS without a hook looking for it.
  */
@@ -60,6 +62,10 @@
  * something that is not criu (a test, a shell loop) leaves nothing behind
  * for long. */
 #define KEEPER_IDLE_MS 3000
+/* How long the hook that starts a keeper waits for it to listen, at most (it
+ * is a fork away: well under a millisecond on an idle host); a later hook that
+ * comes before it listens connects on its own. */
+#define KEEPER_READY_MS 50
 
 /* The abstract socket name of the keeper of `criu`: its pid and start time (a
  * recycled pid is another name). 0 named, -1 criu unknown. */
@@ -157,16 +163,30 @@ void keeper_start(pid_t criu, int conn) {
 	int criufd = (int)syscall(SYS_pidfd_open, criu, 0);
 	if (criufd < 0)
 		return;
+	/* the keeper says when it listens: the next hook of this criu may come at once */
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC) != 0) {
+		close(criufd);
+		return;
+	}
 	/* forked twice: the keeper is nobody's child in particular (not this hook's, which
 	 * may have a guardian to be told apart; it goes to the subreaper or init) */
 	pid_t k = fork();
 	if (k != 0) {
 		close(criufd);
-		if (k > 0)
+		close(ready[1]);
+		if (k > 0) {
 			while (waitpid(k, NULL, 0) < 0 && errno == EINTR)
 				;
+			/* a byte once it listens; end of file if it gave up (the name is taken) */
+			struct pollfd p = {.fd = ready[0], .events = POLLIN};
+			while (poll(&p, 1, KEEPER_READY_MS) < 0 && errno == EINTR)
+				;
+		}
+		close(ready[0]);
 		return;
 	}
+	close(ready[0]);
 	if (fork() != 0)
 		_exit(0);
 	setsid();
@@ -176,6 +196,8 @@ void keeper_start(pid_t criu, int conn) {
 	/* taken: another keeper serves this criu already (or a squatter, whom hooks refuse) */
 	if (l < 0 || bind(l, (struct sockaddr *)&a, alen) != 0 || listen(l, 64) != 0)
 		_exit(0);
+	ssize_t w = write(ready[1], "k", 1);
+	(void)w;
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	/* out of the way of 0..5 first, then into place; everything else is closed, above all
 	 * criu's log (its reader would wait for the keeper) and a guardian's pipe (its end

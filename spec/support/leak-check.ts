@@ -75,12 +75,19 @@ function leftovers(since: number, mine: Set<number>): { pid: number; cmd: string
 const TEMP_DIRS = ['/tmp', '/dev/shm'];
 const entries = (dir: string) => new Set(readdirSync(dir).map((n) => `${dir}/${n}`));
 const netns = () => new Set(readdirSync('/run/netns'));
+/**
+ * iproute2 makes /run/netns a shared mount of itself on its first `ip netns
+ * add` and leaves it so, for every later namespace: whichever test file
+ * comes first makes it, and it is no test's leftover (the namespaces in it
+ * and their mounts are).
+ */
+const NETNS_DIR_MOUNT = '/run/netns';
 const mounts = () =>
   new Set(
     readFileSync('/proc/self/mountinfo', 'utf8')
       .split('\n')
       .map((l) => l.split(' ')[4] ?? '')
-      .filter(Boolean),
+      .filter((m) => m && m !== NETNS_DIR_MOUNT),
   );
 const safe = <T>(f: () => Set<T>) => {
   try {
