@@ -13,7 +13,7 @@ import { Dealer, Router } from 'zeromq';
 import { hookPath } from '../../src/paths';
 import { CRIU_ACTIONS } from '../../src/core/actions';
 import { startCoordinator, until, type TestCoordinator } from '../support/coordinator';
-import { hookEnv, runHook } from '../support/hook';
+import { hookEnv, proceedFor, runHook } from '../support/hook';
 import { decodeRequest, decodeVerdict, encodeVerdict } from '../../src/protocol/codec';
 import { STAGEGATE, run } from '../../demo/harness';
 import { openSession } from '../../src/transport/client';
@@ -419,18 +419,7 @@ describe('clients refuse an IPC endpoint another local user could have made', ()
       for await (const [id, frame] of fake) {
         const req = decodeRequest(frame!);
         const ev = req.type === 'event' ? req.event : { session: '', tree: '', action: 'unknown' as const, attempt: 1 };
-        await fake.send([
-          id!,
-          encodeVerdict({
-            session: ev.session,
-            tree: ev.tree,
-            action: ev.action,
-            attempt: ev.attempt,
-            proceed: true,
-            code: '',
-            reason: '',
-          }),
-        ]);
+        await fake.send([id!, proceedFor(ev)]);
       }
     })().catch(() => {});
     try {

@@ -13,10 +13,10 @@ import { connect, type Socket } from 'node:net';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { Router } from 'zeromq';
 import { hookPath } from '../../src/paths';
-import { decodeRequest, encodeVerdict } from '../../src/protocol/codec';
+import { decodeRequest } from '../../src/protocol/codec';
 import { isGate } from '../../src/core/actions';
 import { until } from '../support/coordinator';
-import { hookEnv } from '../support/hook';
+import { hookEnv, proceedFor } from '../support/hook';
 import { exited } from '../../demo/harness';
 
 const RESTORE = ['pre-restore', 'setup-namespaces', 'post-setup-namespaces', 'post-restore', 'pre-resume', 'post-resume'];
@@ -42,17 +42,7 @@ class FakeCoordinator {
         const ev = req.event;
         if (!ev.resent) this.events.push({ action: ev.action, peer: id!.toString('hex') });
         if (!isGate(ev.action)) continue; // pre-restore included: the hook waits for its answer
-        const verdict = Buffer.from(
-          encodeVerdict({
-            session: ev.session,
-            tree: ev.tree,
-            action: ev.action,
-            attempt: ev.attempt,
-            proceed: true,
-            code: '',
-            reason: '',
-          }),
-        );
+        const verdict = proceedFor(ev);
         await this.router.send([id!, verdict]);
         const more = this.extra.get(ev.action);
         if (more) await this.router.send([id!, more(verdict)]);
@@ -77,6 +67,21 @@ const startTime = (pid: number) => {
   const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return s.slice(s.lastIndexOf(')') + 2).split(' ')[19]!;
 };
+
+/** Lets `criu` (fakeCriu) go and waits for it: the events and connections the coordinator saw meanwhile. */
+async function restoreThrough(criu: ReturnType<typeof fakeCriu>, dir: string) {
+  const before = { accepted: daemon.accepted, events: daemon.events.length };
+  writeFileSync(join(dir, 'go'), '');
+  const { code } = await exited(criu.child);
+  assert.equal(code, 0, criu.stderr());
+  const evs = daemon.events.slice(before.events);
+  assert.deepEqual(
+    evs.map((e) => e.action),
+    RESTORE,
+    'every event reached the coordinator',
+  );
+  return { evs, accepted: daemon.accepted - before.accepted };
+}
 
 /**
  * A shell standing in for criu: waits for `go` to exist, then runs the hook once per action, in
@@ -109,25 +114,16 @@ after(() => {
 
 describe('connection keeper', () => {
   it('the six action scripts of one restore share one connection, and its keeper goes with criu', async () => {
-    const before = { accepted: daemon.accepted, events: daemon.events.length };
-    writeFileSync(join(dir, 'go'), '');
     const criu = fakeCriu(daemon.endpoint, dir, RESTORE, 'shared');
     const pid = criu.child.pid!;
-    const { code } = await exited(criu.child);
-    assert.equal(code, 0, criu.stderr());
-    const evs = daemon.events.slice(before.events);
-    assert.deepEqual(
-      evs.map((e) => e.action),
-      RESTORE,
-    );
+    const { evs, accepted } = await restoreThrough(criu, dir);
     assert.equal(new Set(evs.map((e) => e.peer)).size, 1, `every event on one connection: ${JSON.stringify(evs)}`);
-    assert.equal(daemon.accepted - before.accepted, 1, 'one connection accepted for the whole restore');
+    assert.equal(accepted, 1, 'one connection accepted for the whole restore');
     assert.equal(readFileSync(join(dir, 'seen-shared'), 'utf8').trim(), '1', 'a keeper served the restore while criu ran');
     assert.ok(await until(() => keeperSockets(pid).length === 0, 2000), 'the keeper exits with its criu');
   });
 
   it('a stale frame waiting on the kept connection is skipped; an undecodable one makes the hook connect anew', async () => {
-    const before = { accepted: daemon.accepted, events: daemon.events.length };
     // after pre-restore's verdict the same verdict again (the reply to a re-send, say): the next
     // hook that reads, at post-restore, finds it first. After post-restore's, a frame that no
     // Verdict decodes from (field 1, wire type 7), as a hook killed inside a frame would leave
@@ -135,19 +131,13 @@ describe('connection keeper', () => {
     daemon.extra.set('post-restore', () => Buffer.from([0x0f, 0x00]));
     try {
       const criu = fakeCriu(daemon.endpoint, dir, RESTORE, 'torn');
-      const { code } = await exited(criu.child);
-      assert.equal(code, 0, criu.stderr());
+      const { evs, accepted } = await restoreThrough(criu, dir);
       assert.match(criu.stderr(), /undecodable reply on the connection kept for this criu's hooks: connecting anew/);
-      const evs = daemon.events.slice(before.events);
-      assert.deepEqual(
-        evs.map((e) => e.action),
-        RESTORE,
-      );
       assert.doesNotMatch(criu.stderr(), /aborting/);
       // pre-resume was sent again on a connection of its own (a re-send: not recorded); the
       // keeper's connection still served post-resume
       assert.equal(new Set(evs.map((e) => e.peer)).size, 1, JSON.stringify(evs));
-      assert.equal(daemon.accepted - before.accepted, 2);
+      assert.equal(accepted, 2);
     } finally {
       daemon.extra.clear();
     }
@@ -188,19 +178,10 @@ describe('connection keeper', () => {
           squatter!.once('exit', (c) => rej(new Error(`the squatter exited (${c})`)));
         });
         assert.equal(keeperSockets(pid).length, 1, 'the squatter holds the name');
-        const before = { accepted: daemon.accepted, events: daemon.events.length };
-        writeFileSync(join(sdir, 'go'), '');
-        const { code } = await exited(criu.child);
-        assert.equal(code, 0, criu.stderr());
-        const evs = daemon.events.slice(before.events);
-        assert.deepEqual(
-          evs.map((e) => e.action),
-          RESTORE,
-          'every event reached the real coordinator',
-        );
+        const { evs, accepted } = await restoreThrough(criu, sdir);
         // each hook connected itself (the name taken, no keeper of its own either)
         assert.equal(new Set(evs.map((e) => e.peer)).size, RESTORE.length);
-        assert.equal(daemon.accepted - before.accepted, RESTORE.length);
+        assert.equal(accepted, RESTORE.length);
         if (fake) assert.equal(fake.events.length, 0, 'nothing went to the impostor');
       } finally {
         criu.child.kill('SIGKILL');

@@ -1,6 +1,8 @@
 /** Runs the compiled hook the way criu does: no arguments, stdin closed, a clean environment. */
 import { spawn } from 'node:child_process';
 import { hookPath } from '../../src/paths';
+import { encodeVerdict } from '../../src/protocol/codec';
+import type { StageEvent } from '../../src/core/model';
 
 export interface HookResult {
   code: number | null;
@@ -45,3 +47,9 @@ export function hookEnv(endpoint: string, action: string, over: Record<string, s
   env.STAGEGATE_RUN ??= `run-${env.STAGEGATE_SESSION}-${env.STAGEGATE_TREE}`;
   return env;
 }
+
+/** A PROCEED verdict frame for `ev`, as a fake coordinator answers every hook. */
+export const proceedFor = (ev: Pick<StageEvent, 'session' | 'tree' | 'action' | 'attempt'>): Buffer =>
+  Buffer.from(
+    encodeVerdict({ session: ev.session, tree: ev.tree, action: ev.action, attempt: ev.attempt, proceed: true, code: '', reason: '' }),
+  );
