@@ -196,19 +196,20 @@ void keeper_start(pid_t criu, int conn) {
 	/* taken: another keeper serves this criu already (or a squatter, whom hooks refuse) */
 	if (l < 0 || bind(l, (struct sockaddr *)&a, alen) != 0 || listen(l, 64) != 0)
 		_exit(0);
-	ssize_t w = write(ready[1], "k", 1);
-	(void)w;
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	/* out of the way of 0..5 first, then into place; everything else is closed, above all
 	 * criu's log (its reader would wait for the keeper) and a guardian's pipe (its end
 	 * must close with the hook) */
 	int c2 = fcntl(conn, F_DUPFD_CLOEXEC, 16), l2 = fcntl(l, F_DUPFD_CLOEXEC, 16), p2 = fcntl(criufd, F_DUPFD_CLOEXEC, 16);
-	int n2 = null >= 0 ? fcntl(null, F_DUPFD_CLOEXEC, 16) : -1;
-	if (c2 < 0 || l2 < 0 || p2 < 0 || n2 < 0)
+	int n2 = null >= 0 ? fcntl(null, F_DUPFD_CLOEXEC, 16) : -1, r2 = fcntl(ready[1], F_DUPFD_CLOEXEC, 16);
+	if (c2 < 0 || l2 < 0 || p2 < 0 || n2 < 0 || r2 < 0)
 		_exit(0);
 	if (dup2(n2, 0) < 0 || dup2(n2, 1) < 0 || dup2(n2, 2) < 0 || dup2(c2, KEEPER_CONN_FD) < 0 || dup2(l2, KEEPER_LISTEN_FD) < 0 ||
 	    dup2(p2, KEEPER_CRIU_FD) < 0)
 		_exit(0);
+	/* ready: the connection is where hooks copy it from */
+	ssize_t w = write(r2, "k", 1);
+	(void)w;
 	if (syscall(SYS_close_range, KEEPER_CRIU_FD + 1, ~0U, 0) != 0)
 		for (int fd = KEEPER_CRIU_FD + 1; fd < 1024; fd++)
 			close(fd);
