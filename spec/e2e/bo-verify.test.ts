@@ -5,7 +5,7 @@
  * the VMAs are final and passes at post-restore.
  */
 import { describe, it } from 'node:test';
-import { PROCS, actionScript, decisions, decisionsOf, scenario } from '../support/scenario';
+import { PROCS, actionScript, decisions, decisionsOf, scenario, decisionArrived } from '../support/scenario';
 import { isLive } from '../../src/proc/tree';
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
@@ -100,7 +100,7 @@ describe('verify activator on real CRIU', () => {
         results.some((r) => message.test(r.output)),
         results.map((r) => r.output).join('\n'),
       );
-      const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
+      const abort = (await decisionArrived(daemon, 'session-aborted'))!;
       assert.equal(abort.code, 'E_VERIFY');
       await sleep(200);
       for (const r of runs) {
@@ -207,7 +207,7 @@ printf "\\\\$(printf %o $((255 - b)))" | dd of="$f" bs=1 seek=100 conv=notrunc s
       r.output,
       /\[E_VERIFY\] BO memfd stagegate-memfd \(memfd:t0:\d+\): tree t0 task 1 at 0x580000000000: content at object offset 0x0 \(0x580000000000\) differs from the checkpoint's page image/,
     );
-    assert.equal(decisions(daemon).find((d) => d.kind === 'session-aborted')?.code, 'E_VERIFY');
+    assert.equal((await decisionArrived(daemon, 'session-aborted'))?.code, 'E_VERIFY');
     const root = readPidfile(runs[0]!.pidfile);
     if (root) assert.ok(!isLive(root), 'the restored tree was killed');
     const now = readSlots(cp.shm);

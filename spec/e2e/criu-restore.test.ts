@@ -13,6 +13,7 @@ import {
   decisions,
   eventsOf,
   scenario,
+  decisionArrived,
 } from '../support/scenario';
 import { childrenOf, isLive, killTree } from '../../src/proc/tree';
 import { criuPath, hookPath } from '../../src/paths';
@@ -75,7 +76,7 @@ describe('coordinated restore on real CRIU', () => {
     assert.notEqual(rb.code, 0);
     assert.notEqual(ra.code, 0, 'the healthy tree must be aborted too');
     assert.ok(Date.now() - started < 10_000, 'abort must not wait for the 30 s deadline');
-    const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
+    const abort = (await decisionArrived(daemon, 'session-aborted'))!;
     assert.equal(abort.code, 'E_TREE_FAILED');
     assert.match(abort.reason, /tree t1 failed to restore: criu exited with 1/);
     assert.match(ra.output, /coordinator aborted session fail attempt 1 at tree t0: \[E_TREE_FAILED\]/);
@@ -240,7 +241,7 @@ describe('coordinated restore on real CRIU', () => {
     const root = { pid: 0 };
     const { cp, daemon, ra, rb, killedAt } = await killHookAtPreResume('hookkill-all', 6, plainCriu('hookkill-all', root), true);
     assert.equal(ra.code, 0, `criu only logs a failed pre-resume script: ${ra.output}`);
-    const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
+    const abort = (await decisionArrived(daemon, 'session-aborted'))!;
     assert.equal(abort.code, 'E_HOOK_LOST');
     assert.match(abort.reason, /hook of tree t0 went silent while it waited at pre-resume/);
     assert.ok(abort.at - killedAt < 5000, `noticed ${abort.at - killedAt} ms after the kill`);
@@ -262,7 +263,7 @@ describe('coordinated restore on real CRIU', () => {
     assert.notEqual(ra.code, 0);
     assert.notEqual(rb.code, 0, 'the other tree is aborted');
     assert.match(ra.output, /criu was killed; killed [1-3] leftover task\(s\) of tree t0 \(root \d+\)/);
-    const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
+    const abort = (await decisionArrived(daemon, 'session-aborted'))!;
     assert.equal(abort.code, 'E_TREE_FAILED');
     assert.match(abort.reason, /tree t0 failed to restore: criu killed by SIGKILL/);
     const root = Number(/root (\d+)/.exec(ra.output)![1]);
@@ -324,7 +325,7 @@ describe('coordinated restore on real CRIU', () => {
     const [ra, rb] = await Promise.all([a.done, b.done]);
     assert.notEqual(ra.code, 0);
     assert.notEqual(rb.code, 0, 'the other tree is aborted');
-    assert.equal(decisions(daemon).find((d) => d.kind === 'session-aborted')?.code, 'E_TREE_FAILED');
+    assert.equal((await decisionArrived(daemon, 'session-aborted'))?.code, 'E_TREE_FAILED');
     await sleep(300);
     const root = Number(/\(root (\d+)\)/.exec(ra.output)?.[1] ?? 0);
     if (root) assert.ok(!isLive(root));
@@ -356,7 +357,7 @@ describe('coordinated restore on real CRIU', () => {
     const [ra, rb] = await Promise.all([a.done, b.done]);
     assert.notEqual(ra.code, 0);
     assert.notEqual(rb.code, 0, 'the other tree is aborted');
-    const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
+    const abort = (await decisionArrived(daemon, 'session-aborted'))!;
     assert.equal(abort.code, 'E_TREE_FAILED');
     assert.match(abort.reason, /tree t0 failed to restore: criu killed by SIGKILL/);
     // its root task was stuck in criu's restore code, which cannot go on without
@@ -383,7 +384,7 @@ describe('coordinated restore on real CRIU', () => {
     const rb = await restore(1).done;
     assert.notEqual(ra.code, 0);
     assert.notEqual(rb.code, 0, 'the other tree is aborted');
-    assert.match(decisions(daemon).find((d) => d.kind === 'session-aborted')!.reason, /tree t0 failed to restore/);
+    assert.match((await decisionArrived(daemon, 'session-aborted'))!.reason, /tree t0 failed to restore/);
     await sleep(300);
     assertNeverRan(cp, [0, 1]);
     assertImagesUnchanged(cp);

@@ -90,6 +90,16 @@ export const decisions = (d: Daemon) => d.messages.flatMap((m) => ('decision' in
 export const decisionsOf = <K extends DecisionKind>(d: Daemon, kind: K): DecisionOf<K>[] =>
   d.messages.flatMap((m) => ('decision' in m && m.decision.kind === kind ? [m.decision as DecisionOf<K>] : []));
 export const eventsOf = (d: Daemon) => d.messages.flatMap((m) => ('event' in m ? [m.event] : []));
+/**
+ * The first published decision of `kind`, once it has arrived (5 s at most; undefined if it
+ * never does). The daemon publishes it as it answers the hooks, so it can reach this process
+ * after the restores it ended have exited.
+ */
+export async function decisionArrived(d: Daemon, kind: DecisionKind): Promise<ReturnType<typeof fieldsOf> | undefined> {
+  const find = () => decisions(d).find((x) => x.kind === kind);
+  for (const end = Date.now() + 5000; !find() && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+  return find();
+}
 
 /** No process of the checkpoint ran user code: every slot is exactly as at dump time. */
 export function assertNeverRan(cp: Checkpoint, trees: number[]): void {
