@@ -1256,49 +1256,37 @@ static int zmtp_deliver(const char *path, const uint8_t *msg, size_t len, int ti
  * closed or failed; the body is copied to `out`. */
 static long zmtp_recv(zmtp_t *z, uint8_t *out, size_t cap, uint64_t deadline) {
 	for (;;) {
-		if (z->have >= 2) {
-			int lng = z->in[0] & 0x02;
-			size_t head = lng ? 9 : 2;
-			if (z->have >= head) {
-				uint64_t size = 0;
-				if (lng)
-					for (int i = 0; i < 8; i++)
-						size = size << 8 | z->in[1 + i];
-				else
-					size = z->in[1];
-				if (size > cap || size > sizeof(z->in) - head)
-					return -1;
-				if (z->have >= head + size) {
-					int command = z->in[0] & 0x04, more = z->in[0] & 0x01;
-					/* a lone frame is a message; the frames of a longer one are skipped */
-					int whole = !command && !more && !z->in_multipart;
-					if (!command)
-						z->in_multipart = more;
-					if (whole)
-						memcpy(out, z->in + head, size);
-					memmove(z->in, z->in + head + size, z->have - head - size);
-					z->have -= head + size;
-					if (whole)
-						return (long)size;
-					continue;
-				}
-			}
-		}
-		/* exactly the rest of this frame (its header first): see zmtp_fill */
-		size_t want;
-		if (z->have < 2)
-			want = 2 - z->have;
-		else if (!(z->in[0] & 0x02))
-			want = 2 + (size_t)z->in[1] - z->have;
-		else if (z->have < 9)
-			want = 9 - z->have;
-		else {
+		/* how much of the stream the current frame takes: its header (flags, then a
+		 * 1- or 8-byte size) until that is in, then header and body */
+		size_t need = z->have >= 1 && (z->in[0] & 0x02) ? 9 : 2;
+		if (z->have >= need) {
+			size_t head = need;
 			uint64_t size = 0;
-			for (int i = 0; i < 8; i++)
-				size = size << 8 | z->in[1 + i];
-			want = size > sizeof(z->in) ? 0 : (size_t)(9 + size - z->have);
+			if (head == 9)
+				for (int i = 0; i < 8; i++)
+					size = size << 8 | z->in[1 + i];
+			else
+				size = z->in[1];
+			if (size > cap || size > sizeof(z->in) - head)
+				return -1;
+			if (z->have >= head + size) {
+				int command = z->in[0] & 0x04, more = z->in[0] & 0x01;
+				/* a lone frame is a message; the frames of a longer one are skipped */
+				int whole = !command && !more && !z->in_multipart;
+				if (!command)
+					z->in_multipart = more;
+				if (whole)
+					memcpy(out, z->in + head, size);
+				memmove(z->in, z->in + head + size, z->have - head - size);
+				z->have -= head + size;
+				if (whole)
+					return (long)size;
+				continue;
+			}
+			need = head + (size_t)size;
 		}
-		int r = zmtp_fill(z, want, deadline);
+		/* exactly the rest of this frame: see zmtp_fill */
+		int r = zmtp_fill(z, need - z->have, deadline);
 		if (r <= 0)
 			return r;
 	}
