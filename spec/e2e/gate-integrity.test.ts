@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertImagesUnchanged, assertNeverRan, decisions, eventsOf, scenario, decisionArrived } from '../support/scenario';
+import { assertImagesUnchanged, assertNeverRan, decisions, eventsOf, scenario } from '../support/scenario';
 import { STAGEGATE, readPidfile, readSlots, run, sleep } from '../../demo/harness';
 import { isLive, killTree } from '../../src/proc/tree';
 import { requestStatus } from '../../src/transport/client';
@@ -100,7 +100,7 @@ describe('gate integrity on real CRIU', () => {
     assert.equal(ra.code, 0, ra.output);
     assert.equal(rb.code, 0, rb.output);
     for (let i = 0; i < 50 && !decisions(daemon).some((d) => d.kind === 'session-completed'); i++) await sleep(50);
-    const completed = (await decisionArrived(daemon, 'session-completed'))!;
+    const completed = decisions(daemon).find((d) => d.kind === 'session-completed')!;
     assert.deepEqual(completed.trees, ['t0', 't1']);
     const runs = new Set(
       eventsOf(daemon)
@@ -190,7 +190,7 @@ describe('gate integrity on real CRIU', () => {
 
     // the guardian told the coordinator at once: the other tree is refused and never runs
     for (let i = 0; i < 40 && !decisions(daemon).some((d) => d.kind === 'session-aborted'); i++) await sleep(50);
-    const abort = (await decisionArrived(daemon, 'session-aborted'))!;
+    const abort = decisions(daemon).find((d) => d.kind === 'session-aborted')!;
     assert.equal(
       abort?.code,
       'E_TREE_FAILED',
