@@ -388,7 +388,8 @@ class ObserveTreeWorker : public Napi::AsyncWorker {
     for (size_t i = 0; i < n; i++) {
       uint64_t *o = &out_[i * kFields];
       const uint64_t start = wanted_[i * 3 + 1], end = wanted_[i * 3 + 2];
-      auto h = host.find(static_cast<pid_t>(wanted_[i * 3]));
+      // a pid past pid_t's range names no task (cast, it would alias a real one)
+      auto h = wanted_[i * 3] > INT32_MAX ? host.end() : host.find(static_cast<pid_t>(wanted_[i * 3]));
       if (h == host.end()) continue;  // kNoTask
       o[kHostPid] = static_cast<uint64_t>(h->second);
       auto m = maps.find(h->second);

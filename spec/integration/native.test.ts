@@ -105,6 +105,7 @@ describe('native addon', () => {
         { nsPid: first!.ns, start: first!.start + 4096n, end: first!.end }, // inside it
         { nsPid: first!.ns, start: 0x1000n, end: 0x2000n }, // nothing there
         { nsPid: 4_000_000, start: first!.start, end: first!.end }, // no such task in the tree
+        { nsPid: 2 ** 32 + first!.ns, start: first!.start, end: first!.end }, // past pid_t: names no task, aliases none
       ];
       const live = await observeTree(t.rootPid, wanted);
       shared.forEach((m, i) =>
@@ -125,6 +126,8 @@ describe('native addon', () => {
       assert.equal(live[n + 2]!.hostPid, first!.host);
       assert.equal(live[n + 3]!.found, 'no-task');
       assert.equal(live[n + 3]!.hostPid, 0);
+      assert.equal(live[n + 4]!.found, 'no-task');
+      assert.equal(live[n + 4]!.hostPid, 0);
       // a root that is gone: no task of the tree is there
       assert.deepEqual(
         (await observeTree(4_000_000, wanted.slice(0, 1))).map((l) => l.found),
