@@ -59,6 +59,13 @@ int keeper_take(pid_t criu, const char *path);
  * past its handshake) for the later hooks of that criu; returns at once. */
 void keeper_start(pid_t criu, int conn);
 
+/* The static build (STAGEGATE_STATIC: no dynamic loader, so neither libzmq
+ * nor libcrypto) runs `argv` as stagegate-hook-full beside it, the same code
+ * linked dynamically, for what needs one of them (TCP endpoints, restore
+ * --set); returns only when that exec failed (said in the log) or in the
+ * full build itself, where there is nothing to hand over. */
+void hook_need_full(char **argv);
+
 /* `stagegate restore` through `criu swrk` (swrk-restore.c); argv[1] is "restore". */
 int swrk_restore(int argc, char **argv);
 

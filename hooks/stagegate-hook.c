@@ -90,7 +90,14 @@ static struct {
 	uint8_t *(*z85_decode)(uint8_t *, const char *);
 } zmq_lib;
 
-/* 0 when libzmq is there; -1 otherwise (dlerror says why). */
+#ifdef STAGEGATE_STATIC
+/* This build has no dynamic loader (an action costs less without one), so no
+ * libzmq: hook_main hands a TCP endpoint to stagegate-hook-full first. */
+static int zmq_load(void) { return -1; }
+static const char *zmq_load_error(void) { return "this build has none (stagegate-hook-full does)"; }
+#else
+static const char *zmq_load_error(void) { return dlerror(); }
+/* 0 when libzmq is there; -1 otherwise (zmq_load_error says why). */
 static int zmq_load(void) {
 	if (zmq_lib.ctx_new)
 		return 0;
@@ -115,6 +122,7 @@ static int zmq_load(void) {
 #undef SYM
 	return 0;
 }
+#endif
 
 #define zmq_ctx_new zmq_lib.ctx_new
 #define zmq_ctx_term zmq_lib.ctx_term
@@ -164,6 +172,7 @@ void hook_set_criu(pid_t criu) { g_criu = criu; }
 static int g_quiet;
 
 /* The last line logged: on an abort, the reason (see note_abort). */
+static char **g_argv; /* as main got it: hook_need_full runs the same command */
 static char g_last[1024];
 
 /* One line into criu's log (our stderr), remembered as the reason should the
@@ -988,6 +997,8 @@ static int build_event(hook_t *h) {
 	g_action = h->name;
 	if (container_config() || read_config(&h->cfg) || resolve_run(h->run, sizeof(h->run)))
 		return 2;
+	if (strncmp(h->cfg.endpoint, "ipc://", 6) != 0)
+		hook_need_full(g_argv); /* TCP needs libzmq; returns only where this build has it or cannot hand over */
 	h->action = parse_action(h->name);
 	h->gated = is_gated(h->action);
 	const char *commit = getenv("STAGEGATE_COMMIT");
@@ -1358,7 +1369,7 @@ static int send_event(hook_t *h, conn_t *c) {
 		return 0;
 	}
 	if (zmq_load()) {
-		log_line("cannot load libzmq: %s", dlerror());
+		log_line("cannot load libzmq: %s", zmq_load_error());
 		return h->gated ? -1 : 1;
 	}
 	c->ctx = zmq_ctx_new();
@@ -1692,8 +1703,23 @@ void hook_report_failure(const char *reason) {
 		setenv("CRTOOLS_SCRIPT_ACTION", was, 1);
 }
 
+void hook_need_full(char **argv) {
+#ifdef STAGEGATE_STATIC
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - sizeof("-full"));
+	if (n > 0) {
+		memcpy(self + n, "-full", sizeof("-full"));
+		execv(self, argv);
+	}
+	log_line("cannot run %s: %s", n > 0 ? self : "stagegate-hook-full", strerror(errno));
+#else
+	(void)argv;
+#endif
+}
+
 /* criu runs the hook with no arguments; `stagegate restore` runs it as `stagegate-hook restore ...`. */
 int main(int argc, char **argv) {
+	g_argv = argv;
 	if (argc > 1 && strcmp(argv[1], "restore") == 0)
 		return swrk_restore(argc, argv);
 	return hook_main();

@@ -458,11 +458,15 @@ int swrk_restore(int argc, char **argv) {
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++) {
 		if (strcmp(argv[i], "--set") == 0) {
+			hook_need_full(argv); /* libcrypto */
 			int rc = set_restore(argc, argv);
 			return rc < 0 ? node_cli(argv) : rc;
 		}
 	}
 	int first = apply_options(argc, argv);
+	const char *ep = getenv("STAGEGATE_ENDPOINT");
+	if (first && ep && strncmp(ep, "ipc://", 6) != 0)
+		hook_need_full(argv); /* libzmq */
 	static criu_args_t ca;
 	if (!first || read_criu_args(argv + first, argc - first, &ca))
 		return node_cli(argv);

@@ -36,7 +36,8 @@ if newer build/js/cli/main.js tsconfig.json tsconfig.build.json $(find src -name
   node_modules/.bin/tsc -p tsconfig.build.json
 fi
 
-if newer build/stagegate-hook hooks/*.c hooks/*.h hooks/Makefile proto/stagegate.proto proto/criu/rpc.proto; then
+hook_in=(hooks/*.c hooks/*.h hooks/Makefile proto/stagegate.proto proto/criu/rpc.proto)
+if newer build/stagegate-hook "${hook_in[@]}" || newer build/stagegate-hook-full "${hook_in[@]}"; then
   say "building the hook"
   make -s -C hooks OUT="$root/build" >/dev/null
 fi

@@ -69,6 +69,20 @@ describe('hook against a real coordinator', () => {
     assert.ok(e.wallNs > 1_700_000_000_000_000_000n && e.monoNs > 0n);
   });
 
+  it('is the static build (no dynamic loader at each action); its full build beside it loads libraries', () => {
+    // PT_INTERP names the dynamic loader: the hook criu runs has none, stagegate-hook-full has one
+    const interp = (file: string): boolean => {
+      const b = readFileSync(file);
+      assert.equal(b.readUInt32BE(0), 0x7f454c46, `${file} is ELF`);
+      const phoff = Number(b.readBigUInt64LE(0x20));
+      const phentsize = b.readUInt16LE(0x36);
+      const phnum = b.readUInt16LE(0x38);
+      return [...Array(phnum).keys()].some((i) => b.readUInt32LE(phoff + i * phentsize) === 3);
+    };
+    assert.equal(interp(hookPath()), false);
+    assert.equal(interp(`${hookPath()}-full`), true);
+  });
+
   it('speaks ZeroMQ over IPC without libzmq, which it loads only for TCP (CURVE)', async () => {
     // a libzmq that cannot be loaded, found first by the dynamic loader
     const dir = mkdtempSync('/tmp/sg-nozmq-');
