@@ -25,6 +25,8 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,11 @@ static int crypto_load(void) {
 	void *h = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
 	if (!h)
 		return -1;
+	/* sha256 needs no configuration: not reading openssl.cnf saves its parse on every restore */
+	int (*init_crypto)(uint64_t, const void *);
+	*(void **)&init_crypto = dlsym(h, "OPENSSL_init_crypto");
+	if (init_crypto)
+		init_crypto(0x00000080L /* OPENSSL_INIT_NO_LOAD_CONFIG */, NULL);
 	*(void **)&evp.ctx_new = dlsym(h, "EVP_MD_CTX_new");
 	*(void **)&evp.ctx_free = dlsym(h, "EVP_MD_CTX_free");
 	*(void **)&evp.sha256 = dlsym(h, "EVP_sha256");
@@ -406,8 +413,7 @@ bad:
 }
 
 /* Whether an image is as committed: a regular file of its size and digest (checkFiles, hashImage). */
-static int image_unchanged(const char *dir, json_t *f, int sampled_mode) {
-	static unsigned char buf[SAMPLE_BYTES];
+static int image_unchanged(const char *dir, json_t *f, int sampled_mode, unsigned char *buf /* SAMPLE_BYTES */) {
 	const char *name = json_string_value(json_object_get(f, "name"));
 	const char *want = json_string_value(json_object_get(f, "sha256"));
 	long long size;
@@ -452,14 +458,52 @@ static int image_unchanged(const char *dir, json_t *f, int sampled_mode) {
 	return strcmp(want, expected) == 0 ? 0 : -1;
 }
 
-static int images_unchanged(const member_t *m) {
+static int images_unchanged(const member_t *m, unsigned char *buf) {
 	json_t *files = json_object_get(m->record, "files"), *f;
 	size_t i;
 	json_array_foreach(files, i, f) {
-		if (image_unchanged(m->dir, f, m->sampled))
+		if (image_unchanged(m->dir, f, m->sampled, buf))
 			return -1;
 	}
 	return 0;
+}
+
+/* The members' images are hashed on every CPU at once (a tree's pages are megabytes, and
+ * nothing is restored before all are checked); each thread takes the next member until
+ * one is changed. Only reads: each member's record is its own. */
+typedef struct {
+	const member_t *m;
+	int n, next, changed;
+} check_t;
+
+static void *check_members(void *arg) {
+	check_t *c = arg;
+	unsigned char *buf = malloc(SAMPLE_BYTES);
+	for (int i; buf && !__atomic_load_n(&c->changed, __ATOMIC_RELAXED) &&
+		    (i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->n;)
+		if (images_unchanged(&c->m[i], buf))
+			__atomic_store_n(&c->changed, 1, __ATOMIC_RELAXED);
+	if (!buf)
+		__atomic_store_n(&c->changed, 1, __ATOMIC_RELAXED);
+	free(buf);
+	return NULL;
+}
+
+/* 0 when every member's images are as committed. */
+static int all_images_unchanged(const member_t *m, int n) {
+	check_t c = {m, n, 0, 0};
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int threads = (int)(cpus < 1 ? 1 : cpus > 16 ? 16 : cpus);
+	if (threads > n)
+		threads = n;
+	pthread_t t[16];
+	int started = 0;
+	while (started < threads - 1 && pthread_create(&t[started], NULL, check_members, &c) == 0)
+		started++;
+	check_members(&c); /* this thread too */
+	while (started > 0)
+		pthread_join(t[--started], NULL);
+	return c.changed ? -1 : 0;
 }
 
 /* A tree whose TCP connections `restore --set` would hold (no netns of its own, established streams). */
@@ -522,7 +566,7 @@ int set_restore(int argc, char **argv) {
 		return NOT_HERE;
 	int mine = 0;
 	for (int i = 0; i < n; i++) {
-		if (read_record(&m[i]) || images_unchanged(&m[i]) || strcmp(m[i].commit, m[0].commit))
+		if (read_record(&m[i]) || strcmp(m[i].commit, m[0].commit))
 			return NOT_HERE;
 		for (int j = 0; j < i; j++)
 			if (strcmp(m[j].tree, m[i].tree) == 0)
@@ -533,7 +577,7 @@ int set_restore(int argc, char **argv) {
 			mine++;
 		}
 	}
-	if (mine == 0)
+	if (mine == 0 || all_images_unchanged(m, n))
 		return NOT_HERE;
 	char att[16], trees[16];
 	snprintf(att, sizeof(att), "%lld", attempt ? (long long)attempt_n : m[0].attempt);

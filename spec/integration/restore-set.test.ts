@@ -78,6 +78,14 @@ describe('restore --set', () => {
     assert.equal(r.code, 1, r.output);
     assert.match(r.output, /core-1.img: content differs from the committed image/);
     assert.match(r.output, /refused: this is not a committed set/);
+    // ...also in the last of several members, whose images the driver checks at once (a thread each)
+    const several = await committedSet('several', [hostname(), hostname(), hostname(), hostname()]);
+    writeFileSync(join(several[3]!, 'core-1.img'), 'core Y');
+    ({ env, mark } = nodeMarked(join(dir, 'several-3')));
+    r = await restoreSet(several, env);
+    assert.ok(existsSync(mark), 'the CLI took it');
+    assert.equal(r.code, 1, r.output);
+    assert.match(r.output, /several-3: core-1.img: content differs from the committed image/);
     // a record whose digest this file does not reproduce (a fraction: JavaScript's number format), yet valid
     const fraction = await committedSet('fraction', [hostname()]);
     const path = join(fraction[0]!, RECORD_NAME);
