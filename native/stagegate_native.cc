@@ -12,9 +12,12 @@
 //                                     /proc/PID/map_files; off the JS thread)
 //   kfdCriuOp(device, op, pid)     -> Promise<void>   (AMDKFD_IOC_CRIU_OP on a KFD device, off the JS thread)
 //   lockFile(path)                 -> fd            (open + flock(LOCK_EX|LOCK_NB); close(fd) releases)
+//   readCheckpointShared(dir)      -> Promise<{ tasks, files, memfds, mounts }> (checkpoint_reader.cc)
 // Failures throw/reject an Error with `errno` (number) and `syscall` set;
 // src/native/index.ts maps them to typed errors.
 #include <napi.h>
+
+#include "checkpoint_reader.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -550,6 +553,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("raiseNofileLimit", Napi::Function::New(env, RaiseNofileLimit));
   exports.Set("processVmReadMany", Napi::Function::New(env, ProcessVmReadMany));
   exports.Set("observeTree", Napi::Function::New(env, ObserveTree));
+  exports.Set("readCheckpointShared", Napi::Function::New(env, ReadCheckpointShared));
   exports.Set("OBSERVED_FIELDS", Napi::Number::New(env, observed::kFields));
   return exports;
 }

@@ -42,7 +42,13 @@ if newer build/stagegate-hook "${hook_in[@]}" || newer build/stagegate-hook-full
   make -s -C hooks OUT="$root/build" >/dev/null
 fi
 
-if newer native/build/Release/stagegate_native.node native/stagegate_native.cc native/binding.gyp; then
+# the addon reads checkpoints with protoc-c's codec of the same proto the JavaScript reader uses
+if newer build/images.pb-c.c proto/criu/images.proto; then
+  mkdir -p build
+  protoc-c --proto_path=proto/criu --c_out=build proto/criu/images.proto
+fi
+
+if newer native/build/Release/stagegate_native.node native/*.cc native/*.h native/binding.gyp build/images.pb-c.c; then
   say "building the native addon"
   # Build against the installed Node headers when present: no header download.
   nodedir=(); [[ -f /usr/include/node/node.h ]] && nodedir=(--nodedir=/usr)

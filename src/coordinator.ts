@@ -7,6 +7,7 @@ import { type Subscription, Subject, merge } from 'rxjs';
 import { type Activator, type CoordinatorState, type Effect, type Input, fieldsOf, mapperText } from './core/model';
 import type { HoldAt } from './core/actions';
 import { ImageInspector } from './images/inspector';
+import { inspectTreeShared } from './images/inspect';
 import { observeMappings } from './proc/observe';
 import { activate } from './activators';
 import { encodeStatusReply } from './protocol/codec';
@@ -226,7 +227,7 @@ export class Coordinator {
     coordinator = c;
     c.zap = zap;
     c.guard = guard;
-    if ((opts.activator ?? 'verify') !== 'none') c.inspector.warm();
+    if ((opts.activator ?? 'verify') !== 'none' && opts.verifyPages) c.inspector.warm();
     const config = {
       defaultDeadlineMs: opts.deadlineMs,
       defaultActivator: opts.activator ?? 'verify',
@@ -262,7 +263,9 @@ export class Coordinator {
           recovered,
           record: (i) => c.record(i),
           checks: {
-            inspect: (tree, dir) => c.inspector.inspect(tree, dir, !!opts.verifyPages),
+            // the checkpoint's page samples (--verify-pages) are read by the worker; without them,
+            // the shared mappings are read natively on a pool thread, with no worker round trip
+            inspect: (tree, dir) => (opts.verifyPages ? c.inspector.inspect(tree, dir, true) : inspectTreeShared(tree, dir)),
             observe: observeMappings,
             activate,
             now: wallMs,

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { openSync, readSync, closeSync, readFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { NativeError, PidFd, observeTree, processVmRead, processVmReadMany } from '../../src/native';
+import { NativeError, PidFd, observeTree, processVmRead, processVmReadMany, readCheckpointShared } from '../../src/native';
+import { ImageError } from '../../src/errors';
 import { innermostPid, isLive, killTree, treePids } from '../../src/proc/tree';
 import { createShm, exited, sleep, startTree, waitRunning } from '../../demo/harness';
 
@@ -139,6 +140,29 @@ describe('native addon', () => {
       await exited(t.unshare);
       for (let i = 0; i < 100 && isLive(t.rootPid); i++) await sleep(10);
       rmSync(shm, { force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads a checkpoint directory only as one: an ImageError naming it, a TypeError for what is not a path', async () => {
+    // the checkpoints themselves: spec/e2e/images.test.ts, against the JavaScript reader
+    const dir = mkdtempSync('/tmp/sg-native-ckpt-');
+    try {
+      await assert.rejects(
+        readCheckpointShared(`${dir}/none`),
+        (e: unknown) => e instanceof ImageError && /cannot open checkpoint directory: ENOENT/.test(e.message),
+      );
+      await assert.rejects(
+        readCheckpointShared(dir),
+        (e: unknown) => e instanceof ImageError && e.file === `${dir}/pstree.img` && /cannot read: ENOENT/.test(e.detail),
+      );
+      await assert.rejects(
+        readCheckpointShared('/proc/self/status'),
+        (e: unknown) => e instanceof ImageError && /not a directory/.test(e.detail),
+      );
+      for (const bad of ['', 'a\0b', 'x'.repeat(5000)])
+        await assert.rejects(readCheckpointShared(bad), (e: unknown) => e instanceof TypeError, JSON.stringify(bad.slice(0, 8)));
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -10,8 +10,16 @@ import { criu } from './generated/criu';
 import { MAGIC, big, readEntries } from './image-file';
 import { ImageError } from '../errors';
 import type { Checkpoint, FileObject, MemfdInode, Mount, Task, Vma } from './checkpoint-model';
+import { readCheckpointShared } from '../native';
 
 export type { Checkpoint };
+
+/** A name as criu reads it (protobuf-c gives C strings): up to a NUL, which no path or memfd name holds. */
+const cString = (s: string | null | undefined): string => {
+  const v = s ?? '';
+  const nul = v.indexOf('\0');
+  return nul < 0 ? v : v.slice(0, nul);
+};
 
 /** More tasks than any tree restored through one criu (PID_MAX_LIMIT is 4,194,304; 65,536 tasks is already huge). */
 const MAX_TASKS = 65536;
@@ -66,7 +74,7 @@ export function readCheckpoint(dir: string): Checkpoint {
   if (existsSync(filesPath)) {
     for (const f of readEntries(filesPath, MAGIC.files, (b) => criu.FileEntry.decode(b))) {
       const id = f.id ?? 0;
-      if (f.reg) files.set(id, { kind: 'reg', id, name: f.reg.name ?? '', mntId: f.reg.mntId ?? -1, size: big(f.reg.size as Long) });
+      if (f.reg) files.set(id, { kind: 'reg', id, name: cString(f.reg.name), mntId: f.reg.mntId ?? -1, size: big(f.reg.size as Long) });
       else if (f.memfd) files.set(id, { kind: 'memfd', id, inodeId: f.memfd.inodeId ?? 0 });
       else files.set(id, { kind: 'other', id, type: f.type ?? 0 });
     }
@@ -76,15 +84,54 @@ export function readCheckpoint(dir: string): Checkpoint {
   if (existsSync(memfdPath)) {
     for (const m of readEntries(memfdPath, MAGIC.memfd, (b) => criu.MemfdInodeEntry.decode(b))) {
       const inodeId = Number(big(m.inodeId as Long));
-      memfdInodes.set(inodeId, { inodeId, name: m.name ?? '', size: big(m.size as Long), shmid: m.shmid ?? 0 });
+      memfdInodes.set(inodeId, { inodeId, name: cString(m.name), size: big(m.size as Long), shmid: m.shmid ?? 0 });
     }
   }
   const mounts = new Map<number, Mount>();
   for (const name of readdirSync(dir).filter((n) => /^mountpoints-\d{1,10}\.img$/.test(n))) {
     for (const m of readEntries(join(dir, name), MAGIC.mnts, (b) => criu.MntEntry.decode(b), undefined, { maxEntries: 100_000 })) {
       const mntId = m.mntId ?? 0;
-      mounts.set(mntId, { mntId, rootDev: m.rootDev ?? 0, root: m.root ?? '', mountpoint: m.mountpoint ?? '' });
+      mounts.set(mntId, { mntId, rootDev: m.rootDev ?? 0, root: cString(m.root), mountpoint: cString(m.mountpoint) });
     }
   }
+  return { dir, tasks, files, memfdInodes, mounts };
+}
+
+/**
+ * What sharedMappings needs of a checkpoint, read natively off the event loop
+ * (the daemon at every restore): every task, only its VMAs that can share an
+ * object, and the files, memfd inodes and mounts those name. The same files,
+ * bounds, checks and errors as readCheckpoint, which reads everything.
+ */
+export async function readSharedCheckpoint(dir: string): Promise<Checkpoint> {
+  const r = await readCheckpointShared(dir);
+  const tasks: Task[] = r.tasks.map((t) => {
+    const vmas: Vma[] = [];
+    for (let i = 0; i < t.vmas.length; i += 7) {
+      const v = t.vmas;
+      vmas.push({
+        start: v[i]!,
+        end: v[i + 1]!,
+        pgoff: v[i + 2]!,
+        shmid: v[i + 3]!,
+        prot: Number(v[i + 4]),
+        flags: Number(v[i + 5]),
+        status: Number(v[i + 6]),
+      });
+    }
+    return { pid: t.pid, ppid: t.ppid, threads: t.threads, vmas };
+  });
+  const files = new Map<number, FileObject>(
+    r.files.map((f) => [
+      f.id,
+      f.kind === 'reg'
+        ? { kind: 'reg', id: f.id, name: f.name, mntId: f.mntId, size: f.size }
+        : f.kind === 'memfd'
+          ? { kind: 'memfd', id: f.id, inodeId: f.inodeId }
+          : { kind: 'other', id: f.id, type: f.type },
+    ]),
+  );
+  const memfdInodes = new Map<number, MemfdInode>(r.memfds.map((m) => [m.inodeId, { ...m }]));
+  const mounts = new Map<number, Mount>(r.mounts.map((m) => [m.mntId, { ...m }]));
   return { dir, tasks, files, memfdInodes, mounts };
 }

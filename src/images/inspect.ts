@@ -2,7 +2,7 @@
 import { sharedMappings } from './vma';
 import type { MappingRef } from '../core/model';
 import { sampleOffsets } from '../core/verify';
-import { readCheckpoint } from './checkpoint';
+import { readCheckpoint, readSharedCheckpoint } from './checkpoint';
 import { CheckpointPages } from './pages';
 
 export interface InspectOptions {
@@ -23,4 +23,9 @@ export function inspectTree(tree: string, imageDir: string, o: InspectOptions = 
     if (samples) m.imageSamples = samples;
   }
   return mappings;
+}
+
+/** A tree's shared mappings, read natively off the event loop (no page samples: those are the worker's). */
+export async function inspectTreeShared(tree: string, imageDir: string): Promise<MappingRef[]> {
+  return sharedMappings(tree, await readSharedCheckpoint(imageDir));
 }

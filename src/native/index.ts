@@ -3,8 +3,8 @@
  * to NativeError with a stable code and the errno name.
  */
 import { constants } from 'node:os';
-import { resolve } from 'node:path';
-import { NativeError, errnoName } from '../errors';
+import { join, resolve } from 'node:path';
+import { ImageError, NativeError, errnoName } from '../errors';
 import { projectRoot } from '../paths';
 
 interface Addon {
@@ -20,6 +20,7 @@ interface Addon {
   lockFile(path: string): number;
   KFD_IOC_CRIU_OP: number;
   KFD_CRIU_ARGS_SIZE: number;
+  readCheckpointShared(dir: string): Promise<SharedObjectsRead>;
 }
 
 export { NativeError };
@@ -208,5 +209,30 @@ export class FileLock {
   release(): void {
     if (this.fd >= 0) load().close(this.fd);
     this.fd = -1;
+  }
+}
+
+/**
+ * What a checkpoint holds for the verify activator, read natively
+ * (native/checkpoint_reader.cc): every task, with only its VMAs that can share
+ * an object ([start, end, pgoff, shmid, prot, flags, status] each), and the
+ * files, memfd inodes and mounts those name.
+ */
+export interface SharedObjectsRead {
+  tasks: { pid: number; ppid: number; threads: number[]; vmas: BigUint64Array }[];
+  files: { id: number; kind: 'reg' | 'memfd' | 'other'; name: string; mntId: number; size: bigint; inodeId: number; type: number }[];
+  memfds: { inodeId: number; name: string; size: bigint; shmid: number }[];
+  mounts: { mntId: number; rootDev: number; root: string; mountpoint: string }[];
+}
+
+/** Reads checkpoint `dir` off the JS thread; rejects with an ImageError naming the file and offset. */
+export async function readCheckpointShared(dir: string): Promise<SharedObjectsRead> {
+  try {
+    return await load().readCheckpointShared(dir);
+  } catch (err) {
+    const e = err as { file?: unknown; offset?: unknown; detail?: unknown };
+    if (typeof e.file === 'string' && typeof e.offset === 'number' && typeof e.detail === 'string')
+      throw new ImageError(e.file ? join(dir, e.file) : dir, e.offset, e.detail);
+    throw err;
   }
 }
