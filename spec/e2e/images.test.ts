@@ -13,6 +13,8 @@ import { readCheckpoint, readSharedCheckpoint } from '../../src/images/checkpoin
 import { bosOfCheckpoints, sharedMappings } from '../../src/images/vma';
 import { ImageError } from '../../src/errors';
 import { ImageInspector } from '../../src/images/inspector';
+import { inspectTreeShared } from '../../src/images/inspect';
+import { criu } from '../../src/images/generated/criu';
 import { execFileSync } from 'node:child_process';
 
 const PROCS = 3;
@@ -222,6 +224,25 @@ describe('CRIU image reader on bad input', () => {
     }
     assert.ok(worst < 500, `the event loop stalled for ${worst} ms`);
     assert.ok((await readSharedCheckpoint(dumped.images[0]!)).tasks.length === PROCS, 'the next checkpoint is read');
+  });
+
+  it('the native reader gives up on a checkpoint that takes longer than its time limit, and reads the next', async () => {
+    // 64 MiB of valid file entries: reading them takes far longer than 1 ms (and fails: too many)
+    const slow = bad();
+    const one = Buffer.from(criu.FileEntry.encode({ type: 1, id: 7 }).finish());
+    const entry = Buffer.concat([Buffer.alloc(4), one]);
+    entry.writeUInt32LE(one.length, 0);
+    const count = Math.floor(((64 << 20) - 8) / entry.length);
+    const files = readFileSync(join(slow, 'files.img'));
+    writeFileSync(join(slow, 'files.img'), Buffer.concat([files.subarray(0, 8), Buffer.alloc(count * entry.length)]));
+    const body = readFileSync(join(slow, 'files.img'));
+    for (let k = 0; k < count; k++) entry.copy(body, 8 + k * entry.length);
+    writeFileSync(join(slow, 'files.img'), body);
+    await assert.rejects(
+      inspectTreeShared('t0', slow, 1),
+      (e: unknown) => e instanceof ImageError && /took longer than 1 ms/.test(e.message),
+    );
+    assert.ok((await inspectTreeShared('t0', dumped.images[0]!)).length > 0, 'the next checkpoint is read');
   });
 
   it('gives up on a checkpoint that takes longer than its time limit, and goes on with the next', async () => {

@@ -4,6 +4,8 @@ import type { MappingRef } from '../core/model';
 import { sampleOffsets } from '../core/verify';
 import { readCheckpoint, readSharedCheckpoint } from './checkpoint';
 import { CheckpointPages } from './pages';
+import { DEFAULT_INSPECTOR_LIMITS } from './inspector';
+import { ImageError } from '../errors';
 
 export interface InspectOptions {
   /** also read the checkpoint's copy of the sampled pages of each mapping (where it has one) */
@@ -25,7 +27,23 @@ export function inspectTree(tree: string, imageDir: string, o: InspectOptions = 
   return mappings;
 }
 
-/** A tree's shared mappings, read natively off the event loop (no page samples: those are the worker's). */
-export async function inspectTreeShared(tree: string, imageDir: string): Promise<MappingRef[]> {
-  return sharedMappings(tree, await readSharedCheckpoint(imageDir));
+/**
+ * A tree's shared mappings, read natively off the event loop (no page samples:
+ * those are the worker's). A read that hangs (a stuck network filesystem) fails
+ * after the worker's time limit, as a worker's job would.
+ */
+export async function inspectTreeShared(
+  tree: string,
+  imageDir: string,
+  timeoutMs = DEFAULT_INSPECTOR_LIMITS.timeoutMs,
+): Promise<MappingRef[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ImageError(imageDir, 0, `reading it took longer than ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return sharedMappings(tree, await Promise.race([readSharedCheckpoint(imageDir), late]));
+  } finally {
+    clearTimeout(timer);
+  }
 }
