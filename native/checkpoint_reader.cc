@@ -219,6 +219,18 @@ class Reader {
   ProtobufCAllocator alloc_ = {Budget::Alloc, Budget::Free, &budget_};
 };
 
+// A JavaScript array of one object per element, each filled by `fill(element, object)`.
+template <typename T, typename Fill>
+Napi::Array ToArray(Napi::Env env, const std::vector<T> &v, Fill fill) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    fill(v[i], o);
+    a.Set(i, o);
+  }
+  return a;
+}
+
 // Whether src/images/vma.ts objectOf gives this VMA an object.
 bool MaySharedObject(const Vma &v) {
   if (v.status & kSysvipc) return true;
@@ -264,10 +276,8 @@ class ReadCheckpointWorker : public Napi::AsyncWorker {
       return;
     }
     auto big = [&](uint64_t v) { return Napi::BigInt::New(env, v); };
-    Napi::Array tasks = Napi::Array::New(env, tasks_.size());
-    for (size_t i = 0; i < tasks_.size(); i++) {
-      const Task &t = tasks_[i];
-      Napi::Object o = Napi::Object::New(env);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("tasks", ToArray(env, tasks_, [&](const Task &t, Napi::Object o) {
       o.Set("pid", t.pid);
       o.Set("ppid", t.ppid);
       Napi::Array threads = Napi::Array::New(env, t.threads.size());
@@ -280,13 +290,9 @@ class ReadCheckpointWorker : public Napi::AsyncWorker {
         memcpy(vmas.Data() + j * 7, f, sizeof(f));
       }
       o.Set("vmas", vmas);
-      tasks.Set(i, o);
-    }
+    }));
     static const char *const kinds[] = {"reg", "memfd", "other"};
-    Napi::Array files = Napi::Array::New(env, files_.size());
-    for (size_t i = 0; i < files_.size(); i++) {
-      const File &f = files_[i];
-      Napi::Object o = Napi::Object::New(env);
+    r.Set("files", ToArray(env, files_, [&](const File &f, Napi::Object o) {
       o.Set("id", f.id);
       o.Set("kind", kinds[f.kind]);
       o.Set("name", Napi::String::New(env, f.name));
@@ -294,33 +300,19 @@ class ReadCheckpointWorker : public Napi::AsyncWorker {
       o.Set("size", big(f.size));
       o.Set("inodeId", f.inode_id);
       o.Set("type", f.type);
-      files.Set(i, o);
-    }
-    Napi::Array memfds = Napi::Array::New(env, memfds_.size());
-    for (size_t i = 0; i < memfds_.size(); i++) {
-      const MemfdInode &m = memfds_[i];
-      Napi::Object o = Napi::Object::New(env);
+    }));
+    r.Set("memfds", ToArray(env, memfds_, [&](const MemfdInode &m, Napi::Object o) {
       o.Set("inodeId", m.inode_id);
       o.Set("name", Napi::String::New(env, m.name));
       o.Set("size", big(m.size));
       o.Set("shmid", m.shmid);
-      memfds.Set(i, o);
-    }
-    Napi::Array mounts = Napi::Array::New(env, mounts_.size());
-    for (size_t i = 0; i < mounts_.size(); i++) {
-      const Mount &m = mounts_[i];
-      Napi::Object o = Napi::Object::New(env);
+    }));
+    r.Set("mounts", ToArray(env, mounts_, [&](const Mount &m, Napi::Object o) {
       o.Set("mntId", m.mnt_id);
       o.Set("rootDev", m.root_dev);
       o.Set("root", Napi::String::New(env, m.root));
       o.Set("mountpoint", Napi::String::New(env, m.mountpoint));
-      mounts.Set(i, o);
-    }
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("tasks", tasks);
-    r.Set("files", files);
-    r.Set("memfds", memfds);
-    r.Set("mounts", mounts);
+    }));
     deferred_.Resolve(r);
   }
   void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }

@@ -124,6 +124,25 @@ describe('CRIU image reader on bad input', () => {
       copyFileSync(join(dumped.images[0]!, f), join(d, f));
     return d;
   };
+  // within the size limit, and each entry a valid empty message: millions of them
+  const emptyEntries = () => {
+    const d = bad();
+    const pstree = readFileSync(join(d, 'pstree.img'));
+    writeFileSync(join(d, 'pstree.img'), Buffer.concat([pstree.subarray(0, 8), Buffer.alloc(15 << 20)]));
+    return d;
+  };
+  // the longest the event loop went without running a 5 ms interval while `work` ran
+  const longestStall = async (work: () => Promise<void>): Promise<number> => {
+    let last = Date.now();
+    let worst = 0;
+    const probe = setInterval(() => ((worst = Math.max(worst, Date.now() - last)), (last = Date.now())), 5);
+    try {
+      await work();
+    } finally {
+      clearInterval(probe);
+    }
+    return worst;
+  };
   // both readers refuse it alike: the same file, offset and reason
   const expectImageError = async (d: string, file: string, message: RegExp, offset?: number) => {
     const refused = (e: unknown) =>
@@ -193,15 +212,10 @@ describe('CRIU image reader on bad input', () => {
   it("reads checkpoints off the daemon's event loop: a checkpoint that exhausts the reader fails alone, the next one is read", async () => {
     const inspector = new ImageInspector({ timeoutMs: 5000, heapMb: 64 });
     try {
-      const hostile = bad();
-      // within the size limit, and each entry a valid empty message: millions of them
-      const pstree = readFileSync(join(hostile, 'pstree.img'));
-      writeFileSync(join(hostile, 'pstree.img'), Buffer.concat([pstree.subarray(0, 8), Buffer.alloc(15 << 20)]));
-      let last = Date.now();
-      let worst = 0;
-      const probe = setInterval(() => ((worst = Math.max(worst, Date.now() - last)), (last = Date.now())), 5);
-      await assert.rejects(inspector.inspect('t0', hostile), /more than 65536 entries|exhausted|took longer/);
-      clearInterval(probe);
+      const hostile = emptyEntries();
+      const worst = await longestStall(() =>
+        assert.rejects(inspector.inspect('t0', hostile), /more than 65536 entries|exhausted|took longer/),
+      );
       assert.ok(worst < 500, `the event loop stalled for ${worst} ms`);
       const good = await inspector.inspect('t0', dumped.images[0]!);
       assert.ok(good.length > 0, 'the next checkpoint is read');
@@ -211,17 +225,8 @@ describe('CRIU image reader on bad input', () => {
   });
 
   it('the native reader refuses millions of empty entries off the event loop, and reads the next checkpoint', async () => {
-    const hostile = bad();
-    const pstree = readFileSync(join(hostile, 'pstree.img'));
-    writeFileSync(join(hostile, 'pstree.img'), Buffer.concat([pstree.subarray(0, 8), Buffer.alloc(15 << 20)]));
-    let last = Date.now();
-    let worst = 0;
-    const probe = setInterval(() => ((worst = Math.max(worst, Date.now() - last)), (last = Date.now())), 5);
-    try {
-      await assert.rejects(readSharedCheckpoint(hostile), /pstree.img: more than 65536 entries/);
-    } finally {
-      clearInterval(probe);
-    }
+    const hostile = emptyEntries();
+    const worst = await longestStall(() => assert.rejects(readSharedCheckpoint(hostile), /pstree.img: more than 65536 entries/));
     assert.ok(worst < 500, `the event loop stalled for ${worst} ms`);
     assert.ok((await readSharedCheckpoint(dumped.images[0]!)).tasks.length === PROCS, 'the next checkpoint is read');
   });
