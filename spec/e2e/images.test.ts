@@ -231,7 +231,7 @@ describe('CRIU image reader on bad input', () => {
     assert.ok((await readSharedCheckpoint(dumped.images[0]!)).tasks.length === PROCS, 'the next checkpoint is read');
   });
 
-  it('the native reader gives up on a checkpoint that takes longer than its time limit, and reads the next', async () => {
+  it('the native reader gives up on a checkpoint that takes longer than its time limit, and reads the next, one at a time', async () => {
     // 64 MiB of valid file entries: reading them takes far longer than 1 ms (and fails: too many)
     const slow = bad();
     const one = Buffer.from(criu.FileEntry.encode({ type: 1, id: 7 }).finish());
@@ -248,6 +248,16 @@ describe('CRIU image reader on bad input', () => {
       (e: unknown) => e instanceof ImageError && /took longer than 1 ms/.test(e.message),
     );
     assert.ok((await inspectTreeShared('t0', dumped.images[0]!)).length > 0, 'the next checkpoint is read');
+    // one at a time: a checkpoint asked for while the slow one is read (it ends refused: too many
+    // entries) is read after it, though it takes a fraction of the time
+    const order: string[] = [];
+    const [slowly, next] = await Promise.allSettled([
+      inspectTreeShared('t0', slow).finally(() => order.push('slow')),
+      inspectTreeShared('t1', dumped.images[1]!).finally(() => order.push('next')),
+    ]);
+    assert.match(String(slowly.status === 'rejected' ? slowly.reason : 'read'), /files.img: more than 1000000 entries/);
+    assert.ok(next.status === 'fulfilled' && next.value.length > 0 && next.value.every((m) => m.tree === 't1'));
+    assert.deepEqual(order, ['slow', 'next']);
   });
 
   it('gives up on a checkpoint that takes longer than its time limit, and goes on with the next', async () => {

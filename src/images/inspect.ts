@@ -27,23 +27,29 @@ export function inspectTree(tree: string, imageDir: string, o: InspectOptions = 
   return mappings;
 }
 
+/** The read in progress, if any: checkpoints are read one at a time, as the worker read them. */
+let reading: Promise<unknown> = Promise.resolve();
+
 /**
  * A tree's shared mappings, read natively off the event loop (no page samples:
- * those are the worker's). A read that hangs (a stuck network filesystem) fails
- * after the worker's time limit, as a worker's job would.
+ * those are the worker's). One checkpoint at a time, so that the memory a
+ * hostile one may take (its files, what protobuf-c allocates) is bounded once,
+ * not per pool thread. A read that hangs (a stuck network filesystem) fails
+ * after the worker's time limit, as a worker's job would, and the next one
+ * starts then.
  */
-export async function inspectTreeShared(
-  tree: string,
-  imageDir: string,
-  timeoutMs = DEFAULT_INSPECTOR_LIMITS.timeoutMs,
-): Promise<MappingRef[]> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ImageError(imageDir, 0, `reading it took longer than ${timeoutMs} ms`)), timeoutMs);
+export function inspectTreeShared(tree: string, imageDir: string, timeoutMs = DEFAULT_INSPECTOR_LIMITS.timeoutMs): Promise<MappingRef[]> {
+  const read = reading.then(async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ImageError(imageDir, 0, `reading it took longer than ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return sharedMappings(tree, await Promise.race([readSharedCheckpoint(imageDir), late]));
+    } finally {
+      clearTimeout(timer);
+    }
   });
-  try {
-    return sharedMappings(tree, await Promise.race([readSharedCheckpoint(imageDir), late]));
-  } finally {
-    clearTimeout(timer);
-  }
+  reading = read.catch(() => {});
+  return read;
 }
