@@ -171,8 +171,9 @@ void hook_set_criu(pid_t criu) { g_criu = criu; }
  * the Node CLI it hands a bad option to says what is wrong. */
 static int g_quiet;
 
-/* The last line logged: on an abort, the reason (see note_abort). */
 static char **g_argv; /* as main got it: hook_need_full runs the same command */
+
+/* The last line logged: on an abort, the reason (see note_abort). */
 static char g_last[1024];
 
 /* One line into criu's log (our stderr), remembered as the reason should the
