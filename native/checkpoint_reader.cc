@@ -12,7 +12,7 @@
 // Every VMA is still checked.
 //
 //   tasks:  [{ pid, ppid, threads: number[], vmas: BigUint64Array [start, end, pgoff, shmid, prot, flags, status]... }]
-//   files:  [{ id, kind: 'reg' | 'memfd' | 'other', name, mntId, size: bigint, inodeId, type }]
+//   files:  [{ kind: 'reg', id, name, mntId, size: bigint } | { kind: 'memfd', id, inodeId } | { kind: 'other', id, type }]
 //   memfds: [{ inodeId, name, size: bigint, shmid }]
 //   mounts: [{ mntId, rootDev, root, mountpoint }]
 //
@@ -293,13 +293,17 @@ class ReadCheckpointWorker : public Napi::AsyncWorker {
     }));
     static const char *const kinds[] = {"reg", "memfd", "other"};
     r.Set("files", ToArray(env, files_, [&](const File &f, Napi::Object o) {
-      o.Set("id", f.id);
       o.Set("kind", kinds[f.kind]);
-      o.Set("name", Napi::String::New(env, f.name));
-      o.Set("mntId", f.mnt_id);
-      o.Set("size", big(f.size));
-      o.Set("inodeId", f.inode_id);
-      o.Set("type", f.type);
+      o.Set("id", f.id);
+      if (f.kind == 0) {
+        o.Set("name", Napi::String::New(env, f.name));
+        o.Set("mntId", f.mnt_id);
+        o.Set("size", big(f.size));
+      } else if (f.kind == 1) {
+        o.Set("inodeId", f.inode_id);
+      } else {
+        o.Set("type", f.type);
+      }
     }));
     r.Set("memfds", ToArray(env, memfds_, [&](const MemfdInode &m, Napi::Object o) {
       o.Set("inodeId", m.inode_id);

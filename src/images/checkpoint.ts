@@ -121,17 +121,8 @@ export async function readSharedCheckpoint(dir: string): Promise<Checkpoint> {
     }
     return { pid: t.pid, ppid: t.ppid, threads: t.threads, vmas };
   });
-  const files = new Map<number, FileObject>(
-    r.files.map((f) => [
-      f.id,
-      f.kind === 'reg'
-        ? { kind: 'reg', id: f.id, name: f.name, mntId: f.mntId, size: f.size }
-        : f.kind === 'memfd'
-          ? { kind: 'memfd', id: f.id, inodeId: f.inodeId }
-          : { kind: 'other', id: f.id, type: f.type },
-    ]),
-  );
-  const memfdInodes = new Map<number, MemfdInode>(r.memfds.map((m) => [m.inodeId, { ...m }]));
-  const mounts = new Map<number, Mount>(r.mounts.map((m) => [m.mntId, { ...m }]));
+  const files = new Map(r.files.map((f) => [f.id, f]));
+  const memfdInodes = new Map(r.memfds.map((m) => [m.inodeId, m]));
+  const mounts = new Map(r.mounts.map((m) => [m.mntId, m]));
   return { dir, tasks, files, memfdInodes, mounts };
 }

@@ -6,6 +6,7 @@ import { constants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ImageError, NativeError, errnoName } from '../errors';
 import { projectRoot } from '../paths';
+import type { FileObject, MemfdInode, Mount } from '../images/checkpoint-model';
 
 interface Addon {
   pidfdOpen(pid: number): number;
@@ -220,9 +221,9 @@ export class FileLock {
  */
 export interface SharedObjectsRead {
   tasks: { pid: number; ppid: number; threads: number[]; vmas: BigUint64Array }[];
-  files: { id: number; kind: 'reg' | 'memfd' | 'other'; name: string; mntId: number; size: bigint; inodeId: number; type: number }[];
-  memfds: { inodeId: number; name: string; size: bigint; shmid: number }[];
-  mounts: { mntId: number; rootDev: number; root: string; mountpoint: string }[];
+  files: FileObject[];
+  memfds: MemfdInode[];
+  mounts: Mount[];
 }
 
 /** Reads checkpoint `dir` off the JS thread; rejects with an ImageError naming the file and offset. */
