@@ -187,20 +187,45 @@ static void log_line(const char *fmt, ...) {
 		fprintf(stderr, "stagegate-hook[%s]: %s\n", g_action, g_last);
 }
 
-/* criu's log is often a file: `stagegate restore` (STAGEGATE_ABORT_NOTE) gets
- * the reason of an abort too, to print it on its own terminal. The note is
- * only ever created (O_EXCL): the first abort's reason is kept, and no
- * existing file is ever truncated through this variable. */
+/* criu's log is often a file: whoever runs criu gets the reason of an abort
+ * too, to print it on its own terminal. Under `criu restore --action-script`
+ * (the Node CLI) STAGEGATE_ABORT_NOTE names a file, only ever created
+ * (O_EXCL): the first abort's reason is kept, and no existing file is ever
+ * truncated through this variable. Under `stagegate restore` (swrk-restore.c,
+ * which forks this code) STAGEGATE_ABORT_NOTE_FD is an inherited memfd
+ * opened for appending, whose first line it prints; any other descriptor
+ * is left alone. */
+static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+
+static int note_fd(void) {
+	const char *s = getenv("STAGEGATE_ABORT_NOTE_FD");
+	unsigned long fd;
+	if (!s || parse_uint(s, 3, INT_MAX, &fd))
+		return -1;
+	/* only a memfd has seals to ask for; only an appending one is a note */
+	int fl = fcntl((int)fd, F_GETFL);
+	return fl >= 0 && (fl & O_APPEND) && fcntl((int)fd, F_GET_SEALS) >= 0 ? (int)fd : -1;
+}
+
 static void note_abort(void) {
-	const char *note = getenv("STAGEGATE_ABORT_NOTE");
-	if (!note || !*note || !g_last[0])
-		return;
-	int fd = open(note, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (!g_last[0])
 		return;
 	char line[1100];
 	int n = snprintf(line, sizeof(line), "%s: %s\n", g_action, g_last);
-	ssize_t w = write(fd, line, n > 0 && (size_t)n < sizeof(line) ? (size_t)n : strlen(line));
+	size_t len = n > 0 && (size_t)n < sizeof(line) ? (size_t)n : strlen(line);
+	int fd = note_fd();
+	if (fd >= 0) {
+		ssize_t w = write(fd, line, len);
+		(void)w;
+		return;
+	}
+	const char *note = getenv("STAGEGATE_ABORT_NOTE");
+	if (!note || !*note)
+		return;
+	fd = open(note, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	ssize_t w = write(fd, line, len);
 	(void)w;
 	close(fd);
 }
@@ -493,6 +518,9 @@ static int fork_guardian(Stagegate__V1__Action action, pid_t root, pid_t *pid) {
 	char fd[16];
 	snprintf(fd, sizeof(fd), "%d", rootfd);
 	fcntl(rootfd, F_SETFD, 0); /* pidfds are close-on-exec */
+	int note = note_fd();
+	if (note >= 0)
+		fcntl(note, F_SETFD, 0); /* the stand-in notes an abort where this hook would have */
 	setenv("STAGEGATE_STAND_IN_ROOTFD", fd, 1);
 	log_line("the hook waiting at pre-resume died: a new one stands in for it");
 	execl("/proc/self/exe", "stagegate-hook", (char *)NULL);

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -420,28 +421,18 @@ static void kill_leftovers(pid_t criu, unsigned long long criu_start) {
 	}
 }
 
-static char g_dir[PATH_MAX]; /* this run's private directory: criu's configuration file, the abort note */
+/* The hooks' abort note (STAGEGATE_ABORT_NOTE_FD, stagegate-hook.c's
+ * note_abort): a memfd the gate hooks forked here inherit, read back here
+ * and printed on this terminal, since criu's log may be a file. A memfd
+ * rather than a file in a temporary directory: creating, then removing, a
+ * directory and two files cost a restore more than the rest of this driver
+ * (ext4 inode allocation, issue #11). -1 until made. */
+static int g_note = -1;
 
-static void cleanup(void) {
-	if (!g_dir[0])
-		return;
-	char path[PATH_MAX + 16];
-	snprintf(path, sizeof(path), "%s/criu.conf", g_dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/abort", g_dir);
-	unlink(path);
-	rmdir(g_dir);
-	g_dir[0] = '\0';
-}
-
-/* The hook's abort note (STAGEGATE_ABORT_NOTE), printed on this terminal: criu's log may be a file. */
+/* The first line of the abort note, printed: the first abort's reason. */
 static void print_abort_note(void) {
-	char path[PATH_MAX + 16], line[1200];
-	snprintf(path, sizeof(path), "%s/abort", g_dir);
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, line, sizeof(line) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
+	char line[1200];
+	ssize_t n = g_note >= 0 ? pread(g_note, line, sizeof(line) - 1, 0) : -1;
 	if (n <= 0)
 		return;
 	line[n] = '\0';
@@ -482,14 +473,15 @@ int swrk_restore(int argc, char **argv) {
 		return node_cli(argv); /* the CLI says where it looked */
 	int rc = restore(&ca, criu);
 	reap_publishing();
-	cleanup();
 	return rc;
 }
 
-/* Writes criu's configuration file: one option per line, criu puts "--" before each. */
-static int write_config(const char *path, const criu_args_t *ca) {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+/* criu's configuration file, one option per line (criu puts "--" before
+ * each), in a memfd that only criu inherits: criu opens it as
+ * /proc/self/fd/N. Returns the memfd (close-on-exec), -1 on failure. */
+static int config_memfd(const criu_args_t *ca) {
+	int fd = memfd_create("stagegate-criu-config", MFD_CLOEXEC);
+	FILE *f = fd >= 0 ? fdopen(dup(fd), "w") : NULL;
 	if (!f) {
 		if (fd >= 0)
 			close(fd);
@@ -497,7 +489,11 @@ static int write_config(const char *path, const criu_args_t *ca) {
 	}
 	for (int i = 0; i < ca->n; i++)
 		fprintf(f, "%s\n", ca->lines[i]);
-	return fclose(f);
+	if (fclose(f)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* A restore that fails before criu runs: said here, and told to the
@@ -523,24 +519,23 @@ static int restore(const criu_args_t *ca, char *const criu) {
 	}
 	run[39] = '\0';
 	setenv("STAGEGATE_RUN", run, 1);
-	char tmpl[PATH_MAX];
-	const char *tmp = getenv("TMPDIR");
-	snprintf(tmpl, sizeof(tmpl), "%s/stagegate-restore-XXXXXX", tmp && *tmp == '/' ? tmp : "/tmp");
-	if (!mkdtemp(tmpl))
-		return fail_early("cannot make a temporary directory");
-	snprintf(g_dir, sizeof(g_dir), "%s", tmpl);
-	char conf[PATH_MAX + 16], note[PATH_MAX + 16], images[PATH_MAX], work[PATH_MAX];
-	snprintf(conf, sizeof(conf), "%s/criu.conf", g_dir);
-	snprintf(note, sizeof(note), "%s/abort", g_dir);
-	if (write_config(conf, ca))
+	int conf = config_memfd(ca);
+	if (conf < 0)
 		return fail_early("cannot write criu's configuration file");
+	char conf_path[32], note_fd[16], images[PATH_MAX], work[PATH_MAX];
+	snprintf(conf_path, sizeof(conf_path), "/proc/self/fd/%d", conf);
+	g_note = memfd_create("stagegate-abort-note", MFD_CLOEXEC);
+	if (g_note < 0 || fcntl(g_note, F_SETFL, O_APPEND))
+		return fail_early("cannot make the abort note");
+	snprintf(note_fd, sizeof(note_fd), "%d", g_note);
 	/* the images and work directories as criu's action scripts see them (criu
 	 * resolves both against this cwd); criu itself says when one is missing */
 	if (!realpath(ca->images ? ca->images : ".", images))
 		snprintf(images, sizeof(images), "%s", ca->images ? ca->images : ".");
 	if (!realpath(ca->work ? ca->work : images, work))
 		snprintf(work, sizeof(work), "%s", ca->work ? ca->work : images);
-	setenv("STAGEGATE_ABORT_NOTE", note, 1);
+	unsetenv("STAGEGATE_ABORT_NOTE"); /* a path given to this command is not this run's note */
+	setenv("STAGEGATE_ABORT_NOTE_FD", note_fd, 1);
 	unsetenv("STAGEGATE_RELEASE_MARK"); /* this process knows whether the tree was released */
 
 	/* a killed criu's tasks (at any stage) become our children, not init's */
@@ -550,18 +545,22 @@ static int restore(const criu_args_t *ca, char *const criu) {
 		return fail_early("cannot make criu's RPC socket");
 	fflush(stderr);
 	pid_t pid = fork();
-	if (pid < 0)
+	if (pid < 0) {
+		close(conf);
 		return fail_early("cannot start criu");
+	}
 	if (pid == 0) {
 		char fd[16];
 		signal(SIGPIPE, SIG_DFL); /* criu as it would be started from a shell */
 		int keep = dup(sv[1]); /* without close-on-exec */
 		snprintf(fd, sizeof(fd), "%d", keep);
+		fcntl(conf, F_SETFD, 0); /* criu reads it as /proc/self/fd/N */
 		execl(criu, criu, "swrk", fd, (char *)NULL);
 		fprintf(stderr, "stagegate restore: cannot run %s: %s\n", criu, strerror(errno));
 		_exit(127);
 	}
 	close(sv[1]);
+	close(conf); /* criu has its own */
 	hook_set_criu(pid);
 	g_criu_run.pid = pid;
 	g_criu_run.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -575,7 +574,7 @@ static int restore(const criu_args_t *ca, char *const criu) {
 	opts.log_level = ca->log_level; /* criu takes it from the request, not the file */
 	opts.has_notify_scripts = 1;
 	opts.notify_scripts = 1;
-	opts.config_file = conf;
+	opts.config_file = conf_path;
 	CriuReq req = CRIU_REQ__INIT;
 	req.type = CRIU_REQ_TYPE__RESTORE;
 	req.opts = &opts;
