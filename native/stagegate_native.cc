@@ -5,17 +5,21 @@
 //   processVmReadMany(pid, addrs: BigUint64Array, len)
 //                                  -> Promise<Buffer> (len bytes at each address, one after another;
 //                                     one process_vm_readv(2) per IOV_MAX of them, off the JS thread)
-//   observeTree(root, wanted: BigUint64Array [nsPid, start, end]...)
-//                                  -> Promise<BigUint64Array> (per wanted mapping, OBSERVED_FIELDS values:
-//                                     the task's host pid in the tree rooted at `root`, the live VMA at or
-//                                     around `start` from /proc/PID/maps, and the object behind it from
-//                                     /proc/PID/map_files; off the JS thread)
+//   observeTree(root, wanted: BigUint64Array [nsPid, start, end, pgoff, nSamples]...,
+//               samples: BigUint64Array of object offsets, nSamples per wanted mapping in turn)
+//                                  -> Promise<{ fields: BigUint64Array, digests: BigUint64Array }>
+//                                     (per wanted mapping, OBSERVED_FIELDS values: the task's host pid in
+//                                     the tree rooted at `root`, the live VMA at or around `start` from
+//                                     /proc/PID/maps, the object behind it from /proc/PID/map_files, and
+//                                     whether its pages were sampled; per sample the first 64 bits of the
+//                                     SHA-1 of its page, read with process_vm_readv(2); off the JS thread)
 //   kfdCriuOp(device, op, pid)     -> Promise<void>   (AMDKFD_IOC_CRIU_OP on a KFD device, off the JS thread)
 //   lockFile(path)                 -> fd            (open + flock(LOCK_EX|LOCK_NB); close(fd) releases)
 //   readCheckpointShared(dir)      -> Promise<{ tasks, files, memfds, mounts }> (checkpoint_reader.cc)
 // Failures throw/reject an Error with `errno` (number) and `syscall` set;
 // src/native/index.ts maps them to typed errors.
 #include <napi.h>
+#include <openssl/evp.h>  // Node.js exports its OpenSSL: the digest the JavaScript side uses
 
 #include "checkpoint_reader.h"
 
@@ -34,6 +38,8 @@
 #include <climits>
 #include <deque>
 #include <map>
+#include <tuple>
+#include <algorithm>
 #include <vector>
 #include <dirent.h>
 #include <sys/stat.h>
@@ -166,55 +172,54 @@ Napi::Value LockFile(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, fd);
 }
 
-// Reads `len` bytes at each of many addresses with as few system calls as
-// IOV_MAX allows: verifying a tree samples hundreds of pages, and a worker
-// round trip per page cost more than the reads (issue #11).
+// Reads `len` bytes at each of `addrs` of process `pid` into `buf` (one after
+// another), with as few process_vm_readv(2) calls as IOV_MAX allows: verifying
+// a tree samples hundreds of pages. 0, or an errno with the first address
+// that could not be read in *bad.
+int ReadMany(pid_t pid, const std::vector<uint64_t> &addrs, size_t len, std::vector<unsigned char> *buf, uint64_t *bad) {
+  const size_t n = addrs.size();
+  buf->resize(n * len);
+  std::vector<struct iovec> local, remote;
+  size_t i = 0, off = 0;  // the next byte to read: `off` into the read at addrs[i]
+  while (i < n) {
+    const size_t count = n - i < IOV_MAX ? n - i : IOV_MAX;
+    local.resize(count);
+    remote.resize(count);
+    for (size_t k = 0; k < count; k++) {
+      const size_t skip = k == 0 ? off : 0;
+      local[k] = {buf->data() + (i + k) * len + skip, len - skip};
+      remote[k] = {reinterpret_cast<void *>(addrs[i + k] + skip), len - skip};
+    }
+    ssize_t got = process_vm_readv(pid, local.data(), count, remote.data(), count, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      *bad = addrs[i] + off;
+      return got < 0 ? errno : EFAULT;
+    }
+    // a short read stops inside (or at the start of) the read that faulted: the next call reports it
+    for (size_t left = static_cast<size_t>(got); left > 0;) {
+      const size_t rest = len - off;
+      if (left >= rest) {
+        left -= rest;
+        i++;
+        off = 0;
+      } else {
+        off += left;
+        left = 0;
+      }
+    }
+  }
+  return 0;
+}
+
+// `len` bytes at each of many addresses (ReadMany), off the JS thread.
 class VmReadManyWorker : public Napi::AsyncWorker {
  public:
   VmReadManyWorker(Napi::Env env, pid_t pid, std::vector<uint64_t> addrs, size_t len)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), pid_(pid), addrs_(std::move(addrs)), len_(len) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
-  void Execute() override {
-    const size_t n = addrs_.size();
-    buf_.resize(n * len_);
-    std::vector<struct iovec> local, remote;
-    size_t i = 0, off = 0;  // the next byte to read: `off` into the read at addrs_[i]
-    while (i < n) {
-      const size_t count = n - i < IOV_MAX ? n - i : IOV_MAX;
-      local.resize(count);
-      remote.resize(count);
-      for (size_t k = 0; k < count; k++) {
-        const size_t skip = k == 0 ? off : 0;
-        local[k] = {buf_.data() + (i + k) * len_ + skip, len_ - skip};
-        remote[k] = {reinterpret_cast<void *>(addrs_[i + k] + skip), len_ - skip};
-      }
-      ssize_t got = process_vm_readv(pid_, local.data(), count, remote.data(), count, 0);
-      if (got < 0) {
-        if (errno == EINTR) continue;
-        err_ = errno;
-        bad_ = addrs_[i] + off;
-        return;
-      }
-      if (got == 0) {
-        err_ = EFAULT;
-        bad_ = addrs_[i] + off;
-        return;
-      }
-      // a short read stops inside (or at the start of) the read that faulted: the next call reports it
-      for (size_t left = static_cast<size_t>(got); left > 0;) {
-        const size_t rest = len_ - off;
-        if (left >= rest) {
-          left -= rest;
-          i++;
-          off = 0;
-        } else {
-          off += left;
-          left = 0;
-        }
-      }
-    }
-  }
+  void Execute() override { err_ = ReadMany(pid_, addrs_, len_, &buf_, &bad_); }
   void OnOK() override {
     Napi::Env env = Env();
     if (err_) {
@@ -224,9 +229,9 @@ class VmReadManyWorker : public Napi::AsyncWorker {
       return;
     }
     // handed over, not copied: the pages of a tree are megabytes
-    auto *owned = new std::string(std::move(buf_));
-    deferred_.Resolve(Napi::Buffer<char>::New(env, owned->data(), owned->size(),
-                                              [](Napi::Env, char *, std::string *o) { delete o; }, owned));
+    auto *owned = new std::vector<unsigned char>(std::move(buf_));
+    deferred_.Resolve(Napi::Buffer<unsigned char>::New(env, owned->data(), owned->size(),
+                                                       [](Napi::Env, unsigned char *, std::vector<unsigned char> *o) { delete o; }, owned));
   }
   void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
 
@@ -235,7 +240,7 @@ class VmReadManyWorker : public Napi::AsyncWorker {
   pid_t pid_;
   std::vector<uint64_t> addrs_;
   size_t len_;
-  std::string buf_;
+  std::vector<unsigned char> buf_;
   int err_ = 0;
   uint64_t bad_ = 0;
 };
@@ -267,12 +272,15 @@ Napi::Value ProcessVmReadMany(const Napi::CallbackInfo &info) {
 // JavaScript these reads and their parsing cost ~1.5 ms of the daemon's main
 // thread per tree of 3 tasks (issue #11).
 namespace observed {
-// fields per wanted mapping in the result
-enum : size_t { kHostPid, kFound, kVmaStart, kVmaEnd, kPerms, kDev, kIno, kStatErrno, kFields };
+// values per wanted mapping in the request and fields per wanted mapping in the result
+enum : size_t { kWantPid, kWantStart, kWantEnd, kWantPgoff, kWantSamples, kWanted };
+enum : size_t { kHostPid, kFound, kVmaStart, kVmaEnd, kPerms, kDev, kIno, kStatErrno, kSampled, kFields };
 // kFound: the task is not in the tree / a VMA starts at `start` / one contains it / none does
 enum : uint64_t { kNoTask = 0, kAt = 1, kAround = 2, kNone = 3 };
 constexpr size_t kMaxTasks = 65536;             // as MAX_TREE_TASKS of the hook
 constexpr size_t kMaxProcFile = size_t(64) << 20;  // maps of vm.max_map_count VMAs are a few MB
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kMaxSamples = 64;  // per mapping, as MAX_SAMPLES of src/core/verify.ts
 
 // The whole of a /proc file (they report no size), at most kMaxProcFile. 0, or an errno.
 int ReadAll(const std::string &path, std::string *out) {
@@ -372,8 +380,12 @@ std::vector<pid_t> TreePids(pid_t root) {
 
 class ObserveTreeWorker : public Napi::AsyncWorker {
  public:
-  ObserveTreeWorker(Napi::Env env, pid_t root, std::vector<uint64_t> wanted)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), root_(root), wanted_(std::move(wanted)) {}
+  ObserveTreeWorker(Napi::Env env, pid_t root, std::vector<uint64_t> wanted, std::vector<uint64_t> samples)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        root_(root),
+        wanted_(std::move(wanted)),
+        samples_(std::move(samples)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
@@ -384,15 +396,28 @@ class ObserveTreeWorker : public Napi::AsyncWorker {
       pid_t ns = InnermostPid(p, &gone);
       if (!gone) host[ns] = p;
     }
-    const size_t n = wanted_.size() / 3;
+    const size_t n = wanted_.size() / kWanted;
     out_.assign(n * kFields, 0);
+    digests_.assign(samples_.size(), 0);
     std::map<pid_t, std::vector<Vma>> maps;
+    // The pages to read, per host pid: each address and the digest it fills. The
+    // first mapping of an object range samples it; later ones of the same range
+    // (same object, offset and size: the same page-cache pages) copy its digests.
+    std::map<pid_t, std::vector<std::pair<uint64_t, size_t>>> pages;
+    // range -> its first sampled mapping's first sample index and count
+    std::map<std::tuple<uint64_t, uint64_t, uint64_t, uint64_t>, std::pair<size_t, size_t>> sampled_by;
+    std::vector<std::pair<size_t, size_t>> copies;  // (from, to) first sample index; its count in copy_counts
+    std::vector<size_t> copy_counts;
     std::string text;
+    size_t next_sample = 0;
     for (size_t i = 0; i < n; i++) {
       uint64_t *o = &out_[i * kFields];
-      const uint64_t start = wanted_[i * 3 + 1], end = wanted_[i * 3 + 2];
+      const uint64_t *w = &wanted_[i * kWanted];
+      const uint64_t start = w[kWantStart], end = w[kWantEnd], pgoff = w[kWantPgoff], count = w[kWantSamples];
+      const size_t first_sample = next_sample;
+      next_sample += count;
       // a pid past pid_t's range names no task (cast, it would alias a real one)
-      auto h = wanted_[i * 3] > INT32_MAX ? host.end() : host.find(static_cast<pid_t>(wanted_[i * 3]));
+      auto h = w[kWantPid] > INT32_MAX ? host.end() : host.find(static_cast<pid_t>(w[kWantPid]));
       if (h == host.end()) continue;  // kNoTask
       o[kHostPid] = static_cast<uint64_t>(h->second);
       auto m = maps.find(h->second);
@@ -430,17 +455,70 @@ class ObserveTreeWorker : public Napi::AsyncWorker {
       }
       o[kDev] = static_cast<uint64_t>(st.st_dev);
       o[kIno] = static_cast<uint64_t>(st.st_ino);
+      // only a readable shared mapping is sampled (perms as /proc shows them: "r??s")
+      if (count == 0 || (v->perms & 0xff) != 'r' || ((v->perms >> 24) & 0xff) != 's') continue;
+      o[kSampled] = 1;
+      auto key = std::make_tuple(o[kDev], o[kIno], pgoff, end - start);
+      auto first = sampled_by.find(key);
+      // copied only when it asks for the very same offsets (a caller derives them from the range)
+      if (first != sampled_by.end() && first->second.second == count &&
+          std::equal(samples_.begin() + first_sample, samples_.begin() + first_sample + count, samples_.begin() + first->second.first)) {
+        copies.emplace_back(first->second.first, first_sample);
+        copy_counts.push_back(count);
+        continue;
+      }
+      if (first == sampled_by.end()) sampled_by.emplace(key, std::make_pair(first_sample, static_cast<size_t>(count)));
+      auto &want = pages[h->second];
+      for (size_t k = 0; k < count; k++) want.emplace_back(start + (samples_[first_sample + k] - pgoff), first_sample + k);
     }
+    std::vector<uint64_t> addrs;
+    std::vector<unsigned char> buf;
+    for (auto &[pid, want] : pages) {
+      addrs.clear();
+      for (auto &p : want) addrs.push_back(p.first);
+      uint64_t bad = 0;
+      if (int e = ReadMany(pid, addrs, kPage, &buf, &bad)) {
+        err_ = e;
+        what_ = "process_vm_readv";
+        bad_pid_ = pid;
+        bad_ = bad;
+        return;
+      }
+      for (size_t k = 0; k < want.size(); k++) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        if (!EVP_Digest(buf.data() + k * kPage, kPage, md, &len, EVP_sha1(), nullptr) || len < 8) {
+          err_ = EIO;
+          what_ = "EVP_Digest(SHA-1)";
+          return;
+        }
+        uint64_t d = 0;
+        for (int b = 0; b < 8; b++) d = (d << 8) | md[b];
+        digests_[want[k].second] = d;
+      }
+    }
+    for (size_t c = 0; c < copies.size(); c++)
+      std::copy_n(digests_.begin() + copies[c].first, copy_counts[c], digests_.begin() + copies[c].second);
   }
   void OnOK() override {
     Napi::Env env = Env();
     if (err_) {
-      deferred_.Reject(ErrnoError(env, err_, what_.c_str()).Value());
+      Napi::Error e = ErrnoError(env, err_, what_.c_str());
+      if (bad_pid_) {
+        e.Set("pid", Napi::Number::New(env, bad_pid_));
+        e.Set("address", Napi::BigInt::New(env, bad_));
+      }
+      deferred_.Reject(e.Value());
       return;
     }
-    auto a = Napi::BigUint64Array::New(env, out_.size());
-    if (!out_.empty()) memcpy(a.Data(), out_.data(), out_.size() * sizeof(uint64_t));
-    deferred_.Resolve(a);
+    Napi::Object r = Napi::Object::New(env);
+    auto f = Napi::BigUint64Array::New(env, out_.size());
+    if (!out_.empty()) memcpy(f.Data(), out_.data(), out_.size() * sizeof(uint64_t));
+    auto d = Napi::BigUint64Array::New(env, digests_.size());
+    if (!digests_.empty()) memcpy(d.Data(), digests_.data(), digests_.size() * sizeof(uint64_t));
+    r.Set("fields", f);
+    r.Set("digests", d);
+    deferred_.Resolve(r);
   }
   void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
 
@@ -448,26 +526,56 @@ class ObserveTreeWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   pid_t root_;
   std::vector<uint64_t> wanted_;
+  std::vector<uint64_t> samples_;
   std::vector<uint64_t> out_;
+  std::vector<uint64_t> digests_;
   int err_ = 0;
   std::string what_;
+  pid_t bad_pid_ = 0;
+  uint64_t bad_ = 0;
 };
 
+// Checks what a caller may ask: well-formed arrays, at most kMaxSamples pages
+// per mapping, each page inside its mapping's object range.
 Napi::Value ObserveTree(const Napi::CallbackInfo &info) {
+  using namespace observed;
   Napi::Env env = info.Env();
+  const char *usage = "observeTree(root, wanted: BigUint64Array of [nsPid, start, end, pgoff, nSamples]..., samples: BigUint64Array)";
+  auto big = [&](size_t i) {
+    return info.Length() > i && info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == napi_biguint64_array;
+  };
   int64_t root;
-  if (!Int(info, 0, 1, INT32_MAX, &root) || info.Length() < 2 || !info[1].IsTypedArray() ||
-      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
-      info[1].As<Napi::TypedArray>().ElementLength() % 3 != 0 ||
-      info[1].As<Napi::TypedArray>().ElementLength() / 3 > observed::kMaxTasks * 64) {
-    Napi::TypeError::New(env, "observeTree(root, wanted: BigUint64Array of [nsPid, start, end]...)").ThrowAsJavaScriptException();
+  if (!Int(info, 0, 1, INT32_MAX, &root) || !big(1) || !big(2) || info[1].As<Napi::TypedArray>().ElementLength() % kWanted != 0 ||
+      info[1].As<Napi::TypedArray>().ElementLength() / kWanted > kMaxTasks * 64) {
+    Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
     return env.Undefined();
   }
   auto wanted = info[1].As<Napi::TypedArrayOf<uint64_t>>();
-  std::vector<uint64_t> copy(wanted.Data(), wanted.Data() + wanted.ElementLength());
-  auto *w = new ObserveTreeWorker(env, static_cast<pid_t>(root), std::move(copy));
-  Napi::Promise p = w->Promise();
-  w->Queue();
+  auto samples = info[2].As<Napi::TypedArrayOf<uint64_t>>();
+  std::vector<uint64_t> w(wanted.Data(), wanted.Data() + wanted.ElementLength());
+  std::vector<uint64_t> sm(samples.Data(), samples.Data() + samples.ElementLength());
+  size_t at = 0;
+  for (size_t i = 0; i < w.size(); i += kWanted) {
+    const uint64_t start = w[i + kWantStart], end = w[i + kWantEnd], pgoff = w[i + kWantPgoff], count = w[i + kWantSamples];
+    bool ok = start <= end && count <= kMaxSamples && count <= sm.size() - at;
+    for (uint64_t k = 0; ok && k < count; k++) {
+      const uint64_t off = sm[at + k];
+      ok = off >= pgoff && off % kPage == 0 && off - pgoff <= end - start && end - start - (off - pgoff) >= kPage;
+    }
+    if (!ok) {
+      Napi::RangeError::New(env, std::string(usage) + ": a mapping's samples must be at most 64 pages inside it")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    at += count;
+  }
+  if (at != sm.size()) {
+    Napi::RangeError::New(env, std::string(usage) + ": samples left over").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto *worker = new ObserveTreeWorker(env, static_cast<pid_t>(root), std::move(w), std::move(sm));
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
   return p;
 }
 

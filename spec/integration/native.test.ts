@@ -2,7 +2,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { openSync, readSync, closeSync, readFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { openSync, readSync, closeSync, readFileSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { NativeError, PidFd, observeTree, processVmRead, processVmReadMany, readCheckpointShared } from '../../src/native';
 import { ImageError } from '../../src/errors';
 import { innermostPid, isLive, killTree, treePids } from '../../src/proc/tree';
@@ -118,6 +119,7 @@ describe('native addon', () => {
           perms: 'rw-s',
           object: m.object,
           statErrno: 0,
+          samples: null, // none asked for
         }),
       );
       const n = shared.length;
@@ -141,6 +143,109 @@ describe('native addon', () => {
       for (let i = 0; i < 100 && isLive(t.rootPid); i++) await sleep(10);
       rmSync(shm, { force: true });
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("samples a tree's shared pages in the same call: each page's digest as sampleDigest gives it, a shared range read once", async () => {
+    const dir = mkdtempSync('/tmp/sg-native-');
+    const shm = `/dev/shm/sg-native-${process.pid}`;
+    createShm(shm);
+    const t = await startTree(0, 3, shm, dir);
+    try {
+      await waitRunning(shm, [0], 3);
+      const page = (host: number, addr: bigint) => {
+        const b = Buffer.alloc(4096);
+        const fd = openSync(`/proc/${host}/mem`, 'r');
+        readSync(fd, b, 0, 4096, Number(addr));
+        closeSync(fd);
+        return b;
+      };
+      // the oracle: the JavaScript digest of the pages as /proc/PID/mem has them
+      const digest = (b: Buffer) => createHash('sha1').update(b).digest('hex').slice(0, 16);
+      const tasks = treePids(t.rootPid).map((host) => {
+        const maps = readFileSync(`/proc/${host}/maps`, 'utf8').split('\n');
+        const span = (l: string) =>
+          l
+            .split(' ')[0]!
+            .split('-')
+            .map((h) => BigInt(`0x${h}`)) as [bigint, bigint];
+        const [start, end] = span(maps.find((l) => / rw-s /.test(l))!);
+        const priv = span(maps.find((l) => / r--p /.test(l))!);
+        const pgoff = BigInt(`0x${maps.find((l) => / rw-s /.test(l))!.split(' ')[2]}`);
+        return { host, ns: innermostPid(host), start, end, pgoff, priv };
+      });
+      // every task maps the same range of the same object: the first task's pages are read, the others copy them
+      const offs = (m: (typeof tasks)[number]) => [m.pgoff, m.pgoff + 4096n, m.end - m.start + m.pgoff - 4096n];
+      const wanted = [
+        ...tasks.map((m) => ({ nsPid: m.ns, start: m.start, end: m.end, pgoff: m.pgoff, samples: offs(m) })),
+        { nsPid: tasks[0]!.ns, start: tasks[0]!.start + 4096n, end: tasks[0]!.end, pgoff: 0n, samples: [0n] }, // 'around': not read
+        { nsPid: tasks[0]!.ns, start: tasks[0]!.priv[0], end: tasks[0]!.priv[1], pgoff: 0n, samples: [0n] }, // private: not read
+      ];
+      const live = await observeTree(t.rootPid, wanted);
+      tasks.forEach((m, i) => {
+        assert.equal(live[i]!.found, 'at');
+        assert.deepEqual(
+          live[i]!.samples,
+          offs(m).map((off) => digest(page(m.host, m.start + (off - m.pgoff)))),
+          `task ${m.ns}`,
+        );
+      });
+      assert.equal(live[3]!.found, 'around');
+      assert.equal(live[3]!.samples, null);
+      assert.equal(live[4]!.perms[3], 'p');
+      assert.equal(live[4]!.samples, null);
+      // what may be asked: page-aligned offsets inside the mapping, at most 64 of them
+      const m = tasks[0]!;
+      for (const samples of [[m.pgoff + 1n], [m.pgoff - 4096n], [m.end - m.start + m.pgoff], Array.from({ length: 65 }, () => m.pgoff)])
+        await assert.rejects(
+          observeTree(t.rootPid, [{ nsPid: m.ns, start: m.start, end: m.end, pgoff: m.pgoff, samples }]),
+          (e: unknown) => e instanceof RangeError,
+          String(samples[0]),
+        );
+    } finally {
+      killTree(t.rootPid);
+      await exited(t.unshare);
+      for (let i = 0; i < 100 && isLive(t.rootPid); i++) await sleep(10);
+      rmSync(shm, { force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names the page it could not sample: a shared mapping whose file was truncated under it', async () => {
+    const file = `/dev/shm/sg-native-trunc-${process.pid}`;
+    writeFileSync(file, Buffer.alloc(8192, 1));
+    // a process mapping the file shared, then the file cut to nothing: its pages are gone (SIGBUS to it, EFAULT to a reader)
+    const child = spawn(
+      'python3',
+      ['-c', 'import mmap,sys,time\nf=open(sys.argv[1],"r+b")\nm=mmap.mmap(f.fileno(),8192)\nprint(1,flush=True)\ntime.sleep(100)', file],
+      {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      },
+    );
+    try {
+      await new Promise((r) => child.stdout!.once('data', r));
+      const pid = child.pid!;
+      const line = readFileSync(`/proc/${pid}/maps`, 'utf8')
+        .split('\n')
+        .find((l) => l.includes(file))!;
+      const [start, end] = line
+        .split(' ')[0]!
+        .split('-')
+        .map((h) => BigInt(`0x${h}`)) as [bigint, bigint];
+      const wanted = [{ nsPid: innermostPid(pid), start, end, pgoff: 0n, samples: [0n, 4096n] }];
+      assert.equal((await observeTree(pid, wanted))[0]!.samples!.length, 2);
+      truncateSync(file, 0);
+      await assert.rejects(
+        observeTree(pid, wanted),
+        (e: unknown) =>
+          e instanceof NativeError &&
+          e.errnoName === 'EFAULT' &&
+          e.message.startsWith(`process_vm_readv(${pid}, 0x${start.toString(16)}, 4096)`),
+      );
+    } finally {
+      child.kill('SIGKILL');
+      await exited(child);
+      rmSync(file, { force: true });
     }
   });
 

@@ -15,7 +15,7 @@ interface Addon {
   setChildSubreaper(): void;
   raiseNofileLimit(): { before: number; after: number };
   processVmReadMany(pid: number, addrs: BigUint64Array, len: number): Promise<Buffer>;
-  observeTree(root: number, wanted: BigUint64Array): Promise<BigUint64Array>;
+  observeTree(root: number, wanted: BigUint64Array, samples: BigUint64Array): Promise<{ fields: BigUint64Array; digests: BigUint64Array }>;
   OBSERVED_FIELDS: number;
   kfdCriuOp(device: string, op: number, pid: number): Promise<void>;
   lockFile(path: string): number;
@@ -122,6 +122,10 @@ export interface WantedMapping {
   nsPid: number;
   start: bigint;
   end: bigint;
+  /** the object offset at `start` (the checkpoint's pgoff); 0 when not given */
+  pgoff?: bigint;
+  /** object offsets of pages to sample (page-aligned, inside the mapping, at most 64) */
+  samples?: bigint[];
 }
 
 /** What the tree shows of a wanted mapping. */
@@ -138,38 +142,61 @@ export interface LiveMapping {
   object: string;
   /** errno of that stat when it failed, else 0 */
   statErrno: number;
+  /**
+   * per wanted sample, the first 64 bits of the SHA-1 of its page as 16 hex digits (the
+   * verify activator's sampleDigest); null when the pages were not read: the mapping is not
+   * there exactly, has no object, or is not readable and shared
+   */
+  samples: string[] | null;
 }
 
 const FOUND = ['no-task', 'at', 'around', 'none'] as const;
 
 /**
  * The tasks of the tree rooted at host pid `root` (every descendant), and for
- * each wanted mapping its task's VMA and backing object, read from /proc in
- * one call off the JS thread. Rejects when a task's maps cannot be read.
+ * each wanted mapping its task's VMA and backing object, read from /proc, and
+ * the digests of its sampled pages (process_vm_readv), in one call off the JS
+ * thread. A page-cache range that several mappings of the tree share (same
+ * object, offset and size) is read once. Rejects when a task's maps or a
+ * sampled page cannot be read.
  */
 export async function observeTree(root: number, wanted: WantedMapping[]): Promise<LiveMapping[]> {
-  const flat = new BigUint64Array(wanted.length * 3);
-  wanted.forEach((w, i) => flat.set([BigInt(w.nsPid), w.start, w.end], i * 3));
-  let out: BigUint64Array;
+  const flat = new BigUint64Array(wanted.length * 5);
+  const samples = new BigUint64Array(wanted.reduce((n, w) => n + (w.samples?.length ?? 0), 0));
+  let at = 0;
+  wanted.forEach((w, i) => {
+    const n = w.samples?.length ?? 0;
+    flat.set([BigInt(w.nsPid), w.start, w.end, w.pgoff ?? 0n, BigInt(n)], i * 5);
+    if (n) samples.set(w.samples!, at);
+    at += n;
+  });
+  let out: { fields: BigUint64Array; digests: BigUint64Array };
   try {
-    out = await load().observeTree(root, flat);
+    out = await load().observeTree(root, flat, samples);
   } catch (err) {
+    const e = err as { pid?: number; address?: bigint };
+    if (e?.address !== undefined) return wrap(err, `process_vm_readv(${e.pid}, 0x${e.address.toString(16)}, 4096)`);
     return wrap(err, `reading the tree rooted at ${root} from /proc`);
   }
   const n = load().OBSERVED_FIELDS;
-  return wanted.map((_, i) => {
-    const f = out.subarray(i * n, (i + 1) * n);
+  at = 0;
+  return wanted.map((w, i) => {
+    const f = out.fields.subarray(i * n, (i + 1) * n);
     const perms = Number(f[4]!);
     const found = FOUND[Number(f[1]!)] ?? 'none';
     const statErrno = Number(f[7]!);
+    const count = w.samples?.length ?? 0;
+    const digests = out.digests.subarray(at, at + count);
+    at += count;
     return {
       hostPid: Number(f[0]!),
       found,
       start: f[2]!,
       end: f[3]!,
       perms: String.fromCharCode(perms & 0xff, (perms >> 8) & 0xff, (perms >> 16) & 0xff, (perms >>> 24) & 0xff),
-      object: found === 'at' && f[3] === wanted[i]!.end && !statErrno ? `${f[5]}:${f[6]}` : '',
+      object: found === 'at' && f[3] === w.end && !statErrno ? `${f[5]}:${f[6]}` : '',
       statErrno,
+      samples: f[8] ? Array.from(digests, (d) => d.toString(16).padStart(16, '0')) : null,
     };
   });
 }
