@@ -31,6 +31,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -500,7 +501,7 @@ static int config_memfd(const criu_args_t *ca) {
  * coordinator (restore-failed) so that the session aborts now. */
 static int fail_early(const char *what) {
 	char why[256];
-	snprintf(why, sizeof(why), "%s: %s", what, strerror(errno));
+	snprintf(why, sizeof(why), "%.200s: %s", what, strerror(errno));
 	say("%s", why);
 	hook_report_failure(why);
 	return 1;
@@ -544,20 +545,34 @@ static int restore(const criu_args_t *ca, char *const criu) {
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
 		return fail_early("cannot make criu's RPC socket");
 	fflush(stderr);
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(conf);
-		return fail_early("cannot start criu");
+	/* posix_spawn (glibc: CLONE_VM|CLONE_VFORK) rather than fork: criu is
+	 * exec'd at once, so nothing of this process need be copied for it. A dup2
+	 * of a descriptor onto itself clears its close-on-exec: criu gets the RPC
+	 * socket and its configuration, nothing else of ours. */
+	char sock[16];
+	snprintf(sock, sizeof(sock), "%d", sv[1]);
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t def;
+	sigemptyset(&def);
+	sigaddset(&def, SIGPIPE); /* criu as it would be started from a shell */
+	pid_t pid = -1;
+	int err = posix_spawn_file_actions_init(&fa);
+	if (!err && !(err = posix_spawnattr_init(&attr))) {
+		if (!(err = posix_spawn_file_actions_adddup2(&fa, sv[1], sv[1])) && !(err = posix_spawn_file_actions_adddup2(&fa, conf, conf)) &&
+		    !(err = posix_spawnattr_setsigdefault(&attr, &def)) && !(err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF)))
+			err = posix_spawn(&pid, criu, &fa, &attr, (char *[]){criu, "swrk", sock, NULL}, environ);
+		posix_spawnattr_destroy(&attr);
 	}
-	if (pid == 0) {
-		char fd[16];
-		signal(SIGPIPE, SIG_DFL); /* criu as it would be started from a shell */
-		int keep = dup(sv[1]); /* without close-on-exec */
-		snprintf(fd, sizeof(fd), "%d", keep);
-		fcntl(conf, F_SETFD, 0); /* criu reads it as /proc/self/fd/N */
-		execl(criu, criu, "swrk", fd, (char *)NULL);
-		fprintf(stderr, "stagegate restore: cannot run %s: %s\n", criu, strerror(errno));
-		_exit(127);
+	posix_spawn_file_actions_destroy(&fa);
+	if (err) {
+		close(conf);
+		close(sv[0]);
+		close(sv[1]);
+		char what[PATH_MAX + 48];
+		snprintf(what, sizeof(what), "cannot run %s", criu);
+		errno = err;
+		return fail_early(what);
 	}
 	close(sv[1]);
 	close(conf); /* criu has its own */
