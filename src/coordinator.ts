@@ -304,6 +304,7 @@ export class Coordinator {
       case 'reply':
         this.hooks.reply(e.peer, e.verdict);
         // one line per hook at debug: the gate-opened line already names every tree
+        if (!log.isLevelEnabled(e.verdict.proceed ? 'debug' : 'warn')) return;
         log.log(e.verdict.proceed ? 'debug' : 'warn', e.verdict.proceed ? 'verdict proceed' : 'verdict abort', {
           session: e.verdict.session,
           tree: e.verdict.tree,
@@ -318,6 +319,7 @@ export class Coordinator {
         this.publisher.publish(ev.session, { event: ev });
         // at debug: every event is published (watch, trace); a line per event at info cost
         // the daemon more than the gates themselves in a restore of many trees (issue #11)
+        if (!log.isLevelEnabled('debug')) return;
         log.debug('event', {
           session: ev.session,
           tree: ev.tree,
@@ -342,6 +344,7 @@ export class Coordinator {
             : d.kind === 'tree-released' || d.kind === 'bo-verified' || d.kind === 'bo-activated' || d.kind === 'tree-inspected'
               ? 'debug'
               : 'info';
+        if (!log.isLevelEnabled(level)) return; // the fields below (every mapper's text) are built for nothing otherwise
         const f = fieldsOf(d);
         log.log(level, d.kind, {
           session: d.session,
