@@ -308,6 +308,43 @@ describe('hook without a coordinator', () => {
     assert.ok(r.ms >= 450 && r.ms < 3000, `took ${r.ms} ms`);
     assert.match(r.stderr, /stagegate-hook\[pre-restore\]: no verdict from the coordinator/);
   });
+
+  it("notes the abort's reason in the memfd `stagegate restore` gives it, and in no other descriptor it is pointed at", async () => {
+    // as swrk-restore.c hands it over: an inherited memfd opened for appending
+    const viaMemfd = [
+      'import fcntl, os, subprocess, sys',
+      'fd = os.memfd_create("note")',
+      'fcntl.fcntl(fd, fcntl.F_SETFL, os.O_APPEND)',
+      'env = dict(os.environ, STAGEGATE_ABORT_NOTE_FD=str(fd))',
+      'rc = subprocess.run([os.environ["SG_HOOK"]], env=env, pass_fds=[fd], stderr=subprocess.DEVNULL).returncode',
+      'print(rc, os.pread(fd, 4096, 0).decode(), end="")',
+    ].join('\n');
+    const env = {
+      ...hookEnv(nowhere, 'pre-restore', { STAGEGATE_TIMEOUT: '0.3' }),
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      SG_HOOK: hookPath(),
+    };
+    const r = await run('python3', ['-c', viaMemfd], env);
+    assert.match(
+      r.output,
+      /^1 pre-restore: no verdict from the coordinator at .* within 0\.3s \(session hook-test, tree t1\): aborting\n$/,
+    );
+    // a descriptor that is not an appending memfd (here a file opened for appending) is left alone
+    const dir = mkdtempSync('/tmp/sg-note-');
+    try {
+      const file = join(dir, 'note');
+      writeFileSync(file, '');
+      const h = await runHook(
+        { ...hookEnv(nowhere, 'pre-restore', { STAGEGATE_TIMEOUT: '0.3' }), STAGEGATE_ABORT_NOTE_FD: '3', NOTE: file },
+        'exec 3>>"$NOTE"; "$SG_HOOK"',
+      );
+      assert.equal(h.code, 1);
+      assert.match(h.stderr, /no verdict from the coordinator/);
+      assert.equal(readFileSync(file, 'utf8'), '');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('hook against a peer that sends what the daemon never does', () => {
