@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { actionScript, assertImagesUnchanged, decisions, eventsOf, scenario } from '../support/scenario';
+import { actionScript, assertImagesUnchanged, decisionArrived, decisions, eventsOf, scenario } from '../support/scenario';
 import { Daemon, STAGEGATE, checkpointTrees, killTree, readPidfile, run, sleep } from '../../demo/harness';
 import { isLive } from '../../src/proc/tree';
 import { nodeMarked } from '../support/node-probe';
@@ -112,6 +112,32 @@ describe('stagegate restore over criu RPC', () => {
     assert.equal(unknown.code, 64, unknown.output);
     assert.match(unknown.output, /Unknown option '--bogus'/);
     assert.doesNotMatch(bad.output + unknown.output, /stagegate-hook\[/, 'the driver itself says nothing');
+  });
+
+  it('a criu it cannot start fails the restore at once, names it, and tells the coordinator', async () => {
+    const dir = mkdtempSync('/tmp/sg-rpcnocriu-');
+    const d = await Daemon.start(dir, 30);
+    try {
+      // executable to access(2) but no program: the driver's posix_spawn fails
+      const notCriu = join(dir, 'not-criu');
+      mkdirSync(notCriu);
+      const started = Date.now();
+      const r = await run(
+        STAGEGATE,
+        ['restore', '--session', 'nocriu', '--tree', 't0', '--trees', '2', '--endpoint', d.endpoint, '--', '-D', dir, '-d'],
+        { ...process.env, STAGEGATE_CRIU: notCriu },
+      );
+      assert.equal(r.code, 1, r.output);
+      assert.match(r.output, new RegExp(`stagegate restore: cannot run ${notCriu}: Permission denied`));
+      // the session aborts now, not at its deadline: the other tree would not wait for this one
+      const aborted = await decisionArrived(d, 'session-aborted');
+      assert.equal(aborted?.session, 'nocriu');
+      assert.match(aborted?.reason ?? '', /cannot run/);
+      assert.ok(Date.now() - started < 10_000);
+    } finally {
+      await d.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('restore --set of a committed set checks it and restores its trees without starting Node.js, through the RPC driver', async () => {
