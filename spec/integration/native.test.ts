@@ -6,6 +6,7 @@ import { openSync, readSync, closeSync, readFileSync, mkdtempSync, rmSync, statS
 import { createHash } from 'node:crypto';
 import { NativeError, PidFd, observeTree, processVmRead, processVmReadMany, readCheckpointShared } from '../../src/native';
 import { ImageError } from '../../src/errors';
+import { observeMappings } from '../../src/proc/observe';
 import { innermostPid, isLive, killTree, treePids } from '../../src/proc/tree';
 import { createShm, exited, sleep, startTree, waitRunning } from '../../demo/harness';
 
@@ -202,6 +203,52 @@ describe('native addon', () => {
           (e: unknown) => e instanceof RangeError,
           String(samples[0]),
         );
+    } finally {
+      killTree(t.rootPid);
+      await exited(t.unshare);
+      for (let i = 0; i < 100 && isLive(t.rootPid); i++) await sleep(10);
+      rmSync(shm, { force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('verifies a mapping too small to hold a sampled offset by its identity alone (observeMappings)', async () => {
+    const dir = mkdtempSync('/tmp/sg-native-');
+    const shm = `/dev/shm/sg-native-${process.pid}`;
+    createShm(shm);
+    const t = await startTree(0, 3, shm, dir);
+    try {
+      await waitRunning(shm, [0], 3);
+      const host = treePids(t.rootPid)[0]!;
+      const smallest = readFileSync(`/proc/${host}/maps`, 'utf8')
+        .split('\n')
+        .filter((l) => / rw-s /.test(l))
+        .map(
+          (l) =>
+            l
+              .split(' ')[0]!
+              .split('-')
+              .map((h) => BigInt(`0x${h}`)) as [bigint, bigint],
+        )
+        .sort((a, b) => Number(a[1] - a[0] - (b[1] - b[0])))[0]!;
+      const [start, end] = smallest;
+      // at object offset 4 KiB, a mapping under 256 KiB holds no offset of the 256 KiB sampling grid
+      assert.ok(end - start < 256n * 1024n - 4096n, `smallest shared mapping ${end - start} bytes`);
+      const ref = {
+        bo: 'b',
+        kind: 'file' as const,
+        label: 'b',
+        tree: 't0',
+        pid: innermostPid(host),
+        start,
+        size: end - start,
+        prot: 3,
+        pgoff: 4096n,
+      };
+      const [o] = await observeMappings(t.rootPid, [ref]);
+      assert.equal(o!.problem, '');
+      assert.notEqual(o!.object, '');
+      assert.deepEqual(o!.samples, {});
     } finally {
       killTree(t.rootPid);
       await exited(t.unshare);

@@ -31,7 +31,7 @@ export async function observeMappings(initPid: number, mappings: MappingRef[]): 
     o.problem = problemOf(m, vma, initPid);
     if (o.problem) return o;
     o.object = vma.object;
-    if (!(m.prot & 1)) return o; // unreadable: identity only
+    if (!offsets[i]!.length) return o; // unreadable, or no sampled offset falls inside it: identity only
     if (!vma.samples) {
       // the native side reads every readable shared mapping with an object: not reached unless they disagree
       o.problem = 'its sampled pages were not read';
