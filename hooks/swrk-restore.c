@@ -482,8 +482,11 @@ int swrk_restore(int argc, char **argv) {
  * /proc/self/fd/N. Returns the memfd (close-on-exec), -1 on failure. */
 static int config_memfd(const criu_args_t *ca) {
 	int fd = memfd_create("stagegate-criu-config", MFD_CLOEXEC);
-	FILE *f = fd >= 0 ? fdopen(dup(fd), "w") : NULL;
+	int w = fd >= 0 ? dup(fd) : -1; /* the stream's own, closed with it */
+	FILE *f = w >= 0 ? fdopen(w, "w") : NULL;
 	if (!f) {
+		if (w >= 0)
+			close(w);
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -526,8 +529,10 @@ static int restore(const criu_args_t *ca, char *const criu) {
 	char conf_path[32], note_fd[16], images[PATH_MAX], work[PATH_MAX];
 	snprintf(conf_path, sizeof(conf_path), "/proc/self/fd/%d", conf);
 	g_note = memfd_create("stagegate-abort-note", MFD_CLOEXEC);
-	if (g_note < 0 || fcntl(g_note, F_SETFL, O_APPEND))
+	if (g_note < 0 || fcntl(g_note, F_SETFL, O_APPEND)) {
+		close(conf);
 		return fail_early("cannot make the abort note");
+	}
 	snprintf(note_fd, sizeof(note_fd), "%d", g_note);
 	/* the images and work directories as criu's action scripts see them (criu
 	 * resolves both against this cwd); criu itself says when one is missing */
@@ -542,8 +547,10 @@ static int restore(const criu_args_t *ca, char *const criu) {
 	/* a killed criu's tasks (at any stage) become our children, not init's */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+		close(conf);
 		return fail_early("cannot make criu's RPC socket");
+	}
 	fflush(stderr);
 	/* posix_spawn (glibc: CLONE_VM|CLONE_VFORK) rather than fork: criu is
 	 * exec'd at once, so nothing of this process need be copied for it. A dup2
