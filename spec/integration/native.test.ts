@@ -8,7 +8,25 @@ import { NativeError, PidFd, observeTree, processVmRead, processVmReadMany, read
 import { ImageError } from '../../src/errors';
 import { observeMappings } from '../../src/proc/observe';
 import { innermostPid, isLive, killTree, treePids } from '../../src/proc/tree';
-import { createShm, exited, sleep, startTree, waitRunning } from '../../demo/harness';
+import { type RunningTree, createShm, exited, sleep, startTree, waitRunning } from '../../demo/harness';
+
+/** Runs `fn` on the demo workload, then ends it: 3 processes in a pid namespace of their own, sharing memory each at its own address. */
+async function withTree(fn: (t: RunningTree) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync('/tmp/sg-native-');
+  const shm = `/dev/shm/sg-native-${process.pid}`;
+  createShm(shm);
+  const t = await startTree(0, 3, shm, dir);
+  try {
+    await waitRunning(shm, [0], 3);
+    await fn(t);
+  } finally {
+    killTree(t.rootPid);
+    await exited(t.unshare);
+    for (let i = 0; i < 100 && isLive(t.rootPid); i++) await sleep(10);
+    rmSync(shm, { force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 describe('native addon', () => {
   it('maps errno to a typed error with its name', () => {
@@ -80,13 +98,7 @@ describe('native addon', () => {
   });
 
   it('observes a tree in one call: each task by its namespace pid, the VMA at or around an address, the object behind it', async () => {
-    const dir = mkdtempSync('/tmp/sg-native-');
-    const shm = `/dev/shm/sg-native-${process.pid}`;
-    createShm(shm);
-    // the demo workload: 3 processes in a pid namespace of their own, sharing memory each at its own address
-    const t = await startTree(0, 3, shm, dir);
-    try {
-      await waitRunning(shm, [0], 3);
+    await withTree(async (t) => {
       // the oracle: the same facts read from /proc in JavaScript
       const tasks = treePids(t.rootPid).map((host) => ({ host, ns: innermostPid(host) }));
       assert.equal(tasks.length, 3);
@@ -138,22 +150,11 @@ describe('native addon', () => {
         ['no-task'],
       );
       await assert.rejects(observeTree(0, []), (e: unknown) => e instanceof TypeError);
-    } finally {
-      killTree(t.rootPid);
-      await exited(t.unshare);
-      for (let i = 0; i < 100 && isLive(t.rootPid); i++) await sleep(10);
-      rmSync(shm, { force: true });
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it("samples a tree's shared pages in the same call: each page's digest as sampleDigest gives it, a shared range read once", async () => {
-    const dir = mkdtempSync('/tmp/sg-native-');
-    const shm = `/dev/shm/sg-native-${process.pid}`;
-    createShm(shm);
-    const t = await startTree(0, 3, shm, dir);
-    try {
-      await waitRunning(shm, [0], 3);
+    await withTree(async (t) => {
       const page = (host: number, addr: bigint) => {
         const b = Buffer.alloc(4096);
         const fd = openSync(`/proc/${host}/mem`, 'r');
@@ -203,22 +204,11 @@ describe('native addon', () => {
           (e: unknown) => e instanceof RangeError,
           String(samples[0]),
         );
-    } finally {
-      killTree(t.rootPid);
-      await exited(t.unshare);
-      for (let i = 0; i < 100 && isLive(t.rootPid); i++) await sleep(10);
-      rmSync(shm, { force: true });
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('verifies a mapping too small to hold a sampled offset by its identity alone (observeMappings)', async () => {
-    const dir = mkdtempSync('/tmp/sg-native-');
-    const shm = `/dev/shm/sg-native-${process.pid}`;
-    createShm(shm);
-    const t = await startTree(0, 3, shm, dir);
-    try {
-      await waitRunning(shm, [0], 3);
+    await withTree(async (t) => {
       const host = treePids(t.rootPid)[0]!;
       const smallest = readFileSync(`/proc/${host}/maps`, 'utf8')
         .split('\n')
@@ -249,13 +239,7 @@ describe('native addon', () => {
       assert.equal(o!.problem, '');
       assert.notEqual(o!.object, '');
       assert.deepEqual(o!.samples, {});
-    } finally {
-      killTree(t.rootPid);
-      await exited(t.unshare);
-      for (let i = 0; i < 100 && isLive(t.rootPid); i++) await sleep(10);
-      rmSync(shm, { force: true });
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('names the page it could not sample: a shared mapping whose file was truncated under it', async () => {
