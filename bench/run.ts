@@ -220,6 +220,22 @@ function cpuBusyMs(): number {
 }
 
 // ------------------------------------------------------------------ 2. restore overhead
+/** One mode at one size of the restore section. */
+interface RestoreRow {
+  mode: string;
+  trees: number;
+  median: number;
+  p10: number;
+  p90: number;
+  /** median over plain criu's median */
+  ratio?: number;
+  /** busy time of all cores, median */
+  cpu: number;
+  /** per round, against the same round's plain criu and shell hooks (the host's drift between rounds cancels) */
+  pairedRatio?: number;
+  pairedOverShell?: number;
+}
+
 async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
   const maxTrees = Math.max(...RESTORE_SIZES);
   const shm = `/dev/shm/sg-bench-${process.pid}`;
@@ -243,18 +259,7 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
     });
     sets.set(n, set.images);
   }
-  const rows: {
-    mode: string;
-    trees: number;
-    median: number;
-    p10: number;
-    p90: number;
-    ratio?: number;
-    cpu: number;
-    /** per round, against the same round's plain criu and shell hooks (the host's drift between rounds cancels) */
-    pairedRatio?: number;
-    pairedOverShell?: number;
-  }[] = [];
+  const rows: RestoreRow[] = [];
   let session = 0;
   for (const n of RESTORE_SIZES) {
     const base: Record<string, number> = {};
@@ -675,17 +680,7 @@ function report(r: {
   gate: ({ trees: number; gate: string; firstMedian: number } & Stats)[];
   daemonRssMiBAt1024Trees: number;
   throughput: { events: number; perSecond: number };
-  restore: {
-    mode: string;
-    trees: number;
-    median: number;
-    p10: number;
-    p90: number;
-    ratio?: number;
-    cpu?: number;
-    pairedRatio?: number;
-    pairedOverShell?: number;
-  }[];
+  restore: RestoreRow[];
   verify: { sizeMiB: number; mappings: number; median: number; fullReadMsPerMapping: number }[];
   memory: { trees: number; bosPerTree: number; inspected: number; seconds: number; rssMiB: number; rssBeforeMiB: number } | null;
   dump: { mode: string; trees: number; median: number; p10: number; p90: number; ratio?: number }[];
@@ -724,9 +719,7 @@ function report(r: {
     '|---:|---|---:|---:|---:|---:|---:|',
   );
   for (const x of r.restore)
-    L.push(
-      `| ${x.trees} | ${x.mode} | ${ms(x.median)} | ${ms(x.p10)} | ${ms(x.p90)} | ${x.ratio?.toFixed(2)}× | ${x.cpu === undefined ? '' : Math.round(x.cpu)} |`,
-    );
+    L.push(`| ${x.trees} | ${x.mode} | ${ms(x.median)} | ${ms(x.p10)} | ${ms(x.p90)} | ${x.ratio?.toFixed(2)}× | ${Math.round(x.cpu)} |`);
   L.push(
     '',
     '"stagegate restore (criu RPC)": one `stagegate restore -- -d …` per tree, each driving `criu swrk` with notifications (hooks/swrk-restore.c); "CPU": busy time of all cores (/proc/stat) while the restore ran.',
