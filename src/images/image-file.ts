@@ -3,7 +3,7 @@
  * prefixed by a u32 length (little-endian, as CRIU writes them on x86-64).
  * Every problem is an ImageError naming the file and the byte offset.
  */
-import type Long from 'long';
+import { bigOfLong } from '../long';
 import { FileRefused, readBoundedFile, readFileRange } from '../files';
 import { ImageError } from '../errors';
 
@@ -33,16 +33,8 @@ export const DEFAULT_LIMITS: ReadLimits = { maxBytes: 64 * 1024 * 1024, maxEntri
 
 const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
 
-/**
- * A 64-bit field of a CRIU image (protobufjs gives Long) as a bigint; absent is 0.
- * From the two 32-bit halves: Long's toString is a decimal conversion by long division.
- */
-export const big = (v: Long | number | null | undefined): bigint => {
-  if (v === null || v === undefined) return 0n;
-  if (typeof v === 'number') return BigInt(v);
-  const u = (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
-  return v.unsigned ? u : BigInt.asIntN(64, u);
-};
+/** A 64-bit field of a CRIU image (protobufjs gives Long) as a bigint; absent is 0. */
+export const big = bigOfLong;
 
 /** Runs a read of a checkpoint file (see files.ts); every refusal and failure becomes an ImageError naming it. */
 function asImageRead<T>(path: string, read: () => T, maxBytes = Infinity): T {

@@ -4,6 +4,7 @@
  * protocol version, known body; anything else becomes a typed FrameError (src/errors.ts).
  */
 import Long from 'long';
+import { bigOfLong } from '../long';
 import { stagegate } from './generated/stagegate';
 import { type ActionName, type GateName, type HoldAt, isGate } from '../core/actions';
 import {
@@ -41,14 +42,6 @@ export function actionEnum(name: ActionName | 'unknown'): pb.Action {
   return pb.Action[key] ?? pb.Action.ACTION_UNSPECIFIED;
 }
 
-// through the two 32-bit halves: Long's decimal strings cost a division per digit, on every
-// event and decision the daemon decodes or publishes (issue #11)
-const toBig = (v: Long | number | null | undefined): bigint => {
-  if (v === null || v === undefined) return 0n;
-  if (typeof v === 'number') return BigInt(v);
-  const u = (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
-  return v.unsigned ? u : BigInt.asIntN(64, u);
-};
 const toLong = (v: bigint): Long => Long.fromBits(Number(v & 0xffffffffn) | 0, Number((v >> 32n) & 0xffffffffn) | 0, true);
 
 function decodeEvent(e: pb.IStageEvent): StageEvent {
@@ -62,8 +55,8 @@ function decodeEvent(e: pb.IStageEvent): StageEvent {
     host: e.host ?? '',
     hookPid: e.hookPid ?? 0,
     criuPid: e.criuPid ?? 0,
-    monoNs: toBig(e.monoNs as Long),
-    wallNs: toBig(e.wallNs as Long),
+    monoNs: bigOfLong(e.monoNs as Long),
+    wallNs: bigOfLong(e.wallNs as Long),
     attempt: e.attempt ?? 0,
     expectedTrees: e.expectedTrees ?? 0,
     reason: e.reason ?? '',
@@ -93,8 +86,8 @@ function manifestMappings(specs: pb.IBoSpec[]): MappingRef[] {
       label: b.id ?? '',
       tree: m.tree ?? '',
       pid: m.pid ?? 0,
-      start: toBig(m.start as Long),
-      size: toBig(m.size as Long),
+      start: bigOfLong(m.start as Long),
+      size: bigOfLong(m.size as Long),
       prot: m.prot ?? 0,
       pgoff: 0n,
     })),
@@ -177,7 +170,7 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
       clientKey: clientKey ?? new Uint8Array(),
       mac: mac ?? new Uint8Array(),
       nonce: nonce ?? new Uint8Array(),
-      sentNs: toBig(sentNs as Long),
+      sentNs: bigOfLong(sentNs as Long),
     };
   }
   throw new BadFrameError('request has no body', null);
@@ -335,7 +328,7 @@ function encodeDecision(d: Decision): pb.IGateDecision {
 }
 
 function decodeDecision(d: pb.GateDecision): Decision {
-  const base = { session: d.session, attempt: d.attempt, at: Number(toBig(d.wallNs as Long)) / 1e6 };
+  const base = { session: d.session, attempt: d.attempt, at: Number(bigOfLong(d.wallNs as Long)) / 1e6 };
   const kind = KIND_NAME[d.kind];
   const gate = (): GateName => {
     const a = actionName(d.action);
@@ -346,7 +339,7 @@ function decodeDecision(d: pb.GateDecision): Decision {
     case 'session-opened':
       return { kind, ...base, reason: d.reason };
     case 'gate-opened':
-      return { kind, ...base, action: gate(), waitedMs: Number(toBig(d.waitedNs as Long)) / 1e6, trees: d.trees };
+      return { kind, ...base, action: gate(), waitedMs: Number(bigOfLong(d.waitedNs as Long)) / 1e6, trees: d.trees };
     case 'tree-released':
       return { kind, ...base, tree: d.tree, action: gate() };
     case 'session-aborted':
@@ -366,7 +359,12 @@ function decodeDecision(d: pb.GateDecision): Decision {
         label: d.label || d.reason, // older daemons: the label in reason, the mappers in detail
         trees: d.trees,
         mappers: d.mappers.length
-          ? d.mappers.map((m) => ({ tree: m.tree ?? '', pid: m.pid ?? 0, start: toBig(m.start as Long), size: toBig(m.size as Long) }))
+          ? d.mappers.map((m) => ({
+              tree: m.tree ?? '',
+              pid: m.pid ?? 0,
+              start: bigOfLong(m.start as Long),
+              size: bigOfLong(m.size as Long),
+            }))
           : mappersFromText(d.detail),
       };
     default:
@@ -386,7 +384,7 @@ export type PublishedMessage = { seq: bigint; event: StageEvent } | { seq: bigin
 
 export function decodePublished(frame: Uint8Array): PublishedMessage {
   const p = decodeAs('published message', frame, (f) => pb.Published.decode(f));
-  const seq = toBig(p.seq as Long);
+  const seq = bigOfLong(p.seq as Long);
   if (p.body === 'event' && p.event) {
     return { seq, event: decodeEvent(p.event) };
   }
@@ -423,7 +421,7 @@ export function encodeStatusReply(views: SessionView[], nowMs: number): Uint8Arr
 
 export function decodeStatusReply(frame: Uint8Array): { now: number; sessions: SessionView[] } {
   const r = decodeAs('status reply', frame, (f) => pb.StatusReply.decode(f));
-  const ms = (v: unknown) => Number(toBig(v as Long)) / 1e6;
+  const ms = (v: unknown) => Number(bigOfLong(v as Long)) / 1e6;
   return {
     now: ms(r.nowNs),
     sessions: (r.sessions as pb.SessionStatus[]).map((v) => ({
