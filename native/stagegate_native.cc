@@ -406,8 +406,10 @@ class ObserveTreeWorker : public Napi::AsyncWorker {
     std::map<pid_t, std::vector<std::pair<uint64_t, size_t>>> pages;
     // range -> its first sampled mapping's first sample index and count
     std::map<std::tuple<uint64_t, uint64_t, uint64_t, uint64_t>, std::pair<size_t, size_t>> sampled_by;
-    std::vector<std::pair<size_t, size_t>> copies;  // (from, to) first sample index; its count in copy_counts
-    std::vector<size_t> copy_counts;
+    struct Copy {
+      size_t from, to, count;  // first sample index of the range's first mapping, of this one; samples
+    };
+    std::vector<Copy> copies;
     std::string text;
     size_t next_sample = 0;
     for (size_t i = 0; i < n; i++) {
@@ -463,8 +465,7 @@ class ObserveTreeWorker : public Napi::AsyncWorker {
       // copied only when it asks for the very same offsets (a caller derives them from the range)
       if (first != sampled_by.end() && first->second.second == count &&
           std::equal(samples_.begin() + first_sample, samples_.begin() + first_sample + count, samples_.begin() + first->second.first)) {
-        copies.emplace_back(first->second.first, first_sample);
-        copy_counts.push_back(count);
+        copies.push_back({first->second.first, first_sample, static_cast<size_t>(count)});
         continue;
       }
       if (first == sampled_by.end()) sampled_by.emplace(key, std::make_pair(first_sample, static_cast<size_t>(count)));
@@ -497,8 +498,7 @@ class ObserveTreeWorker : public Napi::AsyncWorker {
         digests_[want[k].second] = d;
       }
     }
-    for (size_t c = 0; c < copies.size(); c++)
-      std::copy_n(digests_.begin() + copies[c].first, copy_counts[c], digests_.begin() + copies[c].second);
+    for (const Copy &c : copies) std::copy_n(digests_.begin() + c.from, c.count, digests_.begin() + c.to);
   }
   void OnOK() override {
     Napi::Env env = Env();
