@@ -3,7 +3,8 @@
  * given images directories are one committed set (src/checkpoint/
  * commit-record.ts and set.ts say what that means, and stay the reference),
  * then restores this host's trees at once, each through the criu swrk driver
- * (swrk-restore.c) in a child of its own, and exits with the worst exit code.
+ * (swrk-restore.c) in a process of its own (the static executable, as for one
+ * tree), and exits with the worst exit code.
  *
  * Only a set that passes every check is restored here. Anything else goes to
  * the Node CLI unchanged, which checks again and says what is wrong: a record
@@ -24,8 +25,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -597,43 +600,55 @@ int set_restore(int argc, char **argv) {
 		fprintf(stderr, "stagegate restore: restoring the %d tree(s) dumped on %s; the other hosts restore theirs\n",
 			mine, here);
 	fflush(NULL);
+	/* Each tree's driver is the static executable beside this one, not a fork of this
+	 * process: with libcrypto and the records in it, this one's address space made every
+	 * fork of a driver (its gate hooks) cost more, and the tree's restore with it. */
+	char lean[PATH_MAX];
+	ssize_t len = readlink("/proc/self/exe", lean, sizeof(lean) - 1);
+	lean[len > 0 ? len : 0] = '\0';
+	if (len <= 5 || strcmp(lean + len - 5, "-full")) {
+		fprintf(stderr, "stagegate restore: cannot find the executable beside %s\n", lean);
+		return 2;
+	}
+	lean[len - 5] = '\0';
+	setenv("STAGEGATE_COMMIT", m[0].commit, 1); /* one commit: read_record checked every member's */
 	int worst = 0, started = 0;
+	int cap = argc - rest + 16;
+	char **av = calloc((size_t)cap, sizeof(*av));
+	if (!av)
+		return 2;
 	for (int i = 0; i < n; i++) {
 		if (!any_host && strcmp(m[i].host, here))
 			continue;
-		pid_t pid = fork();
-		if (pid < 0) {
+		/* restore --session S --tree T --trees N --attempt A -- ARGS -D DIR */
+		int k = 0;
+		av[k++] = lean;
+		av[k++] = "restore";
+		av[k++] = "--session";
+		av[k++] = (char *)m[i].session;
+		av[k++] = "--tree";
+		av[k++] = (char *)m[i].tree;
+		av[k++] = "--trees";
+		av[k++] = trees;
+		av[k++] = "--attempt";
+		av[k++] = att;
+		av[k++] = "--";
+		for (int j = rest; j < argc; j++)
+			av[k++] = argv[j];
+		av[k++] = "-D";
+		av[k++] = (char *)m[i].dir;
+		av[k] = NULL;
+		pid_t pid;
+		int err = posix_spawn(&pid, lean, NULL, NULL, av, environ);
+		if (err) {
 			fprintf(stderr, "stagegate restore: cannot start the restore of tree %s: %s\n", m[i].tree,
-				strerror(errno));
+				strerror(err));
 			worst = 1;
 			break;
 		}
-		if (pid == 0) {
-			/* restore --session S --tree T --trees N --attempt A -- ARGS -D DIR */
-			int k = 0, cap = argc - rest + 16;
-			char **av = calloc((size_t)cap, sizeof(*av));
-			if (!av)
-				_exit(1);
-			av[k++] = argv[0];
-			av[k++] = "restore";
-			av[k++] = "--session";
-			av[k++] = (char *)m[i].session;
-			av[k++] = "--tree";
-			av[k++] = (char *)m[i].tree;
-			av[k++] = "--trees";
-			av[k++] = trees;
-			av[k++] = "--attempt";
-			av[k++] = att;
-			av[k++] = "--";
-			for (int j = rest; j < argc; j++)
-				av[k++] = argv[j];
-			av[k++] = "-D";
-			av[k++] = (char *)m[i].dir;
-			setenv("STAGEGATE_COMMIT", m[i].commit, 1);
-			_exit(swrk_restore(k, av));
-		}
 		started++;
 	}
+	free(av);
 	for (; started > 0; started--) {
 		int status;
 		if (wait(&status) < 0)
