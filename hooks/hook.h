@@ -66,6 +66,10 @@ void keeper_start(pid_t criu, int conn);
  * full build itself, where there is nothing to hand over. */
 void hook_need_full(char **argv);
 
+/* The path of this program's static build (`full` 0) or its dynamic one (1),
+ * from /proc/self/exe and the builds' naming rule: 0, or -1 when it does not fit. */
+int hook_build_path(int full, char *out, size_t cap);
+
 /* `stagegate restore` through `criu swrk` (swrk-restore.c); argv[1] is "restore". */
 int swrk_restore(int argc, char **argv);
 

@@ -604,13 +604,10 @@ int set_restore(int argc, char **argv) {
 	 * process: with libcrypto and the records in it, this one's address space made every
 	 * fork of a driver (its gate hooks) cost more, and the tree's restore with it. */
 	char lean[PATH_MAX];
-	ssize_t len = readlink("/proc/self/exe", lean, sizeof(lean) - 1);
-	lean[len > 0 ? len : 0] = '\0';
-	if (len <= 5 || strcmp(lean + len - 5, "-full")) {
-		fprintf(stderr, "stagegate restore: cannot find the executable beside %s\n", lean);
+	if (hook_build_path(0, lean, sizeof(lean))) {
+		fprintf(stderr, "stagegate restore: cannot find the static executable beside this one\n");
 		return 2;
 	}
-	lean[len - 5] = '\0';
 	setenv("STAGEGATE_COMMIT", m[0].commit, 1); /* one commit: read_record checked every member's */
 	int worst = 0, started = 0;
 	int cap = argc - rest + 16;

@@ -1732,15 +1732,34 @@ void hook_report_failure(const char *reason) {
 		setenv("CRTOOLS_SCRIPT_ACTION", was, 1);
 }
 
+/* The one naming rule of the two builds: the dynamic one is the static one's path + "-full". */
+#define FULL_SUFFIX "-full"
+
+int hook_build_path(int full, char *out, size_t cap) {
+	ssize_t n = readlink("/proc/self/exe", out, cap);
+	if (n <= 0 || (size_t)n >= cap)
+		return -1;
+	size_t suffix = sizeof(FULL_SUFFIX) - 1;
+	int is_full = (size_t)n > suffix && memcmp(out + n - suffix, FULL_SUFFIX, suffix) == 0;
+	if (is_full && !full)
+		n -= (ssize_t)suffix;
+	else if (!is_full && full) {
+		if ((size_t)n + suffix >= cap)
+			return -1;
+		memcpy(out + n, FULL_SUFFIX, suffix);
+		n += (ssize_t)suffix;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
 void hook_need_full(char **argv) {
 #ifdef STAGEGATE_STATIC
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - sizeof("-full"));
-	if (n > 0) {
-		memcpy(self + n, "-full", sizeof("-full"));
-		execv(self, argv);
-	}
-	log_line("cannot run %s: %s", n > 0 ? self : "stagegate-hook-full", strerror(errno));
+	char full[PATH_MAX];
+	int ok = hook_build_path(1, full, sizeof(full)) == 0;
+	if (ok)
+		execv(full, argv);
+	log_line("cannot run %s: %s", ok ? full : "stagegate-hook-full", strerror(errno));
 #else
 	(void)argv;
 #endif
