@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, removeFaketimeShm, sleep } from '../../demo/harness';
 import { hookEnv, runHook } from '../support/hook';
+import { until } from '../support/coordinator';
 
 let dir: string;
 let d: Daemon;
@@ -56,6 +57,14 @@ describe('clock jumps in the daemon', () => {
       const ra = await a;
       assert.equal(ra.code, 0, ra.stderr);
       assert.equal(b.code, 0, b.stderr);
+      // the daemon sends a gate's verdicts before it logs and publishes the gate's opening, so a
+      // hook can be back before that line and that decision are out: both are awaited
+      const opened = (l: string) => l.includes(`"session":"${session}"`) && l.includes('"message":"gate-opened"');
+      assert.ok(await until(() => d.logs().some(opened)), 'the gate-opened line is logged');
+      assert.ok(
+        await until(() => d.messages.some((m) => 'decision' in m && m.decision.session === session && m.decision.kind === 'gate-opened')),
+        'the gate-opened decision is published',
+      );
       // the daemon's log timestamps (Date) did jump; its decisions are timed from the monotonic clock
       const stamps = d
         .logs()
