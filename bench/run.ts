@@ -13,7 +13,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { cpus, hostname, release, totalmem } from 'node:os';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Context, Dealer, Subscriber } from 'zeromq';
 import {
@@ -55,6 +55,10 @@ const RESTORE_SIZES = [1, 4, 16];
 const DUMP_SIZES = [1, 4];
 const DUMP_REPS = QUICK ? 3 : 9;
 const BENCH = resolve(projectRoot, 'bench');
+/** the stagegate hook against bench/floor-daemon.ts: what a Node.js coordinator costs before doing anything */
+const FLOOR = 'stagegate hook, Node.js floor (answers at once)';
+/** `stagegate restore` (criu RPC) against the same floor */
+const FLOOR_RPC = 'stagegate restore (criu RPC), Node.js floor';
 
 interface Stats {
   n: number;
@@ -208,9 +212,41 @@ function spawnMode(
   if (mode === 'empty shell script') return criu(['--action-script', join(BENCH, 'empty-hook.sh')]);
   if (mode === 'criu-coordinator') return criu(['--action-script', peer!.bin], peerEnv());
   const env = { STAGEGATE_ENDPOINT: t.endpoint, STAGEGATE_SESSION: t.session, STAGEGATE_TREE: t.tree, STAGEGATE_TREES: String(t.trees) };
-  if (mode === 'stagegate hook') return criu(['--action-script', hookPath()], { ...process.env, ...env, STAGEGATE_TIMEOUT: '60' });
+  if (mode === 'stagegate hook' || mode === FLOOR)
+    return criu(['--action-script', hookPath()], { ...process.env, ...env, STAGEGATE_TIMEOUT: '60' });
   const cli = ['--session', t.session, '--tree', t.tree, '--trees', String(t.trees), '--endpoint', t.endpoint];
   return spawn(STAGEGATE, [verb, ...cli, '--', ...criuArgs], { stdio: 'ignore' });
+}
+
+/** CPU time of every thread of process `pid` so far, ms (schedstat: ns on the CPU); 0 once it is gone. */
+function processCpuMs(pid: number | undefined): number {
+  if (!pid) return 0;
+  let ns = 0;
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    // a thread that ended between the listing and the read: counted up to the last one read
+  }
+  return ns / 1e6;
+}
+
+/** The Node.js floor (bench/floor-daemon.ts) on an endpoint of its own in `dir`. */
+async function startFloor(dir: string): Promise<{ endpoint: string; child: ChildProcess }> {
+  const endpoint = `ipc://${dir}/floor.sock`;
+  const child = spawn('node', ['--import', 'tsx', join(BENCH, 'floor-daemon.ts'), endpoint], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    cwd: projectRoot,
+  });
+  let err = '';
+  const ready = new Promise<void>((res, rej) => {
+    child.stderr!.on('data', (b: Buffer) => {
+      err += b.toString();
+      if (err.includes('floor daemon listening')) res();
+    });
+    child.once('exit', () => rej(new Error(`floor daemon exited: ${err}`)));
+  });
+  await ready;
+  return { endpoint, child };
 }
 
 /** Busy time of all cores since boot, ms (/proc/stat: user, nice, system, irq, softirq, steal). */
@@ -231,12 +267,38 @@ interface RestoreRow {
   ratio?: number;
   /** busy time of all cores, median */
   cpu: number;
+  /** CPU of the coordinator's process (stagegate's daemon, criu-coordinator's server, the floor), median; null: none */
+  coordCpu: number | null;
   /** per round, against the same round's plain criu and shell hooks (the host's drift between rounds cancels) */
   pairedRatio?: number;
   pairedOverShell?: number;
 }
 
 async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
+  const floor = await startFloor(dir);
+  try {
+    return await restoreModes(dir, d, peer, floor.endpoint, (mode) =>
+      mode === FLOOR || mode === FLOOR_RPC
+        ? floor.child.pid
+        : mode === 'criu-coordinator'
+          ? peer?.server.pid
+          : mode.startsWith('stagegate')
+            ? d.child.pid
+            : undefined,
+    );
+  } finally {
+    floor.child.kill('SIGKILL');
+    await exited(floor.child);
+  }
+}
+
+async function restoreModes(
+  dir: string,
+  d: Daemon,
+  peer: Peer | null,
+  floorEndpoint: string,
+  coordinator: (mode: string) => number | undefined,
+) {
   const maxTrees = Math.max(...RESTORE_SIZES);
   const shm = `/dev/shm/sg-bench-${process.pid}`;
   const cp = await checkpointTrees(dir, maxTrees, 3, shm);
@@ -245,7 +307,9 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
     'empty shell script',
     ...(peer ? (['criu-coordinator'] as const) : []),
     'stagegate hook',
+    FLOOR,
     'stagegate restore (criu RPC)',
+    FLOOR_RPC,
     'stagegate restore, arrival barrier',
     'stagegate restore --set (one command)',
   ] as const;
@@ -265,6 +329,7 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
     const base: Record<string, number> = {};
     const times = new Map<string, number[]>(modes.map((m) => [m, []]));
     const cpu = new Map<string, number[]>(modes.map((m) => [m, []]));
+    const coordCpu = new Map<string, number[]>(modes.map((m) => [m, []]));
     // interleaved: each round restores once in every mode, so the host's drift (steal time
     // comes and goes over seconds) falls on all modes alike; round 0 warms caches, not counted
     for (let rep = 0; rep <= RESTORE_ROUNDS; rep++) {
@@ -286,6 +351,7 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
         if (mode === 'stagegate restore --set (one command)') {
           // the set's session, from attempt 1 (the restore of its dump) on; criu's work dir is each images dir
           const images = sets.get(n)!;
+          const c0 = processCpuMs(coordinator(mode));
           const t0 = performance.now();
           const b0 = cpuBusyMs();
           const args = ['restore', '--set', '--endpoint', d.endpoint, '--attempt', String(rep + 1), ...images];
@@ -297,8 +363,10 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
           for (const i of images) rmSync(join(i, 'root.pid'), { force: true });
           for (const r of roots) killTree(r);
           for (const r of roots) while (isLive(r)) await sleep(5);
+          if (keep) coordCpu.get(mode)!.push(processCpuMs(coordinator(mode)) - c0);
           continue;
         }
+        const c0 = processCpuMs(coordinator(mode));
         const started = performance.now();
         const b0 = cpuBusyMs();
         const procs = [...Array(n).keys()].map((k) => {
@@ -306,7 +374,8 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
           mkdirSync(work);
           const pidfile = join(work, 'pid');
           const criuArgs = ['-D', cp.images[k]!, '-W', work, '-d', '--pidfile', pidfile, '-o', join(work, 'restore.log')];
-          const child = spawnMode(mode, 'restore', criuArgs, { endpoint: d.endpoint, session: s, tree: `t${k}`, trees: n }, peer);
+          const endpoint = mode === FLOOR || mode === FLOOR_RPC ? floorEndpoint : d.endpoint;
+          const child = spawnMode(mode, 'restore', criuArgs, { endpoint, session: s, tree: `t${k}`, trees: n }, peer);
           return { child, pidfile };
         });
         const codes = await Promise.all(procs.map((p) => exited(p.child)));
@@ -316,6 +385,8 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
         const roots = procs.map((p) => readPidfile(p.pidfile)).filter((p): p is number => p !== null);
         for (const r of roots) killTree(r);
         for (const r of roots) while (isLive(r)) await sleep(5);
+        // the coordinator's share of that CPU, read once the trees are gone (its last replies and lines are in)
+        if (keep) coordCpu.get(mode)!.push(processCpuMs(coordinator(mode)) - c0);
       }
     }
     // every mode ran once in every counted round, so the k-th time of each is of the same round
@@ -332,6 +403,7 @@ async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
         p10: st.p10,
         p90: st.p90,
         cpu: stats(cpu.get(mode)!).median,
+        coordCpu: coordinator(mode) ? stats(coordCpu.get(mode)!).median : null,
         pairedRatio: stats(t.map((x, k) => x / plain[k]!)).median,
         pairedOverShell: stats(t.map((x, k) => x - shell[k]!)).median,
       });
@@ -715,14 +787,16 @@ function report(r: {
   L.push(
     '## 2. Restore overhead (ms, wall, N trees × 3 processes restored concurrently; stagegate with the verify activator: 4 BOs per tree checked)',
     '',
-    '| trees | mode | median | p10 | p90 | vs no script | CPU, all cores (median) |',
-    '|---:|---|---:|---:|---:|---:|---:|',
+    '| trees | mode | median | p10 | p90 | vs no script | CPU, all cores (median) | coordinator CPU (median) |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|',
   );
   for (const x of r.restore)
-    L.push(`| ${x.trees} | ${x.mode} | ${ms(x.median)} | ${ms(x.p10)} | ${ms(x.p90)} | ${x.ratio?.toFixed(2)}× | ${Math.round(x.cpu)} |`);
+    L.push(
+      `| ${x.trees} | ${x.mode} | ${ms(x.median)} | ${ms(x.p10)} | ${ms(x.p90)} | ${x.ratio?.toFixed(2)}× | ${Math.round(x.cpu)} | ${x.coordCpu === null ? '—' : ms(x.coordCpu)} |`,
+    );
   L.push(
     '',
-    '"stagegate restore (criu RPC)": one `stagegate restore -- -d …` per tree, each driving `criu swrk` with notifications (hooks/swrk-restore.c); "CPU": busy time of all cores (/proc/stat) while the restore ran.',
+    '"stagegate restore (criu RPC)": one `stagegate restore -- -d …` per tree, each driving `criu swrk` with notifications (hooks/swrk-restore.c); "Node.js floor": the same hooks against bench/floor-daemon.ts, a zeromq.js ROUTER that decodes each request and answers every gate at once (no sessions, barriers, verification, logs or events: the least any Node.js coordinator costs); "CPU": busy time of all cores (/proc/stat) while the restore ran; "coordinator CPU": the coordinator process alone (all its threads: stagegate\'s daemon, criu-coordinator\'s server, the floor).',
   );
   const row = (mode: string, trees: number) => r.restore.find((x) => x.mode === mode && x.trees === trees);
   const med = (mode: string, trees: number) => row(mode, trees)?.median ?? NaN;
@@ -743,13 +817,23 @@ function report(r: {
         (Number.isFinite(peer4) ? ` vs ${delta(paired('criu-coordinator', 4, 'pairedOverShell'))}` : '') +
         `] (${verdict(hook4 <= 10 && (!Number.isFinite(peer4) || hook4 < peer4))})`,
     );
+    const floor4 = med(FLOOR, 4) - med('empty shell script', 4);
+    const cpu4 = (mode: string) => row(mode, 4)?.coordCpu ?? NaN;
+    L.push(
+      `  - of which the floor of a Node.js coordinator (the same hooks, answered at once by a bare zeromq.js ROUTER): ${delta(floor4)} ms [${delta(paired(FLOOR, 4, 'pairedOverShell'))}]; coordinator CPU per restore: stagegate ${ms(cpu4('stagegate hook'))} ms, the floor ${ms(cpu4(FLOOR))} ms` +
+        (Number.isFinite(peer4) ? `, criu-coordinator ${ms(cpu4('criu-coordinator'))} ms` : ''),
+    );
     for (const n of [4, 16]) {
       const ratio = med('stagegate restore (criu RPC)', n) / med('no action script', n);
+      const floorRatio = med(FLOOR_RPC, n) / med('no action script', n);
       const set = med('stagegate restore --set (one command)', n) / med('no action script', n);
       const pr = paired('stagegate restore (criu RPC)', n, 'pairedRatio');
       const ps = paired('stagegate restore --set (one command)', n, 'pairedRatio');
       L.push(
         `- \`stagegate restore\` of ${n} trees ≤ 1.15× plain \`criu restore\`: ${ratio.toFixed(2)}× one command per tree, ${set.toFixed(2)}× one command for all (\`--set\`) [${pr.toFixed(2)}×, ${ps.toFixed(2)}×] (${verdict(Math.min(ratio, set) <= 1.15)})`,
+      );
+      L.push(
+        `  - the same drivers against the Node.js floor: ${floorRatio.toFixed(2)}× [${paired(FLOOR_RPC, n, 'pairedRatio').toFixed(2)}×]; coordinator CPU per restore: stagegate ${ms(row('stagegate restore (criu RPC)', n)?.coordCpu ?? NaN)} ms, the floor ${ms(row(FLOOR_RPC, n)?.coordCpu ?? NaN)} ms`,
       );
     }
     const one = med('stagegate restore (criu RPC)', 1) - med('no action script', 1);
