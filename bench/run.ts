@@ -819,7 +819,8 @@ function report(r: {
         (Number.isFinite(peer4) ? ` vs criu-coordinator ${delta(peer4)} ms` : ' (criu-coordinator not measured)') +
         ` [${delta(paired('stagegate hook', 4, 'pairedOverShell'))}` +
         (Number.isFinite(peer4) ? ` vs ${delta(paired('criu-coordinator', 4, 'pairedOverShell'))}` : '') +
-        `] (${verdict(hook4 <= 10 && (!Number.isFinite(peer4) || hook4 < peer4))})`,
+        `] (${verdict(hook4 <= 10 && (!Number.isFinite(peer4) || hook4 < peer4))}: ≤ +10 ms ${verdict(hook4 <= 10)}` +
+        (Number.isFinite(peer4) ? `, below criu-coordinator ${verdict(hook4 < peer4)})` : ')'),
     );
     const floor4 = med(FLOOR, 4) - med('empty shell script', 4);
     const cpu4 = (mode: string) => row(mode, 4)?.coordCpu ?? NaN;
