@@ -21,7 +21,12 @@ async function main() {
   console.error('floor daemon listening');
   for await (const [id, frame] of router) {
     if (!id || !frame) continue;
-    const req = decodeRequest(frame);
+    let req: ReturnType<typeof decodeRequest>;
+    try {
+      req = decodeRequest(frame);
+    } catch {
+      continue; // an undecodable or oversized frame: nothing to answer, and no reason to stop
+    }
     if (req.type !== 'event' || !isGate(req.event.action)) continue;
     const { session, tree, action, attempt } = req.event;
     await router.send([id, encodeVerdict({ session, tree, action, attempt, proceed: true, code: '', reason: '' })]);

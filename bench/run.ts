@@ -26,6 +26,7 @@ import {
   readPidfile,
   run,
   sleep,
+  startFloorDaemon,
   startTree,
   waitRunning,
 } from '../demo/harness';
@@ -63,6 +64,7 @@ const BENCH = resolve(projectRoot, 'bench');
 const FLOOR = 'stagegate hook, Node.js floor (answers at once)';
 /** `stagegate restore` (criu RPC) against the same floor */
 const FLOOR_RPC = 'stagegate restore (criu RPC), Node.js floor';
+const onFloor = (mode: string) => mode === FLOOR || mode === FLOOR_RPC;
 
 interface Stats {
   n: number;
@@ -234,25 +236,6 @@ function processCpuMs(pid: number | undefined): number {
   return ns / 1e6;
 }
 
-/** The Node.js floor (bench/floor-daemon.ts) on an endpoint of its own in `dir`. */
-async function startFloor(dir: string): Promise<{ endpoint: string; child: ChildProcess }> {
-  const endpoint = `ipc://${dir}/floor.sock`;
-  const child = spawn('node', ['--import', 'tsx', join(BENCH, 'floor-daemon.ts'), endpoint], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    cwd: projectRoot,
-  });
-  let err = '';
-  const ready = new Promise<void>((res, rej) => {
-    child.stderr!.on('data', (b: Buffer) => {
-      err += b.toString();
-      if (err.includes('floor daemon listening')) res();
-    });
-    child.once('exit', () => rej(new Error(`floor daemon exited: ${err}`)));
-  });
-  await ready;
-  return { endpoint, child };
-}
-
 /** Busy time of all cores since boot, ms (/proc/stat: user, nice, system, irq, softirq, steal). */
 function cpuBusyMs(): number {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
@@ -279,10 +262,10 @@ interface RestoreRow {
 }
 
 async function restoreOverhead(dir: string, d: Daemon, peer: Peer | null) {
-  const floor = await startFloor(dir);
+  const floor = await startFloorDaemon(dir);
   try {
     return await restoreModes(dir, d, peer, floor.endpoint, (mode) =>
-      mode === FLOOR || mode === FLOOR_RPC
+      onFloor(mode)
         ? floor.child.pid
         : mode === 'criu-coordinator'
           ? peer?.server.pid
@@ -378,7 +361,7 @@ async function restoreModes(
           mkdirSync(work);
           const pidfile = join(work, 'pid');
           const criuArgs = ['-D', cp.images[k]!, '-W', work, '-d', '--pidfile', pidfile, '-o', join(work, 'restore.log')];
-          const endpoint = mode === FLOOR || mode === FLOOR_RPC ? floorEndpoint : d.endpoint;
+          const endpoint = onFloor(mode) ? floorEndpoint : d.endpoint;
           const child = spawnMode(mode, 'restore', criuArgs, { endpoint, session: s, tree: `t${k}`, trees: n }, peer);
           return { child, pidfile };
         });

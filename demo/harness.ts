@@ -342,6 +342,39 @@ export class Daemon {
 
 export { killTree, sleep };
 
+/**
+ * The benchmark's Node.js floor (bench/floor-daemon.ts: a bare zeromq.js ROUTER that answers every
+ * gate at once) on an endpoint of its own in `dir`, once it listens (15 s at most, as Daemon.start).
+ */
+export async function startFloorDaemon(dir: string): Promise<{ endpoint: string; child: ChildProcess }> {
+  const endpoint = `ipc://${dir}/floor.sock`;
+  const child = spawn('node', ['--import', 'tsx', join(projectRoot, 'bench/floor-daemon.ts'), endpoint], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    cwd: projectRoot,
+  });
+  let err = '';
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((res, rej) => {
+      child.stderr!.on('data', (b: Buffer) => {
+        err += b.toString();
+        if (err.includes('floor daemon listening')) res();
+      });
+      child.once('exit', () => rej(new Error(`floor daemon exited: ${err}`)));
+      timer = setTimeout(() => rej(new Error(`floor daemon did not start in 15 s: ${err}`)), 15_000);
+    });
+  } catch (e) {
+    if (child.exitCode === null) {
+      child.kill('SIGKILL');
+      await exited(child);
+    }
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+  return { endpoint, child };
+}
+
 export interface Checkpoint {
   shm: string;
   /** every status file of the trees (one, or one per tree when separate) */

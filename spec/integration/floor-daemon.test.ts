@@ -5,11 +5,11 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { exited } from '../../demo/harness';
-import { projectRoot } from '../../src/paths';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { exited, startFloorDaemon } from '../../demo/harness';
+import { Dealer } from 'zeromq';
 import { hookEnv, runHook } from '../support/hook';
 
 let dir: string;
@@ -18,19 +18,7 @@ let endpoint: string;
 
 before(async () => {
   dir = mkdtempSync('/tmp/sg-floor-');
-  endpoint = `ipc://${dir}/floor.sock`;
-  floor = spawn('node', ['--import', 'tsx', join(projectRoot, 'bench/floor-daemon.ts'), endpoint], {
-    cwd: projectRoot,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  await new Promise<void>((res, rej) => {
-    floor.stderr!.on('data', (b: Buffer) => {
-      err += b.toString();
-      if (err.includes('floor daemon listening')) res();
-    });
-    floor.once('exit', () => rej(new Error(`floor daemon exited: ${err}`)));
-  });
+  ({ endpoint, child: floor } = await startFloorDaemon(dir));
 });
 after(async () => {
   floor.kill('SIGTERM');
@@ -39,6 +27,21 @@ after(async () => {
 });
 
 describe('bench floor daemon', () => {
+  it('skips an undecodable frame and goes on answering', async () => {
+    const dealer = new Dealer({ linger: 2000 });
+    try {
+      dealer.connect(endpoint);
+      await dealer.send(Buffer.from('not a request'));
+      await dealer.send(Buffer.alloc(1 << 20, 0xff)); // over the codec's frame bound
+      await sleep(200); // delivered (linger keeps them past close, but the hook must come after)
+    } finally {
+      dealer.close();
+    }
+    const r = await runHook(hookEnv(endpoint, 'pre-restore', { STAGEGATE_SESSION: 'floor-after-junk' }));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(floor.exitCode, null, 'the floor is still running');
+  });
+
   for (const action of ['pre-restore', 'post-restore', 'pre-resume', 'post-setup-namespaces']) {
     it(`lets the real hook through at ${action}`, async () => {
       const r = await runHook(hookEnv(endpoint, action, { STAGEGATE_SESSION: `floor-${action}`, CRTOOLS_INIT_PID: String(process.pid) }));
