@@ -56,11 +56,17 @@ class FakeCoordinator {
   }
 }
 
-/** The keeper names in the abstract namespace for the criu `pid` (/proc/net/unix lists them with '@'). */
+/**
+ * Every socket under a keeper name for the criu `pid` (/proc/net/unix lists them with '@'): the
+ * listener, and also each hook's connection to it until the keeper has accepted and dropped it.
+ */
 const keeperSockets = (pid: number) =>
   readFileSync('/proc/net/unix', 'utf8')
     .split('\n')
     .filter((l) => l.includes(`@stagegate-keeper/${pid}/`));
+
+/** Only the listening ones (Flags __SO_ACCEPTCON, 00010000): one per keeper holding the name. */
+const keeperListeners = (pid: number) => keeperSockets(pid).filter((l) => l.split(/\s+/)[3] === '00010000');
 
 /** Start time of `pid` in clock ticks (/proc/PID/stat field 22), the keeper's name's second part. */
 const startTime = (pid: number) => {
@@ -93,7 +99,9 @@ function fakeCriu(endpoint: string, dir: string, actions: string[], session: str
     for a in ${actions.join(' ')}; do
       CRTOOLS_SCRIPT_ACTION=$a "$SG_HOOK" || exit $?
     done
-    grep -c "@stagegate-keeper/$$/" /proc/net/unix > "${dir}/seen-${session}" || true`;
+    # listeners only: the last hook's connection to the keeper is listed under its name too
+    # until the keeper has accepted and dropped it
+    awk -v n="@stagegate-keeper/$$/" '$4 == "00010000" && index($8, n) == 1' /proc/net/unix | wc -l > "${dir}/seen-${session}"`;
   const env = { ...hookEnv(endpoint, 'pre-restore', { STAGEGATE_SESSION: session, CRTOOLS_INIT_PID: '999' }), SG_HOOK: hookPath() };
   const child = spawn('sh', ['-c', script], { env: { PATH: process.env.PATH!, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -177,7 +185,7 @@ describe('connection keeper', () => {
           squatter!.stdout!.once('data', () => res());
           squatter!.once('exit', (c) => rej(new Error(`the squatter exited (${c})`)));
         });
-        assert.equal(keeperSockets(pid).length, 1, 'the squatter holds the name');
+        assert.equal(keeperListeners(pid).length, 1, 'the squatter holds the name');
         const { evs, accepted } = await restoreThrough(criu, sdir);
         // each hook connected itself (the name taken, no keeper of its own either)
         assert.equal(new Set(evs.map((e) => e.peer)).size, RESTORE.length);
@@ -199,7 +207,7 @@ describe('connection keeper', () => {
     const env = hookEnv(daemon.endpoint, 'post-setup-namespaces', { STAGEGATE_SESSION: 'idle' });
     const hook = spawn(hookPath(), [], { env: { PATH: process.env.PATH!, ...env }, stdio: 'ignore' });
     assert.equal((await exited(hook)).code, 0);
-    assert.ok(await until(() => keeperSockets(process.pid).length === 1, 2000), 'a keeper holds the connection for the next hook');
+    assert.ok(await until(() => keeperListeners(process.pid).length === 1, 2000), 'a keeper holds the connection for the next hook');
     const t0 = Date.now();
     assert.ok(await until(() => keeperSockets(process.pid).length === 0, 6000), 'the idle keeper exits');
     assert.ok(Date.now() - t0 < 5000);
