@@ -43,6 +43,9 @@ int hook_config_ok(void);
 /* Tells the coordinator that this run's tree failed to restore (restore-failed). */
 void hook_report_failure(const char *reason);
 
+/* Tells the coordinator that this run's tree failed to dump (dump-failed). */
+void hook_report_dump_failure(const char *reason);
+
 /* Signals every task of the tree rooted at `root`; how many were signalled, -1 on failure. */
 int signal_tree(pid_t root, int sig);
 
@@ -72,6 +75,28 @@ int hook_build_path(int full, char *out, size_t cap);
 
 /* `stagegate restore` through `criu swrk` (swrk-restore.c); argv[1] is "restore". */
 int swrk_restore(int argc, char **argv);
+
+/* `stagegate dump` without Node.js (dump.c); argv[1] is "dump". */
+int dump_tree(int argc, char **argv);
+
+/* What the C wrappers of `stagegate restore` and `stagegate dump` share (swrk-restore.c). */
+
+/* The checkout root: this executable is <root>/build/stagegate-hook(-full). 0, or -1. */
+int hook_project_root(char *out, size_t cap);
+
+/* Hands the whole command to the Node CLI (STAGEGATE_NO_SWRK keeps it from
+ * coming back here); returns only when that exec failed (said), with 2. */
+int hook_node_cli(char **argv);
+
+/* Applies a wrapper's options (argv[2] on, up to "--") and their defaults
+ * (src/cli/command.ts treeOf, runOptions) to the environment the hook reads;
+ * --full-checksum only where `full_checksum` is given. Returns the index of
+ * the first criu argument (after "--"); 0 when the command is not one this
+ * path takes (the Node CLI parses it and says why). */
+int hook_tree_options(int argc, char **argv, int *full_checksum);
+
+/* criu's exit in words, and the exit code a wrapper passes on (128 + signal when killed). */
+int hook_criu_exit(int status, char *why, size_t cap);
 
 /* Completes STAGEGATE_* in the environment with the defaults of `stagegate
  * restore` (launcher rank, timeout, endpoint); whether they are then valid. */

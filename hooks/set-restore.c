@@ -16,12 +16,10 @@
  * option this file does not take, and trees whose TCP connections
  * `restore --set` must hold until every tree is back (src/criu/tcp-lock.ts).
  *
- * sha256 comes from OpenSSL's libcrypto, loaded here at run time as the hook
- * loads libzmq: the action script, the same executable, must not pay for it.
+ * sha256 and the record's digest: commit-record.c.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -37,227 +35,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "commit-record.h"
 #include "hook.h"
 
-#define RECORD_NAME "stagegate-commit.json"
-#define RECORD_FORMAT "stagegate-commit/1"
 #define MAX_RECORD_BYTES (16 << 20)
-#define MAX_RECORD_FILES 100000
 #define MAX_MEMBERS 65536
 #define MAX_DIRS 4096
-#define SAMPLE_BYTES (1 << 20)
-#define MAX_SAFE_INTEGER 9007199254740991LL
 #define NOT_HERE -1 /* the Node CLI takes this command */
-
-/* ---- sha256 (libcrypto's EVP interface, resolved at run time) ---------------------------- */
-
-static struct {
-	void *(*ctx_new)(void);
-	void (*ctx_free)(void *);
-	const void *(*sha256)(void);
-	int (*init)(void *, const void *, void *);
-	int (*update)(void *, const void *, size_t);
-	int (*final)(void *, unsigned char *, unsigned *);
-} evp;
-
-#ifdef STAGEGATE_STATIC
-static int crypto_load(void) { return -1; } /* not reached: swrk_restore hands --set to stagegate-hook-full */
-#else
-static int crypto_load(void) {
-	void *h = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		return -1;
-	/* sha256 needs no configuration: not reading openssl.cnf saves its parse on every restore */
-	int (*init_crypto)(uint64_t, const void *);
-	*(void **)&init_crypto = dlsym(h, "OPENSSL_init_crypto");
-	if (init_crypto)
-		init_crypto(0x00000080L /* OPENSSL_INIT_NO_LOAD_CONFIG */, NULL);
-	*(void **)&evp.ctx_new = dlsym(h, "EVP_MD_CTX_new");
-	*(void **)&evp.ctx_free = dlsym(h, "EVP_MD_CTX_free");
-	*(void **)&evp.sha256 = dlsym(h, "EVP_sha256");
-	*(void **)&evp.init = dlsym(h, "EVP_DigestInit_ex");
-	*(void **)&evp.update = dlsym(h, "EVP_DigestUpdate");
-	*(void **)&evp.final = dlsym(h, "EVP_DigestFinal_ex");
-	return evp.ctx_new && evp.ctx_free && evp.sha256 && evp.init && evp.update && evp.final ? 0 : -1;
-}
-#endif
-
-static void *sha_begin(void) {
-	void *c = evp.ctx_new();
-	if (c && evp.init(c, evp.sha256(), NULL) != 1) {
-		evp.ctx_free(c);
-		return NULL;
-	}
-	return c;
-}
-
-/* Ends `c` and writes its digest as 64 hex digits. */
-static int sha_end(void *c, char hex[65]) {
-	unsigned char md[32];
-	unsigned n = 0;
-	int ok = evp.final(c, md, &n) == 1 && n == 32;
-	evp.ctx_free(c);
-	for (unsigned i = 0; ok && i < 32; i++)
-		sprintf(hex + 2 * i, "%02x", md[i]);
-	return ok ? 0 : -1;
-}
-
-/* ---- the record's digest: JSON.stringify of it, byte for byte ---------------------------- */
-
-typedef struct {
-	void *sha;
-	size_t n;
-	unsigned char buf[16384];
-} emit_t;
-
-static void put(emit_t *e, const void *p, size_t len) {
-	if (e->n + len > sizeof(e->buf)) {
-		evp.update(e->sha, e->buf, e->n);
-		e->n = 0;
-		if (len > sizeof(e->buf)) {
-			evp.update(e->sha, p, len);
-			return;
-		}
-	}
-	memcpy(e->buf + e->n, p, len);
-	e->n += len;
-}
-
-static void puts_(emit_t *e, const char *s) { put(e, s, strlen(s)); }
-
-/* A string as JSON.stringify writes it (jansson has checked it is UTF-8 without NUL or lone surrogates). */
-static void put_string(emit_t *e, const char *s, size_t len) {
-	put(e, "\"", 1);
-	size_t run = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		const char *esc = NULL;
-		char u[8];
-		switch (c) {
-		case '"': esc = "\\\""; break;
-		case '\\': esc = "\\\\"; break;
-		case '\b': esc = "\\b"; break;
-		case '\f': esc = "\\f"; break;
-		case '\n': esc = "\\n"; break;
-		case '\r': esc = "\\r"; break;
-		case '\t': esc = "\\t"; break;
-		default:
-			if (c < 0x20) {
-				snprintf(u, sizeof(u), "\\u%04x", c);
-				esc = u;
-			}
-		}
-		if (!esc)
-			continue;
-		put(e, s + run, i - run);
-		puts_(e, esc);
-		run = i + 1;
-	}
-	put(e, s + run, len - run);
-	put(e, "\"", 1);
-}
-
-/* A key JavaScript would not keep in its place: array indices come first in its objects. */
-static int reordered_key(const char *k) {
-	return (*k && strspn(k, "0123456789") == strlen(k)) || strcmp(k, "__proto__") == 0;
-}
-
-static int put_value(emit_t *e, json_t *v, int depth) {
-	char num[32];
-	if (depth > 16)
-		return -1;
-	switch (json_typeof(v)) {
-	case JSON_OBJECT: {
-		const char *k;
-		json_t *x;
-		int first = 1;
-		put(e, "{", 1);
-		json_object_foreach(v, k, x) {
-			if (reordered_key(k))
-				return -1;
-			if (!first)
-				put(e, ",", 1);
-			first = 0;
-			put_string(e, k, strlen(k));
-			put(e, ":", 1);
-			if (put_value(e, x, depth + 1))
-				return -1;
-		}
-		put(e, "}", 1);
-		return 0;
-	}
-	case JSON_ARRAY: {
-		size_t i;
-		json_t *x;
-		put(e, "[", 1);
-		json_array_foreach(v, i, x) {
-			if (i)
-				put(e, ",", 1);
-			if (put_value(e, x, depth + 1))
-				return -1;
-		}
-		put(e, "]", 1);
-		return 0;
-	}
-	case JSON_STRING:
-		put_string(e, json_string_value(v), json_string_length(v));
-		return 0;
-	case JSON_INTEGER: {
-		json_int_t i = json_integer_value(v);
-		if (i > MAX_SAFE_INTEGER || i < -MAX_SAFE_INTEGER)
-			return -1; /* JavaScript would round it */
-		snprintf(num, sizeof(num), "%lld", (long long)i);
-		puts_(e, num);
-		return 0;
-	}
-	case JSON_REAL: {
-		double d = json_real_value(v);
-		if (!isfinite(d) || d != floor(d) || fabs(d) > (double)MAX_SAFE_INTEGER)
-			return -1; /* JavaScript's shortest round-trip form is not reproduced here */
-		snprintf(num, sizeof(num), "%.0f", d == 0 ? 0.0 : d);
-		puts_(e, num);
-		return 0;
-	}
-	case JSON_TRUE: puts_(e, "true"); return 0;
-	case JSON_FALSE: puts_(e, "false"); return 0;
-	case JSON_NULL: puts_(e, "null"); return 0;
-	}
-	return -1;
-}
-
-/* sha256 hex of JSON.stringify(record without its "digest"). */
-static int record_digest(json_t *r, char hex[65]) {
-	static emit_t e;
-	e.n = 0;
-	if (!(e.sha = sha_begin()))
-		return -1;
-	const char *k;
-	json_t *x;
-	int first = 1, bad = 0;
-	put(&e, "{", 1);
-	json_object_foreach(r, k, x) {
-		if (strcmp(k, "digest") == 0)
-			continue;
-		if (reordered_key(k)) {
-			bad = 1;
-			break;
-		}
-		if (!first)
-			put(&e, ",", 1);
-		first = 0;
-		put_string(&e, k, strlen(k));
-		put(&e, ":", 1);
-		if (put_value(&e, x, 1)) {
-			bad = 1;
-			break;
-		}
-	}
-	put(&e, "}", 1);
-	evp.update(e.sha, e.buf, e.n);
-	if (sha_end(e.sha, hex))
-		return -1;
-	return bad ? -1 : 0;
-}
 
 /* ---- one directory's record and images ---------------------------------------------------- */
 
@@ -291,56 +75,6 @@ static int safe_int(json_t *o, const char *key, long long *out) {
 	return *out > MAX_SAFE_INTEGER || *out < -MAX_SAFE_INTEGER ? -1 : 0;
 }
 
-static int covered(const char *name) {
-	size_t n = strlen(name);
-	return name[0] != '.' && !strchr(name, '/') &&
-	       ((n > 4 && strcmp(name + n - 4, ".img") == 0) || strcmp(name, "stats-dump") == 0);
-}
-
-static int is_pages(const char *name) {
-	const char *p = name + 6;
-	size_t digits = strspn(p, "0123456789");
-	return strncmp(name, "pages-", 6) == 0 && digits > 0 && strcmp(p + digits, ".img") == 0;
-}
-
-static int cmp_tree(const void *a, const void *b) {
-	return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "tree")),
-		      json_string_value(json_object_get(*(json_t *const *)b, "tree")));
-}
-
-/* The set's commit id from its session, attempt and members (commitId in commit-record.ts). */
-static int commit_id(const char *session, long long attempt, json_t *members, char out[35]) {
-	size_t n = json_array_size(members);
-	json_t **sorted = malloc(n * sizeof(*sorted));
-	void *c = sorted ? sha_begin() : NULL;
-	if (!c) {
-		free(sorted);
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++)
-		sorted[i] = json_array_get(members, i);
-	qsort(sorted, n, sizeof(*sorted), cmp_tree);
-	char head[64];
-	int len = snprintf(head, sizeof(head), "%lld", attempt);
-	evp.update(c, "stagegate commit v1", 20);
-	evp.update(c, session, strlen(session) + 1);
-	evp.update(c, head, (size_t)len + 1);
-	int dup = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (i && cmp_tree(&sorted[i - 1], &sorted[i]) == 0)
-			dup = 1; /* JavaScript's sort would order them by chance */
-		for (const char *const *k = (const char *const[]){"tree", "host", "run", NULL}; *k; k++) {
-			const char *s = json_string_value(json_object_get(sorted[i], *k));
-			evp.update(c, s, strlen(s) + 1);
-		}
-	}
-	free(sorted);
-	char hex[65];
-	if (sha_end(c, hex) || dup)
-		return -1;
-	snprintf(out, 35, "c-%.32s", hex);
-	return 0;
-}
 
 /* Reads and checks `dir`'s commit record (readRecord in commit-record.ts). */
 static int read_record(member_t *m) {
@@ -428,37 +162,11 @@ static int image_unchanged(const char *dir, json_t *f, int sampled_mode, unsigne
 	struct stat st;
 	if (fd < 0)
 		return -1;
-	int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == size;
-	void *c = ok ? sha_begin() : NULL;
-	if (!c) {
-		close(fd);
-		return -1;
-	}
-	int sampled = sampled_mode && is_pages(name) && size > 2LL * SAMPLE_BYTES;
-	long long ranges[2][2] = {{0, sampled ? SAMPLE_BYTES : size}, {size - SAMPLE_BYTES, SAMPLE_BYTES}};
-	if (sampled) {
-		char head[48];
-		int n = snprintf(head, sizeof(head), "size %lld", size);
-		evp.update(c, head, (size_t)n + 1);
-	}
-	for (int k = 0; ok && k < (sampled ? 2 : 1); k++) {
-		for (long long off = 0; ok && off < ranges[k][1];) {
-			size_t want_n = (size_t)(ranges[k][1] - off < SAMPLE_BYTES ? ranges[k][1] - off : SAMPLE_BYTES);
-			ssize_t got = pread(fd, buf, want_n, ranges[k][0] + off);
-			if (got <= 0)
-				ok = 0;
-			else {
-				evp.update(c, buf, (size_t)got);
-				off += got;
-			}
-		}
-	}
+	char got[80];
+	int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == size &&
+		 image_digest(fd, name, size, sampled_mode, buf, got) == 0;
 	close(fd);
-	char hex[65], expected[80];
-	if (sha_end(c, hex) || !ok)
-		return -1;
-	snprintf(expected, sizeof(expected), "%s%s", sampled ? "sampled:" : "", hex);
-	return strcmp(want, expected) == 0 ? 0 : -1;
+	return ok && strcmp(want, got) == 0 ? 0 : -1;
 }
 
 static int images_unchanged(const member_t *m, unsigned char *buf) {

@@ -758,12 +758,15 @@ static Stagegate__V1__Request *g_req;
  * hook's own run), sent with a bounded linger; nothing waits for a reply. */
 static int zmtp_deliver(const char *path, const uint8_t *msg, size_t len, int timeout_ms, const char **why);
 
+/* What report_failure says failed: the restore, unless a `stagegate dump` says its dump. */
+static int g_dump_failed;
+
 static void report_failure(const char *reason) {
 	if (!g_cfg || !g_req)
 		return;
 	Stagegate__V1__StageEvent *ev = g_req->event;
-	ev->action = STAGEGATE__V1__ACTION__RESTORE_FAILED;
-	ev->action_name = "restore-failed";
+	ev->action = g_dump_failed ? STAGEGATE__V1__ACTION__DUMP_FAILED : STAGEGATE__V1__ACTION__RESTORE_FAILED;
+	ev->action_name = g_dump_failed ? "dump-failed" : "restore-failed";
 	ev->reason = (char *)reason;
 	ev->resend_ms = 0;
 	ev->resent = 0;
@@ -1732,6 +1735,12 @@ void hook_report_failure(const char *reason) {
 		setenv("CRTOOLS_SCRIPT_ACTION", was, 1);
 }
 
+void hook_report_dump_failure(const char *reason) {
+	g_dump_failed = 1;
+	hook_report_failure(reason);
+	g_dump_failed = 0;
+}
+
 /* The one naming rule of the two builds: the dynamic one is the static one's path + "-full". */
 #define FULL_SUFFIX "-full"
 
@@ -1770,5 +1779,7 @@ int main(int argc, char **argv) {
 	g_argv = argv;
 	if (argc > 1 && strcmp(argv[1], "restore") == 0)
 		return swrk_restore(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "dump") == 0)
+		return dump_tree(argc, argv);
 	return hook_main();
 }

@@ -61,8 +61,7 @@ static void say(const char *fmt, ...) {
 	va_end(ap);
 }
 
-/* The checkout root: this executable is <root>/build/stagegate-hook. */
-static int project_root(char *out, size_t cap) {
+int hook_project_root(char *out, size_t cap) {
 	ssize_t n = readlink("/proc/self/exe", out, cap - 1);
 	if (n <= 0)
 		return -1;
@@ -76,19 +75,17 @@ static int project_root(char *out, size_t cap) {
 	return 0;
 }
 
-/* Hands the whole command to the Node CLI, which restores through
- * `criu restore --action-script` (STAGEGATE_NO_SWRK keeps it from coming back here). */
-static int node_cli(char **argv) {
+int hook_node_cli(char **argv) {
 	char root[PATH_MAX], cli[PATH_MAX + 32];
-	if (project_root(root, sizeof(root))) {
-		say("cannot find the stagegate checkout from /proc/self/exe");
+	if (hook_project_root(root, sizeof(root))) {
+		fprintf(stderr, "stagegate %s: cannot find the stagegate checkout from /proc/self/exe\n", argv[1]);
 		return 2;
 	}
 	snprintf(cli, sizeof(cli), "%s/bin/stagegate", root);
 	setenv("STAGEGATE_NO_SWRK", "1", 1);
 	argv[0] = cli;
 	execv(cli, argv);
-	say("cannot run %s: %s", cli, strerror(errno));
+	fprintf(stderr, "stagegate %s: cannot run %s: %s\n", argv[1], cli, strerror(errno));
 	return 2;
 }
 
@@ -97,11 +94,7 @@ static const char *const OPTIONS[][2] = {{"session", "STAGEGATE_SESSION"}, {"tre
 					  {"attempt", "STAGEGATE_ATTEMPT"}, {"timeout", "STAGEGATE_TIMEOUT"}};
 #define N_OPTIONS (sizeof(OPTIONS) / sizeof(OPTIONS[0]))
 
-/* Applies stagegate's options and their defaults (src/cli/command.ts treeOf,
- * runOptions) to the environment the hook reads. Returns the index of the
- * first criu argument (after "--"); 0 when the command is not one this path
- * takes (the Node CLI parses it and says why). */
-static int apply_options(int argc, char **argv) {
+int hook_tree_options(int argc, char **argv, int *full_checksum) {
 	int i = 2;
 	for (; i < argc; i++) {
 		const char *a = argv[i];
@@ -110,6 +103,10 @@ static int apply_options(int argc, char **argv) {
 		if (strncmp(a, "--", 2) != 0)
 			return 0;
 		a += 2;
+		if (full_checksum && strcmp(a, "full-checksum") == 0) {
+			*full_checksum = 1;
+			continue;
+		}
 		size_t k = 0, len = strcspn(a, "=");
 		while (k < N_OPTIONS && !(strlen(OPTIONS[k][0]) == len && strncmp(a, OPTIONS[k][0], len) == 0))
 			k++;
@@ -254,8 +251,7 @@ static int read_criu_args(char **args, int n, criu_args_t *c) {
 	return c->detached ? 0 : -1;
 }
 
-/* criu's exit in words, and the exit code a wrapper passes on (128 + signal when killed). */
-static int criu_exit(int status, char *why, size_t cap) {
+int hook_criu_exit(int status, char *why, size_t cap) {
 	if (WIFSIGNALED(status)) {
 		const char *name = sigabbrev_np(WTERMSIG(status));
 		snprintf(why, cap, "criu killed by SIG%s", name ? name : "?");
@@ -318,7 +314,7 @@ static void report_criu_failure(void) {
 	if (g_criu_run.reported)
 		return;
 	g_criu_run.reported = 1;
-	if (criu_exit(g_criu_run.status, why, sizeof(why)) == 0)
+	if (hook_criu_exit(g_criu_run.status, why, sizeof(why)) == 0)
 		snprintf(why, sizeof(why), "criu exited with 1");
 	hook_report_failure(why);
 }
@@ -445,33 +441,33 @@ static int restore(const criu_args_t *ca, char *const criu);
 
 int swrk_restore(int argc, char **argv) {
 	if (getenv("STAGEGATE_NO_SWRK"))
-		return node_cli(argv); /* not reached: bin/stagegate sends it to Node */
+		return hook_node_cli(argv); /* not reached: bin/stagegate sends it to Node */
 	/* a daemon that restarts closes the driver's connection under a write: reported, not fatal */
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++) {
 		if (strcmp(argv[i], "--set") == 0) {
 			hook_need_full(argv); /* libcrypto */
 			int rc = set_restore(argc, argv);
-			return rc < 0 ? node_cli(argv) : rc;
+			return rc < 0 ? hook_node_cli(argv) : rc;
 		}
 	}
-	int first = apply_options(argc, argv);
+	int first = hook_tree_options(argc, argv, NULL);
 	const char *ep = getenv("STAGEGATE_ENDPOINT");
 	if (first && ep && strncmp(ep, "ipc://", 6) != 0)
 		hook_need_full(argv); /* libzmq */
 	static criu_args_t ca;
 	if (!first || read_criu_args(argv + first, argc - first, &ca))
-		return node_cli(argv);
+		return hook_node_cli(argv);
 	char root[PATH_MAX], criu[PATH_MAX + 32];
 	const char *set = getenv("STAGEGATE_CRIU");
 	if (set && *set)
 		snprintf(criu, sizeof(criu), "%s", set);
-	else if (!project_root(root, sizeof(root)))
+	else if (!hook_project_root(root, sizeof(root)))
 		snprintf(criu, sizeof(criu), "%s/.criu/bin/criu", root);
 	else
-		return node_cli(argv);
+		return hook_node_cli(argv);
 	if (access(criu, X_OK) != 0)
-		return node_cli(argv); /* the CLI says where it looked */
+		return hook_node_cli(argv); /* the CLI says where it looked */
 	int rc = restore(&ca, criu);
 	reap_publishing();
 	return rc;
@@ -658,7 +654,7 @@ static int restore(const criu_args_t *ca, char *const criu) {
 	g_criu_run.reaped = 1;
 	int status = g_criu_run.status;
 	char why[128];
-	int rc = criu_exit(status, why, sizeof(why));
+	int rc = hook_criu_exit(status, why, sizeof(why));
 	if (!ok) {
 		if (rc == 0)
 			rc = 1;
