@@ -12,6 +12,8 @@
 #define RECORD_FORMAT "stagegate-commit/1"
 #define MAX_RECORD_FILES 100000
 #define SAMPLE_BYTES (1 << 20)
+/* Images are read this much at a time: a larger buffer only costs page faults to touch. */
+#define DIGEST_CHUNK (128 << 10)
 #define MAX_SAFE_INTEGER 9007199254740991LL
 
 /* Loads libcrypto's sha256 (the dynamic build only): 0, or -1 when it cannot. */
@@ -32,7 +34,7 @@ int covered(const char *name);
 int is_pages(const char *name);
 
 /* The digest of the open image `fd` of `size` bytes as hashImage writes it: sha256 of it whole,
- * or of a page image's size and both ends ("sampled:"), `buf` of SAMPLE_BYTES. 0, or -1 when it
+ * or of a page image's size and both ends ("sampled:"), `buf` of DIGEST_CHUNK. 0, or -1 when it
  * could not be read whole (shorter than its size, a read error). */
 int image_digest(int fd, const char *name, long long size, int sampled_mode, unsigned char *buf, char out[80]);
 

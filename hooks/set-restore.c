@@ -150,7 +150,7 @@ bad:
 }
 
 /* Whether an image is as committed: a regular file of its size and digest (checkFiles, hashImage). */
-static int image_unchanged(const char *dir, json_t *f, int sampled_mode, unsigned char *buf /* SAMPLE_BYTES */) {
+static int image_unchanged(const char *dir, json_t *f, int sampled_mode, unsigned char *buf /* DIGEST_CHUNK */) {
 	const char *name = json_string_value(json_object_get(f, "name"));
 	const char *want = json_string_value(json_object_get(f, "sha256"));
 	long long size;
@@ -189,7 +189,7 @@ typedef struct {
 
 static void *check_members(void *arg) {
 	check_t *c = arg;
-	unsigned char *buf = malloc(SAMPLE_BYTES);
+	unsigned char *buf = malloc(DIGEST_CHUNK);
 	for (int i; buf && !__atomic_load_n(&c->changed, __ATOMIC_RELAXED) &&
 		    (i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->n;)
 		if (images_unchanged(&c->m[i], buf))
