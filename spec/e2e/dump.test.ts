@@ -107,7 +107,7 @@ function dumpPeer(
   i: number,
   p: Peer,
   images: string,
-  o: { trees?: number; extra?: string[]; timeoutS?: number; session?: string } = {},
+  o: { trees?: number; extra?: string[]; timeoutS?: number; session?: string; env?: NodeJS.ProcessEnv } = {},
 ): { child: ChildProcess; done: Promise<{ code: number | null; output: string }> } {
   const args = [
     'dump',
@@ -132,7 +132,10 @@ function dumpPeer(
     '--leave-running',
     ...(o.extra ?? []),
   ];
-  const child = spawn(inNs(i)[0]!, [...inNs(i).slice(1), STAGEGATE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(inNs(i)[0]!, [...inNs(i).slice(1), STAGEGATE, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...o.env },
+  });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
@@ -352,22 +355,28 @@ describe('coordinated checkpoint faults: every other tree rolled back and runnin
     for (const d of imgs) assert.ok(!existsSync(join(d, 'stagegate-commit.json')), `${d} has a commit record`);
   }
 
-  it("one tree's dump fails (its images directory fills up): the other is rolled back", async () => {
-    const ps = await startPeers();
-    const imgs = [imagesDir('f1'), imagesDir('f2')];
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'sg-full', imgs[1]!]);
-    try {
-      const runs = [dumpPeer(0, ps[0]!, imgs[0]!), dumpPeer(1, ps[1]!, imgs[1]!)];
-      const [a, b] = await Promise.all(runs.map((r) => r.done));
-      assert.notEqual(b!.code, 0, b!.output);
-      assert.notEqual(a!.code, 0, a!.output);
-      assert.match(a!.output, /aborted at post-dump: .*\[E_TREE_FAILED\] tree t2 failed to dump: criu exited with 1/);
-      await advancing(ps);
-      assertNotCommitted(imgs);
-    } finally {
-      execFileSync('umount', [imgs[1]!]);
-    }
-  });
+  // the failing tree's wrapper tells the coordinator: `stagegate dump` in C (hooks/dump.c), and the
+  // Node CLI it hands over to (the reference, src/criu/dump.ts)
+  for (const [via, env] of [
+    ['the C driver', {}],
+    ['the Node CLI', { STAGEGATE_NO_SWRK: '1' }],
+  ] as const)
+    it(`one tree's dump fails (its images directory fills up): the other is rolled back (the failing one through ${via})`, async () => {
+      const ps = await startPeers();
+      const imgs = [imagesDir('f1'), imagesDir('f2')];
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'sg-full', imgs[1]!]);
+      try {
+        const runs = [dumpPeer(0, ps[0]!, imgs[0]!), dumpPeer(1, ps[1]!, imgs[1]!, { env })];
+        const [a, b] = await Promise.all(runs.map((r) => r.done));
+        assert.notEqual(b!.code, 0, b!.output);
+        assert.notEqual(a!.code, 0, a!.output);
+        assert.match(a!.output, /aborted at post-dump: .*\[E_TREE_FAILED\] tree t2 failed to dump: criu exited with 1/);
+        await advancing(ps);
+        assertNotCommitted(imgs);
+      } finally {
+        execFileSync('umount', [imgs[1]!]);
+      }
+    });
 
   it('the coordinator killed while the trees wait at post-dump: all resume within the timeout', async () => {
     const own = await Daemon.start(dir, 20, 'none', `-killed${job}`);
