@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, ftruncateSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Subscriber } from 'zeromq';
 import { decodePublished, type PublishedMessage } from '../src/protocol/codec';
@@ -134,12 +135,31 @@ export function exited(child: ChildProcess): Promise<Exit> {
   return new Promise((res) => child.once('exit', (code, signal) => res({ code, signal })));
 }
 
+/**
+ * `child`'s exit once what it wrote to its pipes has been read: 'exit' can come before the last
+ * 'data' of its stdout and stderr (a C driver that prints and exits at once loses its last line).
+ * Their close is awaited for at most `graceMs`: a descendant that inherited them may hold them.
+ */
+export async function finished(child: ChildProcess, graceMs = 2000): Promise<Exit> {
+  const e = await exited(child);
+  const open = [child.stdout, child.stderr].filter((s): s is Readable => !!s && !s.closed);
+  if (open.length > 0) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(open.map((s) => new Promise((r) => s.once('close', r)))),
+      new Promise((r) => (timer = setTimeout(r, graceMs))),
+    ]);
+    clearTimeout(timer);
+  }
+  return e;
+}
+
 export async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Exit & { output: string }> {
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
-  const e = await exited(child);
+  const e = await finished(child);
   return { ...e, output };
 }
 
@@ -244,7 +264,7 @@ export function restoreTree(o: {
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
-  return { child, pidfile, done: exited(child).then((e) => ({ ...e, output: output + tail(log) })) };
+  return { child, pidfile, done: finished(child).then((e) => ({ ...e, output: output + tail(log) })) };
 }
 
 function tail(path: string): string {

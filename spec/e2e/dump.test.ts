@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Daemon, STAGEGATE, exited, firstChild, killTree, readPidfile, run, sleep } from '../../demo/harness';
+import { Daemon, STAGEGATE, exited, finished, firstChild, killTree, readPidfile, run, sleep } from '../../demo/harness';
 import { criuPath, projectRoot } from '../../src/paths';
 import { fieldsOf } from '../../src/core/model';
 import { until } from '../support/coordinator';
@@ -139,7 +139,7 @@ function dumpPeer(
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
-  return { child, done: exited(child).then((e) => ({ code: e.code, output })) };
+  return { child, done: finished(child).then((e) => ({ code: e.code, output })) };
 }
 
 async function killPeers(ps: Peer[]): Promise<void> {

@@ -17,7 +17,7 @@ import { decodeRequest } from '../../src/protocol/codec';
 import { isGate } from '../../src/core/actions';
 import { until } from '../support/coordinator';
 import { hookEnv, proceedFor } from '../support/hook';
-import { exited } from '../../demo/harness';
+import { exited, finished } from '../../demo/harness';
 
 const RESTORE = ['pre-restore', 'setup-namespaces', 'post-setup-namespaces', 'post-restore', 'pre-resume', 'post-resume'];
 
@@ -78,7 +78,7 @@ const startTime = (pid: number) => {
 async function restoreThrough(criu: ReturnType<typeof fakeCriu>, dir: string) {
   const before = { accepted: daemon.accepted, events: daemon.events.length };
   writeFileSync(join(dir, 'go'), '');
-  const { code } = await exited(criu.child);
+  const { code } = await finished(criu.child);
   assert.equal(code, 0, criu.stderr());
   const evs = daemon.events.slice(before.events);
   assert.deepEqual(

@@ -1,6 +1,7 @@
 /** Runs the compiled hook the way criu does: no arguments, stdin closed, a clean environment. */
 import { spawn } from 'node:child_process';
 import { hookPath } from '../../src/paths';
+import { finished } from '../../demo/harness';
 import { encodeVerdict } from '../../src/protocol/codec';
 import type { StageEvent } from '../../src/core/model';
 
@@ -24,7 +25,9 @@ export function runHook(env: Record<string, string>, parentScript = '"$SG_HOOK";
   });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
-  return new Promise((res) => child.once('exit', (code, signal) => res({ code, signal, stderr, ms: performance.now() - started })));
+  let ms = 0;
+  child.once('exit', () => (ms = performance.now() - started)); // the hook's own time, not its pipes'
+  return finished(child).then(({ code, signal }) => ({ code, signal, stderr, ms }));
 }
 
 /**
