@@ -209,16 +209,9 @@ int dump_tree(int argc, char **argv) {
 	int first = hook_tree_options(argc, argv, &full);
 	if (!first)
 		return hook_node_cli(argv);
-	char root[PATH_MAX], criu[PATH_MAX + 32], hook[PATH_MAX];
-	const char *set = getenv("STAGEGATE_CRIU");
-	if (set && *set)
-		snprintf(criu, sizeof(criu), "%s", set);
-	else if (!hook_project_root(root, sizeof(root)))
-		snprintf(criu, sizeof(criu), "%s/.criu/bin/criu", root);
-	else
-		return hook_node_cli(argv);
+	char criu[PATH_MAX + 32], hook[PATH_MAX];
 	/* criu runs the static build at every action, as `criu dump --action-script` from the CLI */
-	if (access(criu, X_OK) != 0 || hook_build_path(0, hook, sizeof(hook)) || access(hook, X_OK) != 0)
+	if (hook_criu_path(criu, sizeof(criu)) || hook_build_path(0, hook, sizeof(hook)) || access(hook, X_OK) != 0)
 		return hook_node_cli(argv); /* the CLI says where it looked */
 	if (!getenv("STAGEGATE_ATTEMPT"))
 		setenv("STAGEGATE_ATTEMPT", "1", 1);
@@ -226,16 +219,11 @@ int dump_tree(int argc, char **argv) {
 	int nargs = argc - first;
 
 	/* this dump's identity: every hook of this criu, and this wrapper, speak as this run */
-	char run[64] = "sg-";
-	int ufd = open("/proc/sys/kernel/random/uuid", O_RDONLY | O_CLOEXEC);
-	ssize_t un = ufd >= 0 ? read(ufd, run + 3, 36) : -1;
-	if (ufd >= 0)
-		close(ufd);
-	if (un != 36) {
+	char run[40];
+	if (hook_new_run(run)) {
 		say("cannot read a random uuid to name this run");
 		return 1;
 	}
-	run[39] = '\0';
 	const char *tmp = getenv("TMPDIR");
 	snprintf(g_scratch, sizeof(g_scratch), "%s/stagegate-dump-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(g_scratch)) {

@@ -95,6 +95,13 @@ int hook_node_cli(char **argv);
  * path takes (the Node CLI parses it and says why). */
 int hook_tree_options(int argc, char **argv, int *full_checksum);
 
+/* The criu a wrapper runs: STAGEGATE_CRIU, else the checkout's .criu/bin/criu
+ * (src/paths.ts criuPath). 0 when it is executable, else -1. */
+int hook_criu_path(char *out, size_t cap);
+
+/* A new run id, "sg-" and a random uuid: 0, or -1 when none could be read. */
+int hook_new_run(char run[40]);
+
 /* criu's exit in words, and the exit code a wrapper passes on (128 + signal when killed). */
 int hook_criu_exit(int status, char *why, size_t cap);
 

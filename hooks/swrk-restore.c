@@ -251,6 +251,28 @@ static int read_criu_args(char **args, int n, criu_args_t *c) {
 	return c->detached ? 0 : -1;
 }
 
+int hook_criu_path(char *out, size_t cap) {
+	char root[PATH_MAX];
+	const char *set = getenv("STAGEGATE_CRIU");
+	if (set && *set)
+		snprintf(out, cap, "%s", set);
+	else if (!hook_project_root(root, sizeof(root)))
+		snprintf(out, cap, "%s/.criu/bin/criu", root);
+	else
+		return -1;
+	return access(out, X_OK);
+}
+
+int hook_new_run(char run[40]) {
+	memcpy(run, "sg-", 3);
+	int fd = open("/proc/sys/kernel/random/uuid", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, run + 3, 36) : -1;
+	if (fd >= 0)
+		close(fd);
+	run[n == 36 ? 39 : 3] = '\0';
+	return n == 36 ? 0 : -1;
+}
+
 int hook_criu_exit(int status, char *why, size_t cap) {
 	if (WIFSIGNALED(status)) {
 		const char *name = sigabbrev_np(WTERMSIG(status));
@@ -458,15 +480,8 @@ int swrk_restore(int argc, char **argv) {
 	static criu_args_t ca;
 	if (!first || read_criu_args(argv + first, argc - first, &ca))
 		return hook_node_cli(argv);
-	char root[PATH_MAX], criu[PATH_MAX + 32];
-	const char *set = getenv("STAGEGATE_CRIU");
-	if (set && *set)
-		snprintf(criu, sizeof(criu), "%s", set);
-	else if (!hook_project_root(root, sizeof(root)))
-		snprintf(criu, sizeof(criu), "%s/.criu/bin/criu", root);
-	else
-		return hook_node_cli(argv);
-	if (access(criu, X_OK) != 0)
+	char criu[PATH_MAX + 32];
+	if (hook_criu_path(criu, sizeof(criu)))
 		return hook_node_cli(argv); /* the CLI says where it looked */
 	int rc = restore(&ca, criu);
 	reap_publishing();
@@ -508,16 +523,11 @@ static int fail_early(const char *what) {
 
 static int restore(const criu_args_t *ca, char *const criu) {
 	/* this restore's identity: every hook of this criu, and this wrapper, speak as this run */
-	char run[64] = "sg-";
-	int ufd = open("/proc/sys/kernel/random/uuid", O_RDONLY | O_CLOEXEC);
-	ssize_t un = ufd >= 0 ? read(ufd, run + 3, 36) : -1;
-	if (ufd >= 0)
-		close(ufd);
-	if (un != 36) {
+	char run[40];
+	if (hook_new_run(run)) {
 		say("cannot read a random uuid to name this run");
 		return 1;
 	}
-	run[39] = '\0';
 	setenv("STAGEGATE_RUN", run, 1);
 	int conf = config_memfd(ca);
 	if (conf < 0)

@@ -1,7 +1,9 @@
 /**
  * `stagegate dump`: runs `criu dump` with the stagegate hook as action script
  * (the twin of `stagegate restore`), and writes the commit record once the
- * coordinator has committed the whole set.
+ * coordinator has committed the whole set. bin/stagegate runs the C driver
+ * (hooks/dump.c) first, which does the same without a Node.js start and hands
+ * here only what it does not take; this file stays the reference.
  * - The hook holds the tree at pre-dump (until every tree has started), at
  *   network-lock (trees with their own netns) and at post-dump (the group
  *   commit). An ABORT at post-dump makes criu unlock the network and resume
