@@ -28,6 +28,7 @@ CRTOOLS_SCRIPT_ACTION=pre-dump "$hook" || exit 1
 [ -n "$FAKE_CRIU_FAIL" ] && exit "$FAKE_CRIU_FAIL"
 cp -P "$FAKE_CRIU_IMAGES"/* "$dir"/
 CRTOOLS_SCRIPT_ACTION=post-dump "$hook" || exit 1
+[ -n "$FAKE_CRIU_DROP_MARK" ] && rm -f "$STAGEGATE_COMMIT_MARK"
 exit 0
 `;
 
@@ -75,7 +76,7 @@ interface DumpRun {
 async function dump(
   tree: string,
   tmpl: string,
-  o: { session?: string; trees?: number; nodeCli?: boolean; fail?: number; extra?: string[] } = {},
+  o: { session?: string; trees?: number; nodeCli?: boolean; fail?: number; dropMark?: boolean; extra?: string[] } = {},
 ): Promise<DumpRun> {
   const images = join(dir, `images-${tree}-${session++}`);
   mkdirSync(images);
@@ -100,6 +101,7 @@ async function dump(
       FAKE_CRIU_IMAGES: tmpl,
       FAKE_CRIU_PARENT: parentFile,
       ...(o.fail ? { FAKE_CRIU_FAIL: String(o.fail) } : {}),
+      ...(o.dropMark ? { FAKE_CRIU_DROP_MARK: '1' } : {}),
       ...(o.nodeCli ? { STAGEGATE_NO_SWRK: '1' } : {}),
     },
   );
@@ -184,6 +186,17 @@ describe('stagegate dump without Node.js (hooks/dump.c)', () => {
       /no commit record written \(.*fdinfo-2\.img: a symlink \(not followed\)\), so this set does not count as committed/,
     );
     assert.ok(!readdirSync(c.images).some((f) => f.startsWith(RECORD_NAME) || f.endsWith('.tmp')), 'no record, whole or partial');
+  });
+
+  it('criu succeeded but the hook left no COMMIT mark: no record, and the command fails (the safe side)', async () => {
+    const c = await dump('t0', template('nomark'), { dropMark: true });
+    assert.equal(c.code, 1, c.output);
+    assert.ok(!c.node);
+    assert.match(
+      c.output,
+      /criu dumped tree t0, but the commit is not confirmed \(no commit mark from the hook\): no commit record written/,
+    );
+    assert.ok(!existsSync(join(c.images, RECORD_NAME)));
   });
 
   it('hands what it does not take to the Node CLI: --help, an option it does not know', async () => {
