@@ -43,19 +43,12 @@
 
 #define MAX_MARK_BYTES (1 << 20)
 
-/* One line on stderr in one write: the trees of a job often share one stderr. */
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...) {
-	char line[4096] = "stagegate dump: ";
-	size_t n = strlen(line);
 	va_list ap;
 	va_start(ap, fmt);
-	int k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	hook_sayv("dump", fmt, ap);
 	va_end(ap);
-	n = k < 0 ? n : n + (size_t)k < sizeof(line) - 1 ? n + (size_t)k : sizeof(line) - 2;
-	line[n++] = '\n';
-	ssize_t w = write(STDERR_FILENO, line, n);
-	(void)w;
 }
 
 /* The value of a criu option (`-t N`, `--tree N`, `--tree=N`), the last one given (criuOption). */

@@ -7,6 +7,7 @@
 #ifndef STAGEGATE_HOOK_H
 #define STAGEGATE_HOOK_H
 
+#include <stdarg.h>
 #include <sys/types.h>
 
 /* One action of the hook, as criu would run it: reads CRTOOLS_* and
@@ -101,6 +102,10 @@ int hook_criu_path(char *out, size_t cap);
 
 /* A new run id, "sg-" and a random uuid: 0, or -1 when none could be read. */
 int hook_new_run(char run[40]);
+
+/* "stagegate COMMAND: " and the message as one line on stderr, in one write:
+ * the trees of a job (restore --set's drivers, a job's dumps) share a stderr. */
+void hook_sayv(const char *command, const char *fmt, va_list ap);
 
 /* criu's exit in words, and the exit code a wrapper passes on (128 + signal when killed). */
 int hook_criu_exit(int status, char *why, size_t cap);

@@ -51,13 +51,22 @@
 #define MAX_RPC 65536
 #define MAX_CRIU_ARGS 4096
 
+void hook_sayv(const char *command, const char *fmt, va_list ap) {
+	char line[4096];
+	int p = snprintf(line, sizeof(line), "stagegate %s: ", command);
+	size_t n = p < 0 ? 0 : (size_t)p;
+	int k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	n = k < 0 ? n : n + (size_t)k < sizeof(line) - 1 ? n + (size_t)k : sizeof(line) - 2;
+	line[n++] = '\n';
+	ssize_t w = write(STDERR_FILENO, line, n);
+	(void)w;
+}
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...) {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("stagegate restore: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	hook_sayv("restore", fmt, ap);
 	va_end(ap);
 }
 
