@@ -154,7 +154,10 @@ describe('gate integrity on real CRIU', () => {
     assert.ok(!eventsOf(daemon).some((e) => e.tree === 't0' && e.action !== 'pre-restore'), 't0 waits at pre-restore until t1 starts');
     const b = restore(1);
     for (const r of await Promise.all([a.done, b.done])) assert.equal(r.code, 0, r.output);
-    const gates = decisions(daemon).filter((d) => d.kind === 'gate-opened');
+    // the decisions reach the subscriber after the hooks' verdicts: the last may still be on its way
+    const opened = () => decisions(daemon).filter((d) => d.kind === 'gate-opened');
+    await eventually(() => opened().length >= 3);
+    const gates = opened();
     assert.deepEqual(
       gates.map((g) => g.action),
       ['pre-restore', 'post-restore', 'pre-resume'],
