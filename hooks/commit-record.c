@@ -329,49 +329,76 @@ typedef struct {
 	long long size;
 	ino_t ino;
 	char sha256[80];
-	char why[160]; /* set when this file failed */
 } image_t;
 
+/* The images being recorded, and why the first that failed did. */
 typedef struct {
-	int dirfd, full, next, failed;
+	int dirfd, full, reported;
 	image_t *img;
-	size_t n;
+	char why[512];
 } digest_job_t;
+
+static int image_failed(digest_job_t *j, const image_t *im, const char *reason) {
+	if (!__atomic_exchange_n(&j->reported, 1, __ATOMIC_ACQ_REL))
+		snprintf(j->why, sizeof(j->why), "%s: %s", im->name, reason);
+	return -1;
+}
 
 /* One image: opened without following a symlink, a regular file, hashed; its writeback is
  * started (not waited for) so that the fsync pass after finds it on its way to the disk. */
-static int digest_one(digest_job_t *j, image_t *im, unsigned char *buf) {
+static int digest_one(void *ctx, size_t i, unsigned char *buf) {
+	digest_job_t *j = ctx;
+	image_t *im = &j->img[i];
 	int fd = openat(j->dirfd, im->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	struct stat st;
-	if (fd < 0) {
-		snprintf(im->why, sizeof(im->why), "%s", errno == ELOOP ? "a symlink (not followed)" : strerror(errno));
-		return -1;
-	}
-	int rc = -1;
+	if (fd < 0)
+		return image_failed(j, im, errno == ELOOP ? "a symlink (not followed)" : strerror(errno));
+	int rc = 0;
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
-		snprintf(im->why, sizeof(im->why), "not a regular file");
+		rc = image_failed(j, im, "not a regular file");
 	else if (im->size = st.st_size, im->ino = st.st_ino, image_digest(fd, im->name, im->size, !j->full, buf, im->sha256))
-		snprintf(im->why, sizeof(im->why), "shorter than its size while hashing, or unreadable");
-	else {
+		rc = image_failed(j, im, "shorter than its size while hashing, or unreadable");
+	else
 		sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: the fsync below is what counts */
-		rc = 0;
-	}
 	close(fd);
 	return rc;
 }
 
-/* Threads take the next image until none is left or one failed: hashing is CPU work. */
-static void *digest_images(void *arg) {
-	digest_job_t *j = arg;
+/* hash_parallel's threads: each takes the next item until none is left or one failed. */
+typedef struct {
+	size_t n, next;
+	int failed;
+	int (*each)(void *ctx, size_t i, unsigned char *buf);
+	void *ctx;
+} pool_t;
+
+static void *pool_work(void *arg) {
+	pool_t *p = arg;
 	unsigned char *buf = malloc(DIGEST_CHUNK);
-	for (int i; buf && !__atomic_load_n(&j->failed, __ATOMIC_RELAXED) &&
-		    (size_t)(i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->n;)
-		if (digest_one(j, &j->img[i], buf))
-			__atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+	for (size_t i; buf && !__atomic_load_n(&p->failed, __ATOMIC_RELAXED) &&
+		       (i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED)) < p->n;)
+		if (p->each(p->ctx, i, buf))
+			__atomic_store_n(&p->failed, 1, __ATOMIC_RELAXED);
 	if (!buf)
-		__atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&p->failed, 1, __ATOMIC_RELAXED);
 	free(buf);
 	return NULL;
+}
+
+int hash_parallel(size_t n, int (*each)(void *ctx, size_t i, unsigned char *buf), void *ctx) {
+	pool_t p = {.n = n, .each = each, .ctx = ctx};
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t threads = cpus < 1 ? 1 : cpus > 16 ? 16 : (size_t)cpus;
+	if (threads > n)
+		threads = n;
+	pthread_t t[16];
+	size_t started = 0;
+	while (started + 1 < threads && pthread_create(&t[started], NULL, pool_work, &p) == 0)
+		started++;
+	pool_work(&p); /* this thread too */
+	while (started > 0)
+		pthread_join(t[--started], NULL);
+	return p.failed ? -1 : 0;
 }
 
 static int cmp_image(const void *a, const void *b) { return strcmp(((const image_t *)a)->name, ((const image_t *)b)->name); }
@@ -445,26 +472,10 @@ static int fsync_all(int dirfd, image_t *img, size_t n, char *why, size_t cap) {
 
 /* 0 when every image was digested and is on disk; else why the first that failed did. */
 static int digest_all(int dirfd, int full, image_t *img, size_t n, char *why, size_t cap) {
-	digest_job_t j = {.dirfd = dirfd, .full = full, .img = img, .n = n};
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	int threads = (int)(cpus < 1 ? 1 : cpus > 16 ? 16 : cpus);
-	if ((size_t)threads > n)
-		threads = (int)n;
-	pthread_t t[16];
-	int started = 0;
-	while (started < threads - 1 && pthread_create(&t[started], NULL, digest_images, &j) == 0)
-		started++;
-	digest_images(&j);
-	while (started > 0)
-		pthread_join(t[--started], NULL);
-	if (!j.failed)
+	digest_job_t j = {.dirfd = dirfd, .full = full, .img = img};
+	if (!hash_parallel(n, digest_one, &j))
 		return fsync_all(dirfd, img, n, why, cap);
-	for (size_t i = 0; i < n; i++)
-		if (img[i].why[0]) {
-			snprintf(why, cap, "%s: %s", img[i].name, img[i].why);
-			return -1;
-		}
-	snprintf(why, cap, "out of memory");
+	snprintf(why, cap, "%s", j.reported ? j.why : "out of memory");
 	return -1;
 }
 

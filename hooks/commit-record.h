@@ -38,6 +38,11 @@ int is_pages(const char *name);
  * could not be read whole (shorter than its size, a read error). */
 int image_digest(int fd, const char *name, long long size, int sampled_mode, unsigned char *buf, char out[80]);
 
+/* Runs `each(ctx, i, buf)` for every i below `n` on as many threads as CPUs (16 at most, this
+ * one included), each with a buffer of DIGEST_CHUNK, until all are done or one returns non-zero
+ * (the rest are then not started). 0, or -1 when one failed or a buffer could not be had. */
+int hash_parallel(size_t n, int (*each)(void *ctx, size_t i, unsigned char *buf), void *ctx);
+
 /* What one tree's record says besides its files (writeRecord's argument). */
 typedef struct {
 	const char *session, *tree, *host;

@@ -25,7 +25,6 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -180,42 +179,12 @@ static int images_unchanged(const member_t *m, unsigned char *buf) {
 }
 
 /* The members' images are hashed on every CPU at once (a tree's pages are megabytes, and
- * nothing is restored before all are checked); each thread takes the next member until
- * one is changed. Only reads: each member's record is its own. */
-typedef struct {
-	const member_t *m;
-	int n, next, changed;
-} check_t;
-
-static void *check_members(void *arg) {
-	check_t *c = arg;
-	unsigned char *buf = malloc(DIGEST_CHUNK);
-	for (int i; buf && !__atomic_load_n(&c->changed, __ATOMIC_RELAXED) &&
-		    (i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->n;)
-		if (images_unchanged(&c->m[i], buf))
-			__atomic_store_n(&c->changed, 1, __ATOMIC_RELAXED);
-	if (!buf)
-		__atomic_store_n(&c->changed, 1, __ATOMIC_RELAXED);
-	free(buf);
-	return NULL;
-}
+ * nothing is restored before all are checked), until one is changed. Only reads: each
+ * member's record is its own. */
+static int member_unchanged(void *ctx, size_t i, unsigned char *buf) { return images_unchanged((const member_t *)ctx + i, buf); }
 
 /* 0 when every member's images are as committed. */
-static int all_images_unchanged(const member_t *m, int n) {
-	check_t c = {m, n, 0, 0};
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	int threads = (int)(cpus < 1 ? 1 : cpus > 16 ? 16 : cpus);
-	if (threads > n)
-		threads = n;
-	pthread_t t[16];
-	int started = 0;
-	while (started < threads - 1 && pthread_create(&t[started], NULL, check_members, &c) == 0)
-		started++;
-	check_members(&c); /* this thread too */
-	while (started > 0)
-		pthread_join(t[--started], NULL);
-	return c.changed ? -1 : 0;
-}
+static int all_images_unchanged(const member_t *m, int n) { return hash_parallel((size_t)n, member_unchanged, (void *)m); }
 
 /* A tree whose TCP connections `restore --set` would hold (no netns of its own, established streams). */
 static int holds_tcp(const char *dir) {
