@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define RECORD_NAME "stagegate-commit.json"
 #define RECORD_FORMAT "stagegate-commit/1"
@@ -15,6 +16,10 @@
 /* Images are read this much at a time: a larger buffer only costs page faults to touch. */
 #define DIGEST_CHUNK (128 << 10)
 #define MAX_SAFE_INTEGER 9007199254740991LL
+
+/* A regular file of at most `max` bytes read whole, no symlink followed (a record, the hook's
+ * commit mark): its bytes (one more allocated, for a NUL) and *len, or NULL. */
+uint8_t *read_small(const char *path, size_t max, size_t *len);
 
 /* Loads libcrypto's sha256 (the dynamic build only): 0, or -1 when it cannot. */
 int crypto_load(void);

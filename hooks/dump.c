@@ -90,34 +90,6 @@ static void scratch_remove(void) {
 	rmdir(g_scratch);
 }
 
-/* A small regular file read whole (no symlink followed): its bytes, or NULL. */
-static uint8_t *read_small(const char *path, size_t max, size_t *len) {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0)
-		return NULL;
-	uint8_t *buf = NULL;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size <= max &&
-	    (buf = malloc((size_t)st.st_size + 1))) {
-		size_t got = 0;
-		while (got < (size_t)st.st_size) {
-			ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0)
-				break;
-			got += (size_t)r;
-		}
-		if (got != (size_t)st.st_size) {
-			free(buf);
-			buf = NULL;
-		}
-		*len = got;
-	}
-	close(fd);
-	return buf;
-}
-
 /* The first line of the abort note, printed: why this tree's dump was aborted. */
 static void print_abort_note(void) {
 	size_t n;

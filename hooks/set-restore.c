@@ -74,33 +74,15 @@ static int safe_int(json_t *o, const char *key, long long *out) {
 	return *out > MAX_SAFE_INTEGER || *out < -MAX_SAFE_INTEGER ? -1 : 0;
 }
 
-
 /* Reads and checks `dir`'s commit record (readRecord in commit-record.ts). */
 static int read_record(member_t *m) {
 	char path[PATH_MAX];
 	if (snprintf(path, sizeof(path), "%s/%s", m->dir, RECORD_NAME) >= (int)sizeof(path))
 		return -1;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0)
+	size_t got;
+	char *text = (char *)read_small(path, MAX_RECORD_BYTES, &got);
+	if (!text)
 		return -1;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > MAX_RECORD_BYTES) {
-		close(fd);
-		return -1;
-	}
-	char *text = malloc((size_t)st.st_size + 1);
-	size_t got = 0;
-	while (text && got < (size_t)st.st_size) {
-		ssize_t r = read(fd, text + got, (size_t)st.st_size - got);
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	close(fd);
-	if (!text || got != (size_t)st.st_size) {
-		free(text);
-		return -1;
-	}
 	json_error_t err;
 	json_t *r = json_loadb(text, got, JSON_REJECT_DUPLICATES, &err);
 	free(text);
